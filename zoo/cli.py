@@ -1,0 +1,204 @@
+"""The command line: ``zoo train | list | ui``. It parses, calls and prints; no logic of its own.
+
+``zoo train`` is a Hydra app (overrides, ``-m`` sweeps, ``--cfg``, ``--help``) over
+:func:`zoo.train.train`. A problem with the user's input prints one line and exits 2, without a
+traceback unless ``HYDRA_FULL_ERROR=1``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .errors import ZooError
+
+USAGE = """usage: zoo <command> [args]
+
+commands:
+  train [overrides]   train a model (Hydra overrides; `zoo train --help` lists them)
+  list                every architecture and dataset, with its plugin and where it came from
+  ui [--port N] [--host H]   the MLflow UI over the project's store (127.0.0.1 by default)
+"""
+
+GROUPS = ("model", "data", "optimizer", "scheduler", "trainer", "tracking", "experiment", "hparams_search")
+
+
+def _full_errors() -> bool:
+    return os.environ.get("HYDRA_FULL_ERROR", "") not in ("", "0")
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _plugin_dirs(args: list[str]) -> list[str]:
+    """``plugins.dir`` must be known before Hydra composes (plugins add config nodes)."""
+    dirs = [a.split("=", 1)[1] for a in args if a.split("=", 1)[0].lstrip("+~") == "plugins.dir" and "=" in a]
+    if not dirs and os.environ.get("ZOO_PLUGIN_DIR"):
+        dirs = [os.environ["ZOO_PLUGIN_DIR"]]
+    return [d for d in dirs if d and d != "null"]
+
+
+def _registry(args: list[str]):
+    from .registry import load_registry
+
+    reg = load_registry(_plugin_dirs(args))
+    for f in reg.failures:
+        print(f"warning: plugin '{f.plugin}' ({f.source}) was skipped: {f.error}", file=sys.stderr)
+    return reg
+
+
+def _choices(group: str, registry) -> list[str]:
+    from .config import CONF_DIR
+
+    names = {p.stem for p in (CONF_DIR / group).glob("*.yaml")}
+    if group == "model":
+        names |= set(registry.architectures)
+    if group == "data":
+        names |= set(registry.datasets)
+    return sorted(names)
+
+
+def check_choices(args: list[str], registry) -> None:
+    """One clear line for an unknown ``group=name`` before Hydra composes anything."""
+    for arg in args:
+        if "=" not in arg or arg.startswith("-"):
+            continue
+        key, value = arg.split("=", 1)
+        group = key.lstrip("+~")
+        if group not in GROUPS or value in ("", "null") or "(" in value:
+            continue
+        options = _choices(group, registry)
+        for v in value.split(","):
+            if v not in options:
+                close = difflib.get_close_matches(v, options, n=1)
+                hint = f" Did you mean '{close[0]}'?" if close else ""
+                what = {"model": "model (architecture)", "data": "dataset"}.get(group, group)
+                raise ZooError(f"unknown {what} '{v}' in {arg}.{hint} Available: {', '.join(options) or 'none'}")
+
+
+def cmd_train(args: list[str]) -> int:
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from .config import CONF_DIR, register_configs
+    from .train import train
+
+    registry = _registry(args)
+    register_configs(registry)
+    if not any(a in ("--help", "-h", "--hydra-help", "--info", "--cfg", "-c", "--shell-completion") for a in args):
+        check_choices(args, registry)
+
+    @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+    def run(cfg) -> float | None:
+        overrides = list(HydraConfig.get().overrides.task)
+        try:
+            metrics = train(cfg, registry, overrides)
+        except ZooError as exc:
+            if _full_errors():
+                raise
+            _fail(str(exc))
+        print(summary_line(cfg, metrics))
+        return metrics.get("objective")
+
+    sys.argv = ["zoo train", *args]
+    run()
+    return 0
+
+
+def summary_line(cfg, metrics: dict) -> str:
+    shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith("test/"))
+    return (f"zoo: {cfg.model.name} on {cfg.data.name} | {shown} | {metrics.get('duration_s', 0):.1f}s | "
+            f"run {metrics['run_id']} (experiment '{cfg.tracking.experiment}')")
+
+
+def cmd_list(args: list[str]) -> int:
+    registry = _registry(args)
+    rows = [("ARCHITECTURE", "FAMILY", "DATA KINDS", "PLUGIN", "SOURCE")]
+    for name, e in sorted(registry.architectures.items()):
+        rows.append((name, e.decl.family, ",".join(e.decl.kinds), e.plugin, e.source))
+    _table(rows)
+    print()
+    rows = [("DATASET", "KIND", "TASK", "PLUGIN", "SOURCE")]
+    for name, e in sorted(registry.datasets.items()):
+        rows.append((name, e.decl.kind, e.decl.task, e.plugin, e.source))
+    _table(rows)
+    if registry.failures:
+        print()
+        _table([("FAILED PLUGIN", "SOURCE", "ERROR")] + [(f.plugin, f.source, f.error) for f in registry.failures])
+    return 0
+
+
+def _table(rows: list[tuple]) -> None:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+def cmd_ui(args: list[str]) -> int:
+    import argparse
+    import signal
+    import subprocess
+
+    from .tracking import artifact_root, default_uri
+
+    p = argparse.ArgumentParser(prog="zoo ui", description="Start the MLflow UI over Zoo's store.")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--uri", default=os.environ.get("MLFLOW_TRACKING_URI") or default_uri(),
+                   help="the store (default: MLFLOW_TRACKING_URI or ./mlruns/mlflow.db)")
+    ns = p.parse_args(args)
+    if ns.uri.startswith("sqlite:///"):
+        Path(ns.uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", ns.uri, "--host", ns.host, "--port", str(ns.port)]
+    root = artifact_root(ns.uri)
+    if root:
+        cmd += ["--default-artifact-root", root]
+    if ns.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: binding to {ns.host}: anyone who can reach this machine can read (and change) your runs",
+              file=sys.stderr)
+    else:
+        print(f"zoo ui binds to {ns.host} (this machine only); pass --host 0.0.0.0 to share it", file=sys.stderr)
+    print(f"MLflow UI for {ns.uri} at http://{'127.0.0.1' if ns.host in ('0.0.0.0', '::') else ns.host}:{ns.port}", flush=True)
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait()
+
+
+COMMANDS = {"train": cmd_train, "list": cmd_list, "ui": cmd_ui}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    cmd = COMMANDS.get(argv[0])
+    if cmd is None:
+        close = difflib.get_close_matches(argv[0], COMMANDS, n=1)
+        _fail(f"unknown command '{argv[0]}'.{f' Did you mean {close[0]!r}?' if close else ''} Commands: {', '.join(COMMANDS)}")
+    try:
+        return cmd(argv[1:]) or 0
+    except ZooError as exc:
+        if _full_errors():
+            raise
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
