@@ -78,6 +78,8 @@ class Architecture:
         tasks: the tasks it can serve (``None``: any task of its kinds).
         report: optional ``report(model, splits, out_dir) -> list[path]`` called after
             training; the files it writes are logged as run artifacts (plots, samples).
+        smoke: hyperparameter overrides that make a tiny, fast model for the registry-driven
+            tests and the contract kit (e.g. ``{"hidden_size": 8}``).
     """
 
     name: str
@@ -88,6 +90,7 @@ class Architecture:
     description: str = ""
     tasks: tuple[str, ...] | None = None
     report: Callable[..., Sequence[Any]] | None = None
+    smoke: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ class Dataset:
             package, never downloaded. Raise ``ValueError`` naming the setting for bad params.
         defaults: default parameters; each becomes ``data.<key>`` in the config.
         description: one line for ``zoo list``.
+        smoke: parameter overrides that make a tiny version for tests (e.g. ``{"n_samples": 64}``).
     """
 
     name: str
@@ -110,6 +114,7 @@ class Dataset:
     load: Callable[..., Splits]
     defaults: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+    smoke: Mapping[str, Any] = field(default_factory=dict)
 
 
 def check_declaration(obj: Any, cls: type) -> str | None:

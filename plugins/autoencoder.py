@@ -1,0 +1,1 @@
+"""autoencoder family (work in progress)."""

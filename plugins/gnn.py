@@ -1,0 +1,1 @@
+"""gnn family (work in progress)."""

@@ -1,0 +1,1 @@
+"""rnn family (work in progress)."""

@@ -1,0 +1,1 @@
+"""transformer family (work in progress)."""
