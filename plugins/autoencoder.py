@@ -99,6 +99,7 @@ class DenseAutoencoder(Autoencoder):
     Args:
         input_shape: the shape of one example (flattened to ``prod(input_shape)`` features).
         hidden_sizes: the encoder's hidden layers, e.g. ``[128, 64]``; the decoder mirrors them.
+            ``[]`` gives a linear autoencoder (with MSE it learns the PCA subspace).
         latent_dim: size of the bottleneck code (no activation on it: a linear code).
         activation: ``relu``, ``tanh``, ``sigmoid``, ``gelu`` or ``identity`` for hidden layers.
         output_activation: on the reconstruction: ``identity`` for standardised features,
@@ -236,20 +237,26 @@ def _pca_2d(z: torch.Tensor) -> tuple[torch.Tensor, str]:
     return zc @ v[:2].T, "PCA of code"
 
 
-def _label_names(info: zoo.DataInfo, labels: torch.Tensor) -> dict[int, str]:
+def _labels(info: zoo.DataInfo, y: torch.Tensor) -> tuple[torch.Tensor, dict[int, str]]:
+    """One integer label per example and its name; a single group when the targets are not labels."""
+    if y.numel() != len(y) or y.is_floating_point():
+        return torch.zeros(len(y), dtype=torch.long), {0: "all"}
+    y = y.reshape(-1).long()
     if info.task == "anomaly":
-        return {0: "normal", 1: "anomaly"}
+        return y, {0: "normal", 1: "anomaly"}
     names = list(info.meta.get("class_names", []))
-    return {int(c): (names[int(c)] if int(c) < len(names) else str(int(c))) for c in labels.unique()}
+    return y, {int(c): (names[int(c)] if 0 <= int(c) < len(names) else str(int(c))) for c in y.unique()}
 
 
-def report(model: Autoencoder, splits: zoo.Splits, out_dir) -> list[Path]:
-    """Figures of the test split: inputs against reconstructions (image data), the latent codes
-    in 2-D coloured by label, and for anomaly data the reconstruction errors of both classes."""
+def report(model: Autoencoder, splits: zoo.Splits, out_dir, max_examples: int = 2000) -> list[Path]:
+    """Figures of the test split: inputs against reconstructions (image data, meta ``image_shape``),
+    the latent codes in 2-D coloured by label, and for anomaly data the reconstruction errors of
+    normal and anomalous examples. Returns the paths of the PNG files it wrote."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     info = splits.info
     x, y = next(iter(splits.test.batches(None)))
+    x, y = x[:max_examples], y[:max_examples]
     noise = float(getattr(model, "noise", 0.0))
     with torch.no_grad():
         recon = model(x).reshape(x.shape).float().cpu()
@@ -261,8 +268,8 @@ def report(model: Autoencoder, splits: zoo.Splits, out_dir) -> list[Path]:
                 noisy = _corrupt(x.cpu(), noise, model.noise_type).to(x.device)
             denoised = model(noisy).reshape(x.shape).float().cpu()
             noisy = noisy.float().cpu()
-    x, y = x.float().cpu(), y.reshape(-1).long().cpu()
-    names = _label_names(info, y)
+    x = x.float().cpu()
+    y, names = _labels(info, y.cpu())
     plt = _plt()
     paths: list[Path] = []
 
@@ -314,10 +321,13 @@ def report(model: Autoencoder, splits: zoo.Splits, out_dir) -> list[Path]:
     if info.task == "anomaly":
         err = (recon - x).pow(2).flatten(1).mean(1)
         fig, ax = plt.subplots(figsize=(6, 4))
-        bins = torch.linspace(0, float(err.max()), 40).numpy()
+        err = err.clamp_min(1e-12)  # log-spaced bins: scores often span orders of magnitude
+        e0, e1 = math.log10(float(err.min())), math.log10(float(err.max()))
+        bins = torch.logspace(e0, max(e1, e0 + 1e-3), 40).numpy()
         for c in (0, 1):
             ax.hist(err[y == c].numpy(), bins=bins, alpha=0.6, label=names[c])
-        ax.set(xlabel="reconstruction error (anomaly score)", ylabel="examples",
+        ax.set_xscale("log")
+        ax.set(xlabel="reconstruction error (anomaly score, log scale)", ylabel="examples",
                title="Reconstruction error on the test split")
         ax.legend()
         fig.tight_layout()
@@ -338,9 +348,8 @@ def _digits():
     return x, torch.as_tensor(bunch.target, dtype=torch.long)
 
 
-def _digit_meta(image: bool) -> dict:
-    return {"class_names": [str(d) for d in range(10)], "image_shape": (8, 8), "value_range": (0.0, 1.0),
-            "layout": "image" if image else "features"}
+def _digit_meta() -> dict:
+    return {"class_names": [str(d) for d in range(10)], "image_shape": (8, 8), "value_range": (0.0, 1.0)}
 
 
 def _reconstruction_splits(x, y, *, seed: int, kind: str, meta: dict) -> zoo.Splits:
@@ -373,12 +382,12 @@ def _anomaly_splits(x, y, anomalous: torch.Tensor, *, seed: int, kind: str, meta
 
 def load_digits_recon(seed: int) -> zoo.Splits:
     x, y = _digits()
-    return _reconstruction_splits(x, y, seed=seed, kind="tabular", meta=_digit_meta(False))
+    return _reconstruction_splits(x, y, seed=seed, kind="tabular", meta=_digit_meta())
 
 
 def load_digits_image(seed: int) -> zoo.Splits:
     x, y = _digits()
-    return _reconstruction_splits(x.reshape(-1, 1, 8, 8), y, seed=seed, kind="image", meta=_digit_meta(True))
+    return _reconstruction_splits(x.reshape(-1, 1, 8, 8), y, seed=seed, kind="image", meta=_digit_meta())
 
 
 def _digits_anomaly(image: bool):
@@ -387,7 +396,7 @@ def _digits_anomaly(image: bool):
         x, y = _digits()
         if image:
             x = x.reshape(-1, 1, 8, 8)
-        meta = {**_digit_meta(image), "anomaly_class": anomaly_class}
+        meta = {**_digit_meta(), "anomaly_class": anomaly_class}
         return _anomaly_splits(x, y, y == anomaly_class, seed=seed, kind="image" if image else "tabular",
                                meta=meta, standardize=False)
     return load
