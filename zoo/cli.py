@@ -21,6 +21,9 @@ commands:
   train [overrides]   train a model (Hydra overrides; `zoo train --help` lists them)
   list                every architecture and dataset, with its plugin and where it came from
   ui [--port N] [--host H]   the MLflow UI over the project's store (127.0.0.1 by default)
+  compare [runs|--experiment E|--sweep ID] [--sort METRIC] [--plot FILE.png]
+                      a table of runs side by side, and their curves in one figure
+  server              a shared MLflow tracking server (PostgreSQL, authentication) for a team
 """
 
 GROUPS = ("model", "data", "optimizer", "scheduler", "trainer", "tracking", "experiment", "hparams_search")
@@ -175,7 +178,19 @@ def cmd_ui(args: list[str]) -> int:
             proc.wait()
 
 
-COMMANDS = {"train": cmd_train, "list": cmd_list, "ui": cmd_ui}
+def cmd_compare(args: list[str]) -> int:
+    from .compare import main as compare_main
+
+    return compare_main(args)
+
+
+def cmd_server(args: list[str]) -> int:
+    from .server import main as server_main
+
+    return server_main(args)
+
+
+COMMANDS = {"train": cmd_train, "list": cmd_list, "ui": cmd_ui, "compare": cmd_compare, "server": cmd_server}
 
 
 def main(argv: list[str] | None = None) -> int:

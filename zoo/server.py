@@ -1,0 +1,5 @@
+"""Team tracking server (work in progress)."""
+
+
+def main(args):
+    raise SystemExit("zoo server: not built yet")
