@@ -210,8 +210,10 @@ def main(argv: list[str] | None = None) -> int:
         if _full_errors():
             raise
         _fail(str(exc))
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        run_id = getattr(exc, "zoo_run_id", None)
+        hint = f": run {run_id} ended KILLED; continue it with: zoo train resume={run_id}" if run_id else ""
+        print(f"interrupted{hint}", file=sys.stderr)
         return 130
 
 

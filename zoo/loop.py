@@ -8,8 +8,11 @@ host-device synchronisation per step; the tracker then writes it off the trainin
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +27,10 @@ log = logging.getLogger(__name__)
 
 GRAD_BUDGET = 0.05  # gradient norms may cost at most this fraction of a step when grad_every=auto
 HIST_BINS = 32
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM, taken at a step boundary so the checkpoint is consistent."""
 
 
 class NonFiniteLoss(RuntimeError):
@@ -83,6 +90,8 @@ class Loop:
         self.forward_model = torch.compile(model) if trainer.get("compile") else model
         self.history = History()
         self.step, self.epoch, self.best, self.bad_epochs = 0, 0, None, 0
+        self.batch_in_epoch, self.epoch_rng, self.epoch_sum, self.epoch_count = 0, None, 0.0, 0
+        self.stop_requested = 0
         self._norm_seconds, self._norm_count = 0.0, 0
         if state is not None:
             self._restore(state)
@@ -116,6 +125,7 @@ class Loop:
                     (self.step, float(lo), float(hi), counts.cpu().tolist()))
 
     def train_epoch(self, bar) -> float:
+        """One pass over the shuffled training split (or the rest of it, after a resume)."""
         model, opt = self.model, self.optimizer
         model.train()
         n = self.log_every
@@ -123,14 +133,24 @@ class Loop:
         norm_rows = torch.zeros(n, 1 + 2 * len(self.params), device=self.device)
         norm_steps: list[int] = []
         steps, times = [], []
+        if self.batch_in_epoch == 0:  # a fresh epoch: remember how its order was drawn
+            self.epoch_rng = self.generator.get_state()
+            self.epoch_sum, self.epoch_count = 0.0, 0
+        else:  # resuming mid-epoch: draw the same order again and skip what was done
+            self.generator.set_state(self.epoch_rng)
+        skip = self.batch_in_epoch
         epoch_sum = torch.zeros((), device=self.device)
-        epoch_count = 0
+        check_each_step = self.device.type == "cpu"  # a host sync costs nothing there
         window_start = time.perf_counter()
         i = 0
-        for x, y in self.splits.train.batches(self.batch_size, shuffle=True, generator=self.generator):
+        batches = self.splits.train.batches(self.batch_size, shuffle=True, generator=self.generator)
+        for x, y in itertools.islice(batches, skip, None):
             opt.zero_grad(set_to_none=True)
             with self._autocast():
                 loss = self.task.loss(self.forward_model(x), y, x)
+            if check_each_step and not math.isfinite(loss.item()):
+                self._flush(losses[:i], steps, times, norm_rows[:len(norm_steps)], norm_steps, 0.0, bar)
+                raise NonFiniteLoss(self.step + 1, loss.item())
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
                 self.scaler.unscale_(opt)
@@ -152,20 +172,28 @@ class Loop:
             d = loss.detach()
             losses[i] = d
             epoch_sum += d
-            epoch_count += 1
+            self.batch_in_epoch += 1
             steps.append(self.step)
             times.append(time.time())
             i += 1
             bar.update()
-            if i == n:
+            if i == n or self.stop_requested:
                 self._flush(losses[:i], steps, times, norm_rows[:len(norm_steps)], norm_steps,
                             time.perf_counter() - window_start, bar)
+                self.epoch_sum += float(epoch_sum)
+                self.epoch_count += i
+                epoch_sum.zero_()
                 i, steps, times, norm_steps = 0, [], [], []
                 window_start = time.perf_counter()
+                if self.stop_requested:
+                    raise Interrupted(f"stopped by signal {self.stop_requested} at step {self.step}")
         if i:
             self._flush(losses[:i], steps, times, norm_rows[:len(norm_steps)], norm_steps,
                         time.perf_counter() - window_start, bar)
-        return float(epoch_sum) / max(epoch_count, 1)
+            self.epoch_sum += float(epoch_sum)
+            self.epoch_count += i
+        self.batch_in_epoch = 0
+        return self.epoch_sum / max(self.epoch_count, 1)
 
     def _flush(self, losses, steps, times, norm_rows, norm_steps, seconds, bar) -> None:
         """Fetch what accumulated on the device (one sync) and hand it to the tracker."""
@@ -227,7 +255,9 @@ class Loop:
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "epoch": self.epoch, "step": self.step, "best": self.best, "bad_epochs": self.bad_epochs,
             "grad_every": self.grad_every,
+            "batch_in_epoch": self.batch_in_epoch, "epoch_sum": self.epoch_sum, "epoch_count": self.epoch_count,
             "rng": {"torch": torch.get_rng_state(), "generator": self.generator.get_state(),
+                    "epoch": self.epoch_rng if self.epoch_rng is not None else self.generator.get_state(),
                     "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []},
             **self.extra_state,
         }
@@ -242,6 +272,9 @@ class Loop:
         self.epoch, self.step = state["epoch"], state["step"]
         self.best, self.bad_epochs = state["best"], state["bad_epochs"]
         self.grad_every = state.get("grad_every", self.grad_every)
+        self.batch_in_epoch = state.get("batch_in_epoch", 0)
+        self.epoch_sum, self.epoch_count = state.get("epoch_sum", 0.0), state.get("epoch_count", 0)
+        self.epoch_rng = state["rng"].get("epoch")
         torch.set_rng_state(state["rng"]["torch"])
         self.generator.set_state(state["rng"]["generator"])
         if state["rng"]["cuda"]:
@@ -255,13 +288,33 @@ class Loop:
         return path
 
     # ------------------------------------------------------------------------------ the loop
+    @contextlib.contextmanager
+    def stop_on_signals(self):
+        """Ctrl-C or SIGTERM asks the loop to stop after the current step; a second one stops now."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            if self.stop_requested:
+                raise Interrupted(f"signal {signum}")
+            self.stop_requested = signum
+
+        old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, h in old.items():
+                signal.signal(sig, h)
+
     def fit(self) -> dict[str, float]:
         max_epochs = int(self.t["max_epochs"])
         patience = self.t.get("patience")
         per_epoch = self.splits.train.num_batches(self.batch_size)
         with tqdm(total=max_epochs, initial=self.epoch, desc="epochs", unit="epoch", disable=None, leave=False) as ebar:
             while self.epoch < max_epochs:
-                with tqdm(total=per_epoch, desc=f"epoch {self.epoch + 1}", unit="step", disable=None, leave=False) as bar:
+                with tqdm(total=per_epoch, initial=self.batch_in_epoch, desc=f"epoch {self.epoch + 1}", unit="step",
+                          disable=None, leave=False) as bar:
                     train_loss = self.train_epoch(bar)
                 self.epoch += 1
                 val = self.evaluate(self.splits.val, "val")

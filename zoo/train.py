@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
-import sys
 import tempfile
 import time
 import traceback
@@ -61,34 +59,61 @@ def _build(what: str, fn, *args, **kwargs):
         raise ZooError(f"{what}: {msg}") from exc
 
 
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM, treated like Ctrl-C."""
+def find_checkpoint(resume: str, uri: str) -> Path:
+    """The ``last.pt`` to continue from: ``resume`` is a run id, a run's output folder or a file."""
+    path = Path(str(resume)).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        for candidate in (path / "checkpoints" / "last.pt", path / "last.pt"):
+            if candidate.is_file():
+                return candidate
+        raise ZooError(f"resume={resume}: no checkpoints/last.pt in that folder; give a run id or the run's output folder")
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient(uri)
+    try:
+        run = client.get_run(str(resume))
+    except MlflowException:
+        raise ZooError(f"resume={resume}: no run with this id in {uri} and no such file or folder; "
+                       f"find run ids with `zoo compare` or in the UI") from None
+    if run.info.status == "FINISHED":
+        raise ZooError(f"resume={resume}: the run already FINISHED; nothing to continue (start a new run instead)")
+    local = Path(run.data.tags.get("zoo.checkpoint_dir", "/nonexistent")) / "last.pt"
+    if local.is_file():
+        return local
+    try:
+        return Path(client.download_artifacts(run.info.run_id, "checkpoints/last.pt", tempfile.mkdtemp(prefix="zoo-resume-")))
+    except Exception:
+        raise ZooError(f"resume={resume}: run {run.info.run_id} has no checkpoint (it stopped before saving one); "
+                       f"start a new run instead") from None
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    if threading_main():
-        def handler(signum, frame):
-            raise Interrupted(f"signal {signum}")
-        old = signal.signal(signal.SIGTERM, handler)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGTERM, old)
-    else:
-        yield
+REQUIRED_STATE = {"model", "optimizer", "epoch", "step", "rng", "run_id", "config"}
 
 
-def threading_main() -> bool:
-    import threading
-    return threading.current_thread() is threading.main_thread()
+def load_checkpoint(path: Path) -> dict:
+    """Load a Zoo checkpoint safely (``weights_only=True``: tensors and plain data, never code)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ZooError(f"checkpoint {path} is corrupt or not a Zoo checkpoint ({msg}); "
+                       f"resume from another run or start a new one") from None
+    if not isinstance(state, dict) or not REQUIRED_STATE <= set(state):
+        missing = sorted(REQUIRED_STATE - set(state)) if isinstance(state, dict) else "everything"
+        raise ZooError(f"checkpoint {path} is not a Zoo checkpoint (missing {missing}); resume from a run's last.pt")
+    return state
 
 
 def train(cfg: DictConfig, registry: Registry | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Train the configured model on the configured dataset and record the run in MLflow.
 
     Args:
-        cfg: the composed config (``conf/config.yaml`` plus overrides).
+        cfg: the composed config (``conf/config.yaml`` plus overrides). With ``resume=<run id
+            or folder>`` the run's own config and last checkpoint are used instead, and the same
+            MLflow run continues.
         registry: the plugin registry (default: discovered from ``cfg.plugins.dir``).
         overrides: the command-line overrides, recorded with the run.
 
@@ -96,6 +121,15 @@ def train(cfg: DictConfig, registry: Registry | None = None, overrides: Sequence
         the final metrics (``test/<metric>``, ``best/val_<metric>``, ...) and ``run_id``.
     """
     registry = registry or registry_for(cfg)
+    state, checkpoint_dir = None, None
+    if cfg.get("resume"):
+        uri = cfg.tracking.get("uri") or default_uri()
+        path = find_checkpoint(cfg.resume, uri)
+        state = load_checkpoint(path)
+        checkpoint_dir = path.parent
+        config = dict(state["config"], resume=None)
+        config["tracking"] = dict(config["tracking"], uri=uri)
+        cfg = OmegaConf.create(config)
     plain = validate(cfg, registry)
     arch, dataset = registry.check_pair(plain["model"]["name"], plain["data"]["name"])
     device = resolve_device(plain["trainer"]["device"])
@@ -119,7 +153,11 @@ def train(cfg: DictConfig, registry: Registry | None = None, overrides: Sequence
         group = "scheduler" if "optimizer" in locals() else "optimizer"
         raise ZooError(f"{group}: cannot build {plain[group].get('_target_')}: {msg}") from None
 
-    out_dir = Path(plain.get("paths", {}).get("output_dir") or tempfile.mkdtemp(prefix="zoo-"))
+    if checkpoint_dir is not None:
+        out_dir = checkpoint_dir.parent
+    else:
+        out_dir = Path(plain.get("paths", {}).get("output_dir") or tempfile.mkdtemp(prefix="zoo-"))
+        checkpoint_dir = out_dir / "checkpoints"
     tr = plain["tracking"]
     uri = tr["uri"] or default_uri()
     tracker = Tracker(uri, tr["experiment"], tr["system_metrics"], tr["system_metrics_interval"])
@@ -134,42 +172,47 @@ def train(cfg: DictConfig, registry: Registry | None = None, overrides: Sequence
     if commit:
         tags["mlflow.source.git.commit"] = commit
     run_name = tr.get("run_name") or f"{arch.decl.name}-{dataset.decl.name}"
-    tracker.start(run_name=run_name, params=plain, tags=tags)
+    tracker.start(run_name=run_name, params=plain, tags=tags, run_id=state["run_id"] if state else None)
     # -- from here on a run exists: it must end FINISHED, FAILED or KILLED ------------------
-    status, error = "FAILED", None
+    status, error, loop = "FAILED", None, None
     started = time.time()
     try:
-        with _sigterm_as_interrupt():
+        if state is None:
             tracker.text(OmegaConf.to_yaml(OmegaConf.create(plain)), "config.yaml")
             tracker.text("\n".join(overrides) + "\n", "overrides.txt")
-            loop = Loop(model, splits, task, optimizer, scheduler, plain["trainer"], tracker,
-                        device=device, seed=seed, grad_every=tr["grad_every"], hist_every=tr["hist_every"],
-                        checkpoint_dir=out_dir / "checkpoints",
-                        extra_state={"run_id": tracker.run_id, "config": plain})
-            tracker.tags({"zoo.checkpoint_dir": loop.checkpoint_dir})
-            try:
+        else:
+            tracker.tags({"zoo.resumed_from_step": state["step"]})
+        loop = Loop(model, splits, task, optimizer, scheduler, plain["trainer"], tracker,
+                    device=device, seed=seed, grad_every=tr["grad_every"], hist_every=tr["hist_every"],
+                    checkpoint_dir=checkpoint_dir, state=state,
+                    extra_state={"run_id": tracker.run_id, "config": plain})
+        tracker.tags({"zoo.checkpoint_dir": loop.checkpoint_dir})
+        try:
+            with loop.stop_on_signals():
                 metrics = loop.fit()
-            except NonFiniteLoss as exc:
-                error = f"non-finite loss at step {exc.step}: {exc.value}"
-                tracker.tags({"zoo.failure": "non_finite_loss", "zoo.failure_step": exc.step})
-                raise ZooError(f"{error}; lower optimizer.lr or set trainer.grad_clip "
-                               f"(run {tracker.run_id} ended FAILED, last good checkpoint kept)") from None
-            finally:
-                tracker.tags({"zoo.grad_every": loop.grad_every})
-            _log_outputs(tracker, loop, model, splits, arch, out_dir, tr)
-            metrics["duration_s"] = time.time() - started
-            tracker.metrics({"duration_s": metrics["duration_s"]}, step=loop.step)
-            status = "FINISHED"
-    except KeyboardInterrupt:
-        status, error = "KILLED", "interrupted"
-        _save_on_interrupt(tracker, locals().get("loop"))
+        except NonFiniteLoss as exc:
+            error = f"non-finite loss at step {exc.step}: {exc.value}"
+            tracker.tags({"zoo.failure": "non_finite_loss", "zoo.failure_step": exc.step})
+            raise ZooError(f"{error}; lower optimizer.lr or set trainer.grad_clip "
+                           f"(run {tracker.run_id} ended FAILED, last good checkpoint kept)") from None
+        finally:
+            tracker.tags({"zoo.grad_every": loop.grad_every})
+        _log_outputs(tracker, loop, model, splits, arch, out_dir, tr)
+        metrics["duration_s"] = time.time() - started
+        tracker.metrics({"duration_s": metrics["duration_s"]}, step=loop.step)
+        status = "FINISHED"
+    except KeyboardInterrupt as exc:
+        exc.zoo_run_id = tracker.run_id  # the command line prints how to resume
+        status, error = "KILLED", f"interrupted at step {loop.step if loop else 0}; continue with: zoo train resume={tracker.run_id}"
+        _save_on_interrupt(tracker, loop)
         raise
     except BaseException as exc:
         error = error or f"{type(exc).__name__}: {exc}"
         with contextlib.suppress(Exception):
             tracker.text(traceback.format_exc(), "error/traceback.txt")
-            if "loop" in locals() and (loop.checkpoint_dir / "best.pt").exists():
-                tracker.artifact(loop.checkpoint_dir / "best.pt", "checkpoints")
+            for name in ("best.pt", "last.pt"):
+                if loop is not None and (loop.checkpoint_dir / name).exists():
+                    tracker.artifact(loop.checkpoint_dir / name, "checkpoints")
         raise
     finally:
         tracker.finish(status, error)
