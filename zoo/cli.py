@@ -7,6 +7,7 @@ traceback unless ``HYDRA_FULL_ERROR=1``.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 import os
@@ -88,7 +89,10 @@ def cmd_train(args: list[str]) -> int:
     import hydra
     from hydra.core.hydra_config import HydraConfig
 
+    from omegaconf import OmegaConf
+
     from .config import CONF_DIR, register_configs
+    from .distributed import launch, under_torchrun
     from .train import train
 
     registry = _registry(args)
@@ -99,13 +103,21 @@ def cmd_train(args: list[str]) -> int:
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
     def run(cfg) -> float | None:
         overrides = list(HydraConfig.get().overrides.task)
+        if cfg.trainer.get("strategy") == "ddp" and not under_torchrun():
+            # every rank writes into this job's output folder
+            out = f"hydra.run.dir={HydraConfig.get().runtime.output_dir}"
+            code = launch(OmegaConf.to_container(cfg.trainer, resolve=True), [*overrides, out])
+            if code:
+                sys.exit(code)
+            return None
         try:
             metrics = train(cfg, registry, overrides)
         except ZooError as exc:
             if _full_errors():
                 raise
             _fail(str(exc))
-        print(summary_line(cfg, metrics))
+        if metrics.get("run_id"):  # rank 0 (the only rank with a run)
+            print(summary_line(cfg, metrics))
         return metrics.get("objective")
 
     sys.argv = ["zoo train", *args]
@@ -152,30 +164,51 @@ def cmd_ui(args: list[str]) -> int:
     p = argparse.ArgumentParser(prog="zoo ui", description="Start the MLflow UI over Zoo's store.")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--workers", type=int, default=1, help="server processes (default 1: enough for one person)")
     p.add_argument("--uri", default=os.environ.get("MLFLOW_TRACKING_URI") or default_uri(),
                    help="the store (default: MLFLOW_TRACKING_URI or ./mlruns/mlflow.db)")
     ns = p.parse_args(args)
     if ns.uri.startswith("sqlite:///"):
         Path(ns.uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", ns.uri, "--host", ns.host, "--port", str(ns.port)]
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", ns.uri, "--host", ns.host, "--port", str(ns.port),
+           "--workers", str(max(1, ns.workers))]
     root = artifact_root(ns.uri)
     if root:
         cmd += ["--default-artifact-root", root]
+
+    def stop(signum, frame):  # SIGTERM or a closed terminal: stop the server's whole group, as Ctrl-C does
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
     if ns.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: binding to {ns.host}: anyone who can reach this machine can read (and change) your runs",
               file=sys.stderr)
     else:
         print(f"zoo ui binds to {ns.host} (this machine only); pass --host 0.0.0.0 to share it", file=sys.stderr)
     print(f"MLflow UI for {ns.uri} at http://{'127.0.0.1' if ns.host in ('0.0.0.0', '::') else ns.host}:{ns.port}", flush=True)
-    proc = subprocess.Popen(cmd, start_new_session=True)
+    # MLflow's GenAI job runners (a dozen Huey processes that outlive SIGTERM) serve nothing Zoo records.
+    env = {**os.environ}
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    proc = subprocess.Popen(cmd, start_new_session=True, env=env)
     try:
         return proc.wait()
     except KeyboardInterrupt:
         return 0
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait()
+        for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                continue
+            if sig == signal.SIGTERM:  # the main process is gone; its workers may not be
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            break
 
 
 def cmd_compare(args: list[str]) -> int:

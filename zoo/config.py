@@ -134,6 +134,13 @@ def validate(cfg: DictConfig, registry: Registry) -> dict:
     _int("trainer.log_every", t.get("log_every"))
     if str(t.get("precision")) not in ("32", "bf16", "fp16"):
         raise ConfigError("trainer.precision", t.get("precision"), "32, bf16 or fp16")
+    if t.get("strategy", "single") not in ("single", "ddp"):
+        raise ConfigError("trainer.strategy", t.get("strategy"), "single or ddp (use trainer=ddp)")
+    if t.get("strategy") == "ddp":
+        _int("trainer.nproc", t.get("nproc"))
+        _int("trainer.nnodes", t.get("nnodes"))
+        if t.get("backend") not in ("auto", "gloo", "nccl"):
+            raise ConfigError("trainer.backend", t.get("backend"), "auto, gloo or nccl")
     if not isinstance(t.get("compile"), bool):
         raise ConfigError("trainer.compile", t.get("compile"), "true or false")
 

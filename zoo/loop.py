@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from .distributed import Dist, wrap
 from .errors import ZooError
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,8 @@ class Loop:
 
     def __init__(self, model, splits, task, optimizer, scheduler, trainer: dict, tracker, *,
                  device: torch.device, seed: int, grad_every="auto", hist_every: int = 0,
-                 checkpoint_dir: Path, state: dict | None = None, extra_state: dict | None = None):
+                 checkpoint_dir: Path, state: dict | None = None, extra_state: dict | None = None,
+                 dist: Dist | None = None):
         self.model, self.splits, self.task = model, splits, task
         self.optimizer, self.scheduler = optimizer, scheduler
         self.t, self.tracker, self.device = trainer, tracker, device
@@ -87,7 +89,10 @@ class Loop:
         precision = str(trainer.get("precision", "32"))
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
         self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
-        self.forward_model = torch.compile(model) if trainer.get("compile") else model
+        self.dist = dist or Dist()
+        self.forward_model = wrap(model, self.dist, device)  # DDP under torchrun, else the model
+        if trainer.get("compile"):
+            self.forward_model = torch.compile(self.forward_model)
         self.history = History()
         self.step, self.epoch, self.best, self.bad_epochs = 0, 0, None, 0
         self.batch_in_epoch, self.epoch_rng, self.epoch_sum, self.epoch_count = 0, None, 0.0, 0
@@ -140,11 +145,12 @@ class Loop:
             self.generator.set_state(self.epoch_rng)
         skip = self.batch_in_epoch
         epoch_sum = torch.zeros((), device=self.device)
-        check_each_step = self.device.type == "cpu"  # a host sync costs nothing there
+        check_each_step = self.device.type == "cpu" and self.dist.world == 1  # a host sync costs nothing there
         window_start = time.perf_counter()
         i = 0
         batches = self.splits.train.batches(self.batch_size, shuffle=True, generator=self.generator)
         for x, y in itertools.islice(batches, skip, None):
+            x, y = self.dist.shard(x), self.dist.shard(y)  # under DDP: this rank's part of the global batch
             opt.zero_grad(set_to_none=True)
             with self._autocast():
                 loss = self.task.loss(self.forward_model(x), y, x)
@@ -197,7 +203,7 @@ class Loop:
 
     def _flush(self, losses, steps, times, norm_rows, norm_steps, seconds, bar) -> None:
         """Fetch what accumulated on the device (one sync) and hand it to the tracker."""
-        values = losses.tolist()
+        values = self.dist.mean(losses).tolist()  # the global batch's loss under DDP
         bad = [k for k, v in enumerate(values) if not math.isfinite(v)]
         if bad:
             good = bad[0]
@@ -234,6 +240,7 @@ class Loop:
         count = 0
         bs = None if self.batch_size is None else max(self.batch_size, 1024)
         for x, y in split.batches(bs):
+            x, y = self.dist.shard(x), self.dist.shard(y)
             with self._autocast():
                 out = self.forward_model(x)
                 loss = self.task.loss(out, y, x)
@@ -242,6 +249,7 @@ class Loop:
             preds, target = self.task.prepare(out.float(), y, x)
             for m in self.metrics.values():
                 m.update(preds, target)
+        total, count = self.dist.sum(total), float(self.dist.sum(torch.tensor(float(count), device=self.device)))
         result = {f"{prefix}/loss": float(total) / max(count, 1)}
         result.update({f"{prefix}/{k}": float(m.compute()) for k, m in self.metrics.items()})
         return result
@@ -282,6 +290,8 @@ class Loop:
 
     def save(self, name: str) -> Path:
         path = self.checkpoint_dir / name
+        if not self.dist.main:  # one writer: rank 0
+            return path
         tmp = path.with_suffix(".tmp")
         torch.save(self.state(), tmp)
         tmp.replace(path)  # never leave a half-written checkpoint behind
@@ -345,8 +355,11 @@ class Loop:
     def finish(self) -> dict[str, float]:
         """Evaluate the best checkpoint on the test split and log the summary metrics."""
         best = self.checkpoint_dir / "best.pt"
-        if best.exists():
+        if self.dist.main and best.exists():
             self.model.load_state_dict(torch.load(best, map_location=self.device, weights_only=True)["model"])
+        if self.dist.world > 1:  # every rank evaluates rank 0's best weights
+            for t in self.model.state_dict().values():
+                torch.distributed.broadcast(t, 0)
         test = self.evaluate(self.splits.test, "test")
         summary = {f"best/val_{self.task.monitor}": self.best, **test}
         final = self.history.epochs[-1] if self.history.epochs else {}

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import zoo
 
+from . import distributed
 from .config import validate
 from .errors import ConfigError, ZooError
 from .loop import Loop, NonFiniteLoss
@@ -133,6 +134,14 @@ def train(cfg: DictConfig, registry: Registry | None = None, overrides: Sequence
     plain = validate(cfg, registry)
     arch, dataset = registry.check_pair(plain["model"]["name"], plain["data"]["name"])
     device = resolve_device(plain["trainer"]["device"])
+    dist, device = distributed.setup(plain["trainer"], device)
+    try:
+        return _train(cfg, plain, registry, arch, dataset, device, dist, state, checkpoint_dir, overrides)
+    finally:
+        dist.close()
+
+
+def _train(cfg, plain, registry, arch, dataset, device, dist, state, checkpoint_dir, overrides) -> dict[str, Any]:
     task = get_task(dataset.decl.task)
     seed = plain["seed"]
 
@@ -143,6 +152,8 @@ def train(cfg: DictConfig, registry: Registry | None = None, overrides: Sequence
     torch.manual_seed(seed)
     model = _build(f"model={arch.decl.name}", arch.decl.build, splits.info, **hparams).to(device)
     splits = zoo.Splits(splits.train.to(device), splits.val.to(device), splits.test.to(device), splits.info)
+    if dist.world > 1:
+        distributed.check_splittable(splits.train.example(1))
     from hydra.utils import instantiate
 
     try:
@@ -160,13 +171,14 @@ def train(cfg: DictConfig, registry: Registry | None = None, overrides: Sequence
         checkpoint_dir = out_dir / "checkpoints"
     tr = plain["tracking"]
     uri = tr["uri"] or default_uri()
-    tracker = Tracker(uri, tr["experiment"], tr["system_metrics"], tr["system_metrics_interval"])
+    tracker = Tracker(uri, tr["experiment"], tr["system_metrics"], tr["system_metrics_interval"]) \
+        if dist.main else distributed.NullTracker()
     tags = {
         "zoo.model": arch.decl.name, "zoo.family": arch.decl.family, "zoo.plugin": arch.plugin,
         "zoo.plugin_source": arch.source, "zoo.dataset": dataset.decl.name, "zoo.data_plugin": dataset.plugin,
         "zoo.task": task.name, "zoo.device": str(device), "zoo.torch_version": torch.__version__,
         "zoo.version": zoo.__version__, "zoo.output_dir": str(out_dir),
-        "zoo.overrides": " ".join(overrides)[:5000],
+        "zoo.overrides": " ".join(overrides)[:5000], "zoo.world_size": dist.world,
     }
     commit = git_commit(os.getcwd())
     if commit:
@@ -184,7 +196,7 @@ def train(cfg: DictConfig, registry: Registry | None = None, overrides: Sequence
             tracker.tags({"zoo.resumed_from_step": state["step"]})
         loop = Loop(model, splits, task, optimizer, scheduler, plain["trainer"], tracker,
                     device=device, seed=seed, grad_every=tr["grad_every"], hist_every=tr["hist_every"],
-                    checkpoint_dir=checkpoint_dir, state=state,
+                    checkpoint_dir=checkpoint_dir, state=state, dist=dist,
                     extra_state={"run_id": tracker.run_id, "config": plain})
         tracker.tags({"zoo.checkpoint_dir": loop.checkpoint_dir})
         try:
@@ -197,7 +209,8 @@ def train(cfg: DictConfig, registry: Registry | None = None, overrides: Sequence
                            f"(run {tracker.run_id} ended FAILED, last good checkpoint kept)") from None
         finally:
             tracker.tags({"zoo.grad_every": loop.grad_every})
-        _log_outputs(tracker, loop, model, splits, arch, out_dir, tr)
+        if dist.main:
+            _log_outputs(tracker, loop, model, splits, arch, out_dir, tr)
         metrics["duration_s"] = time.time() - started
         tracker.metrics({"duration_s": metrics["duration_s"]}, step=loop.step)
         status = "FINISHED"
