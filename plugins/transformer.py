@@ -285,7 +285,7 @@ def plot_attention(maps: torch.Tensor, labels: list[str], path: Path, title: str
     import matplotlib.pyplot as plt
 
     layers, heads, t, _ = maps.shape
-    fig, axes = plt.subplots(layers, heads, figsize=(2.4 * heads + 0.4, 2.4 * layers + 0.7), squeeze=False)
+    fig, axes = plt.subplots(layers, heads, figsize=(2.4 * heads + 0.4, 2.6 * layers + 0.7), squeeze=False)
     ticks = t <= 40
     for i in range(layers):
         for j in range(heads):
@@ -301,7 +301,7 @@ def plot_attention(maps: torch.Tensor, labels: list[str], path: Path, title: str
     axes[-1][0].set_xlabel("key (attended to)", fontsize=7)
     axes[-1][0].set_ylabel("query", fontsize=7)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(h_pad=1.5)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
@@ -335,7 +335,8 @@ def report_transformer(model: TransformerEncoder, splits: zoo.Splits, out_dir) -
         for xi, yi, pi in zip(x.tolist(), y.tolist(), pred.tolist()):
             marks = "".join(" " if a == b else "^" for a, b in zip(pi, yi))
             lines += [f"input:   {_decode(xi, itos, sep)}", f"target:  {_decode(yi, itos, sep)}",
-                      f"predict: {_decode(pi, itos, sep)}", f"errors:  {' '.join(marks) if sep else marks}", ""]
+                      f"predict: {_decode(pi, itos, sep)}",
+                      f"errors:  {(' '.join(marks) if sep else marks).rstrip() or 'none'}", ""]
         path = out_dir / "predictions.txt"
         path.write_text("\n".join(lines), encoding="utf-8")
         paths.append(path)
@@ -352,7 +353,8 @@ def report_gpt(model: GPT, splits: zoo.Splits, out_dir, n_chars: int = 400, temp
         g = torch.Generator(device=prompt.device).manual_seed(0)
         out = model.generate(prompt, n_chars, temperature=temperature, generator=g)[0].tolist()
         sep = "" if meta.get("char_level") else " "
-        head = [f"# {n_chars} tokens sampled by gpt (temperature {temperature}) after a prompt from the test split"]
+        unit = "characters" if meta.get("char_level") else "tokens"
+        head = [f"# {n_chars} {unit} sampled by gpt (temperature {temperature}) after a prompt from the test split"]
         if "unigram_nats" in meta:
             head.append(f"# unigram baseline of the corpus: {meta['unigram_nats']:.4f} nats per character")
         text = "\n".join(head) + "\n\n--- prompt ---\n" + _decode(out[:prompt.shape[1]], itos, sep) + \
