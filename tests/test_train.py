@@ -170,3 +170,30 @@ def test_plugin_exception_ends_failed_with_traceback(tmp_path, make_cfg, client)
     assert "kaboom in forward" in run.data.tags["zoo.error"]
     tb = open(client.download_artifacts(run.info.run_id, "error/traceback.txt")).read()
     assert "kaboom in forward" in tb and "Traceback" in tb
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_switch(make_cfg, registry, client, precision):
+    m = train(make_cfg(f"trainer.precision={precision}", "tracking.log_model=false"), registry)
+    run = client.get_run(m["run_id"])
+    assert run.data.params["trainer.precision"] == precision and run.info.status == "FINISHED"
+    assert m["test/accuracy"] > 0.5
+
+
+def test_torch_compile_switch(make_cfg, registry):
+    m = train(make_cfg("model=perceptron", "data=iris", "trainer.max_epochs=1", "trainer.compile=true",
+                       "tracking.log_model=false"), registry)
+    assert math.isfinite(m["test/loss"])
+
+
+def test_non_finite_loss_fails_the_run_at_once(make_cfg, registry, client):
+    import zoo
+
+    with pytest.raises(zoo.ZooError, match=r"non-finite loss at step \d+"):
+        train(make_cfg("optimizer=sgd", "optimizer.lr=1e30", "data=diabetes", "trainer.max_epochs=5",
+                       "tracking.log_model=false"), registry)
+    (run,) = client.search_runs([client.get_experiment_by_name("zoo").experiment_id])
+    assert run.info.status == "FAILED" and run.data.tags["zoo.failure"] == "non_finite_loss"
+    step = int(run.data.tags["zoo.failure_step"])
+    logged = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
+    assert logged == list(range(1, step))  # every finite step before it, nothing after

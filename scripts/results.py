@@ -1,0 +1,96 @@
+"""Run every family preset and write the results table, read back from MLflow.
+
+    .venv/bin/python scripts/results.py                 # every preset -> docs/results.md
+    .venv/bin/python scripts/results.py gnn_karate rnn_sine   # some presets
+    .venv/bin/python scripts/results.py --table-only    # re-read the store, run nothing
+
+Each preset runs as `zoo train experiment=<preset>` into its own store (mlruns/results.db by
+default), one after the other; the table is built from what MLflow recorded (tags zoo.model and
+zoo.dataset, every test/* metric, val/loss, duration_s), not from the commands' output. Lesson
+presets that are sweeps (hydra.mode: MULTIRUN) are left to `zoo compare`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PRESETS = ROOT / "conf" / "experiment"
+
+
+def family_presets() -> list[str]:
+    return sorted(p.stem for p in PRESETS.glob("*.yaml") if "MULTIRUN" not in p.read_text())
+
+
+def run(preset: str, uri: str) -> float:
+    t0 = time.time()
+    cmd = [str(ROOT / ".venv" / "bin" / "zoo"), "train", f"experiment={preset}", f"tracking.uri={uri}",
+           f"hydra.run.dir={ROOT / 'outputs' / 'results' / preset}"]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode:
+        print(f"{preset}: FAILED\n{done.stderr[-2000:]}", file=sys.stderr)
+    else:
+        print(done.stdout.strip().splitlines()[-1])
+    return time.time() - t0
+
+
+def table(uri: str, presets: list[str], wall: dict[str, float]) -> str:
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments, "attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"])
+    latest = {}
+    for r in runs:
+        preset = next((o.split("=", 1)[1] for o in r.data.tags.get("zoo.overrides", "").split()
+                       if o.startswith("experiment=")), None)
+        if preset in presets and preset not in latest:
+            latest[preset] = r
+    lines = ["| preset | architecture | dataset | metric | value | train time (s) | command time (s) |",
+             "|---|---|---|---|---|---|---|"]
+    for preset in presets:
+        r = latest.get(preset)
+        if r is None:
+            lines.append(f"| {preset} | | | (no finished run) | | | |")
+            continue
+        m = r.data.metrics
+        shown = {k: v for k, v in m.items() if k.startswith("test/") and k != "test/loss"}
+        if r.data.tags.get("zoo.task") == "next_token":
+            shown = {"val/loss (nats/char)": m["val/loss"], **shown}
+        for i, (k, v) in enumerate(sorted(shown.items())):
+            first = i == 0
+            lines.append(f"| {preset if first else ''} | {r.data.tags['zoo.model'] if first else ''} | "
+                         f"{r.data.tags['zoo.dataset'] if first else ''} | {k} | {v:.4f} | "
+                         f"{m.get('duration_s', 0):.0f} | {wall.get(preset, float('nan')):.0f} |"
+                         if first else f"| | | | {k} | {v:.4f} | | |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("presets", nargs="*", help="presets to run (default: every family preset)")
+    p.add_argument("--uri", default=f"sqlite:///{ROOT / 'mlruns' / 'results.db'}")
+    p.add_argument("--out", default=str(ROOT / "docs" / "results.md"))
+    p.add_argument("--table-only", action="store_true")
+    ns = p.parse_args()
+    presets = ns.presets or family_presets()
+    wall = {} if ns.table_only else {preset: run(preset, ns.uri) for preset in presets}
+    body = table(ns.uri, presets, wall)
+    import torch
+
+    header = (f"# Results\n\nEvery family preset, run with `.venv/bin/python scripts/results.py` on "
+              f"{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads, CPU, torch "
+              f"{torch.__version__}), read back from MLflow ({ns.uri.split('/')[-1]}). Train time is the run's "
+              f"`duration_s`; command time includes start-up, data and model logging.\n\n")
+    Path(ns.out).write_text(header + body + "\n")
+    print(body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
