@@ -65,6 +65,12 @@ def test_incompatible_pair_names_compatible_datasets(make_cfg, registry):
         train(make_cfg(f"model={model}", f"data={data}"), registry)
 
 
+def test_graph_model_on_tabular_data(make_cfg, registry, store):
+    with pytest.raises(zoo.ZooError, match=r"model=gcn does not accept data=digits \(kind tabular.*compatible datasets: .*karate"):
+        train(make_cfg("model=gcn", "data=digits"), registry)
+    assert not store_exists(store)
+
+
 def test_cuda_without_gpu_is_an_error(make_cfg, registry):
     import torch
 
