@@ -59,3 +59,41 @@ def test_trains_one_epoch(make_cfg, registry, client, model, data):
     tests = {k: v for k, v in run.data.metrics.items() if k.startswith("test/")}
     assert tests and all(math.isfinite(v) for v in tests.values()), tests
     assert "grad_norm/total" in run.data.metrics
+
+
+NUMERIC = sorted((a, k, v) for a, ae in REGISTRY.architectures.items() for k, v in ae.decl.defaults.items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool))
+
+
+def first_dataset(model: str) -> str:
+    return next(d for a, d in PAIRS if a == model)
+
+
+@pytest.mark.parametrize("model, key, default", NUMERIC, ids=[f"{a}.{k}" for a, k, _ in NUMERIC])
+def test_every_numeric_setting_rejects_bad_values(make_cfg, registry, store, model, key, default):
+    """A wrong type and an out-of-range value each fail in one line naming model.<key>, before any run."""
+    import zoo
+
+    data = first_dataset(model)
+    base = [f"model={model}", f"data={data}", *smoke_overrides(model, data)]
+    for bad in ("abc", "-1"):
+        with pytest.raises(zoo.ZooError) as err:
+            train(make_cfg(*base, f"model.{key}={bad}"), registry)
+        assert f"model.{key}" in str(err.value) and "\n" not in str(err.value)
+    assert not (store.startswith("sqlite:///") and __import__("os").path.exists(store[len("sqlite:///"):]))
+
+
+DATA_NUMERIC = sorted((d, k, v) for d, de in REGISTRY.datasets.items() for k, v in de.decl.defaults.items()
+                      if isinstance(v, (int, float)) and not isinstance(v, bool))
+
+
+@pytest.mark.parametrize("data, key, default", DATA_NUMERIC, ids=[f"{d}.{k}" for d, k, _ in DATA_NUMERIC])
+def test_every_numeric_data_setting_rejects_bad_values(make_cfg, registry, data, key, default):
+    import zoo
+
+    model = next(a for a, d in PAIRS if d == data)
+    base = [f"model={model}", f"data={data}", *smoke_overrides(model, data)]
+    for bad in ("abc", "-1"):
+        with pytest.raises(zoo.ZooError) as err:
+            train(make_cfg(*base, f"data.{key}={bad}"), registry)
+        assert f"data.{key}" in str(err.value) and "\n" not in str(err.value)
