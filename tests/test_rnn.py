@@ -11,7 +11,6 @@ import torch
 
 import zoo
 from plugins import rnn
-from zoo.config import CONF_DIR
 from zoo.train import train
 
 
@@ -156,7 +155,10 @@ def test_adding_names_the_bad_setting(bad, message):
         rnn.load_adding(seed=0, **{"n_samples": 100, "length": 10, **bad})
 
 
-@pytest.mark.parametrize("preset", sorted(p.stem for p in (CONF_DIR / "experiment").glob("rnn_*.yaml")))
+PRESETS = ["rnn_adding", "rnn_adding_gru", "rnn_digits_rows", "rnn_sine", "rnn_sine_elman"]
+
+
+@pytest.mark.parametrize("preset", PRESETS)
 def test_presets_compose(make_cfg, preset):
     cfg = make_cfg(f"experiment={preset}")
     assert cfg.model.name in ("rnn", "lstm", "gru")
@@ -169,7 +171,7 @@ def test_presets_compose(make_cfg, preset):
 @pytest.mark.parametrize("overrides,metric,bound", [
     (["model=rnn", "data=sine", "data.n_samples=300", "data.length=20", "optimizer.lr=0.01"], "test/mse", 1.0),
     (["model=lstm", "data=adding", "data.n_samples=300", "data.length=10", "optimizer.lr=0.01"], "test/mse", 0.5),
-    (["model=gru", "data=digits_rows", "model.hidden_size=32", "optimizer.lr=0.01"], "test/accuracy", 0.3),
+    (["model=gru", "data=digits_rows", "model.hidden_size=32", "optimizer.lr=0.01"], "test/accuracy", 0.5),
 ])
 def test_short_training_is_recorded(make_cfg, client, overrides, metric, bound):
     cfg = make_cfg(*overrides, "trainer.max_epochs=3", "tracking.log_model=false", "tracking.experiment=rnn")
