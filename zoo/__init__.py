@@ -9,8 +9,23 @@ __version__ = "0.1.0"
 from .declarations import KINDS, Architecture, DataInfo, Dataset, Split, Splits
 from .errors import ConfigError, ZooError
 from .hookspecs import hookimpl
-from .nn import ACTIVATIONS, activation, check_range
-from .data import TensorSplit, split_indices, standardize
+
+# The torch-backed helpers load on first use, so `import zoo` stays light: pytest imports
+# zoo.testing (the contract kit) in every run through its pytest11 entry point.
+_LAZY = {"ACTIVATIONS": "nn", "activation": "nn", "check_range": "nn",
+         "TensorSplit": "data", "split_indices": "data", "standardize": "data"}
+
+
+def __getattr__(name: str):
+    import importlib
+
+    if name in ("nn", "data"):
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "ACTIVATIONS", "Architecture", "ConfigError", "DataInfo", "Dataset", "KINDS", "Split", "Splits",
