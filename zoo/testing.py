@@ -333,7 +333,7 @@ class Kit:
         from hydra import compose, initialize_config_dir
         from omegaconf import OmegaConf
 
-        from .config import CONF_DIR, register_configs
+        from .config import CONF_DIR, _plain, register_configs
         from .registry import Registry
 
         entry = self.registry.architectures[p.name]
@@ -617,14 +617,6 @@ def hydra_value(v: Any) -> str:
     # quoted: a backslash escapes only a quote or the backslashes right before one (Hydra's grammar)
     s = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", s)
     return "'" + re.sub(r"(\\+)$", lambda m: m.group(1) * 2, s) + "'"
-
-
-def _plain(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    return v
 
 
 def _plain_value(v: Any) -> bool:
