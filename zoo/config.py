@@ -116,7 +116,8 @@ def validate(cfg: DictConfig, registry: Registry) -> dict:
                                   f"one of {group}={entry.decl.name}'s settings: {', '.join(entry.decl.defaults) or 'none'}")
             _check_like(f"{group}.{key}", value, entry.decl.defaults[key])
 
-    _int("seed", plain.get("seed"), 0)
+    if _int("seed", plain.get("seed"), 0) > 2**32 - 1:  # the largest seed numpy and scikit-learn accept
+        raise ConfigError("seed", plain["seed"], "an integer from 0 to 4294967295")
     t = plain["trainer"]
     _int("trainer.max_epochs", t.get("max_epochs"))
     bs = t.get("batch_size")

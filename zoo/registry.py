@@ -78,7 +78,7 @@ def _accepts(arch: Architecture, data: Dataset) -> bool:
 def _lookup(table: dict[str, Entry], name: str, key: str) -> Entry:
     try:
         return table[name]
-    except KeyError:
+    except (KeyError, TypeError):  # TypeError: a list or dict given as the name
         close = difflib.get_close_matches(str(name), table, n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise ZooError(f"unknown {key} '{name}'.{hint} Available: {', '.join(sorted(table))}") from None

@@ -183,6 +183,8 @@ def _train(cfg, plain, registry, arch, dataset, device, dist, state, checkpoint_
     commit = git_commit(os.getcwd())
     if commit:
         tags["mlflow.source.git.commit"] = commit
+    if tr.get("parent_run_id"):  # a sweep's job, nested under the sweep's parent run (zoo/sweep.py)
+        tags["mlflow.parentRunId"] = str(tr["parent_run_id"])
     run_name = tr.get("run_name") or f"{arch.decl.name}-{dataset.decl.name}"
     tracker.start(run_name=run_name, params=plain, tags=tags, run_id=state["run_id"] if state else None)
     # -- from here on a run exists: it must end FINISHED, FAILED or KILLED ------------------
@@ -229,6 +231,7 @@ def _train(cfg, plain, registry, arch, dataset, device, dist, state, checkpoint_
         raise
     finally:
         tracker.finish(status, error)
+    metrics["objective"] = metrics.get(f"best/val_{task.monitor}")  # what a sweeper optimises
     metrics["run_id"] = tracker.run_id
     metrics["experiment_id"] = tracker.experiment_id
     return metrics

@@ -1,0 +1,77 @@
+"""What Zoo's sweepers share: the sweep callback, checking jobs before any runs, reporting failures."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+
+def zoo_callback(hydra_context) -> Any:
+    """The :class:`zoo.sweep.SweepCallback` of this sweep, when ``hydra.callbacks`` has one."""
+    from zoo.sweep import SweepCallback
+
+    for cb in getattr(hydra_context.callbacks, "callbacks", []) or []:
+        if isinstance(cb, SweepCallback):
+            return cb
+    return None
+
+
+def job_config(hydra_context, master: DictConfig, overrides: Sequence[str]) -> DictConfig:
+    """A job's composed config, without the ``hydra`` node and output paths, for checking."""
+    cfg = hydra_context.config_loader.load_sweep_config(master_config=master, sweep_overrides=list(overrides))
+    with open_dict(cfg):
+        del cfg["hydra"]
+        if "paths" in cfg:
+            cfg.paths.output_dir = None
+    return cfg
+
+
+def check_jobs(hydra_context, master: DictConfig, jobs: Sequence[Sequence[str]], keys: Sequence[str]) -> None:
+    """Compose and validate every job before the first one starts: bad input stops the sweep with
+    one line naming the job, and no run is created."""
+    from zoo.config import validate
+    from zoo.errors import ZooError
+    from zoo.registry import load_registry
+    from zoo.sweep import fail, job_label
+
+    registries: dict = {None: load_registry()}
+    for num, overrides in enumerate(jobs):
+        label = job_label(overrides, keys) or " ".join(overrides)
+        try:
+            cfg = job_config(hydra_context, master, overrides)
+            folder = OmegaConf.select(cfg, "plugins.dir")
+            if folder not in registries:
+                registries[folder] = load_registry([folder] if folder else [])
+            validate(cfg, registries[folder])
+        except ZooError as exc:
+            fail(f"sweep job {num} ({label}): {exc}")
+        except Exception as exc:  # Hydra's composition errors
+            fail(f"sweep job {num} ({label}): {_composition_error(exc, overrides, registries)}")
+
+
+def _composition_error(exc: BaseException, overrides: Sequence[str], registries: dict) -> str:
+    """Hydra's message, on one line; for a setting the job's model or dataset lacks, its settings."""
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    cause = exc.__cause__
+    if cause is not None and "not in struct" in str(cause):
+        key = getattr(cause, "full_key", "") or ""
+        group = key.split(".", 1)[0]
+        choice = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == group), None)
+        registry = next(iter(registries.values()), None)
+        table = {"model": getattr(registry, "architectures", {}), "data": getattr(registry, "datasets", {})}.get(group, {})
+        if choice in table:
+            settings = ", ".join(table[choice].decl.defaults) or "none"
+            return (f"{key} is not a setting of {group}={choice} (its settings: {settings}); "
+                    f"give it to some jobs only with hydra.sweeper.arms (docs/experiments.md)")
+        return f"{key} is not a key of the config; check its spelling"
+    return msg
+
+
+def failure_of(ret) -> BaseException | None:
+    """The exception of a failed job (a :class:`hydra.core.utils.JobReturn`), else None."""
+    from hydra.core.utils import JobStatus
+
+    if ret.status == JobStatus.FAILED:
+        return ret._return_value
+    return None

@@ -1,0 +1,55 @@
+"""The grid mode of Zoo's sweeper: every combination, once per arm; a failed job does not stop it."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, List
+
+from omegaconf import OmegaConf
+
+from ._common import check_jobs, failure_of, zoo_callback
+
+log = logging.getLogger(__name__)
+
+
+def run_grid(sweeper, arguments: List[str]) -> Any:
+    from zoo.errors import ZooError
+    from zoo.sweep import fail, grid_jobs, job_label, varying_keys
+
+    callback = zoo_callback(sweeper.hydra_context)
+    try:
+        jobs = grid_jobs(sweeper.params, arguments, sweeper.arms)
+        keys = callback.keys if callback else varying_keys(arguments, sweeper.config.hydra.sweeper)
+    except ZooError as exc:
+        fail(str(exc))
+    check_jobs(sweeper.hydra_context, sweeper.config, jobs, keys)
+    sweep_dir = Path(str(sweeper.config.hydra.sweep.dir))
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(sweeper.config, sweep_dir / "multirun.yaml")
+    if callback:
+        callback.jobs = len(jobs)
+        callback.announce()
+    size = sweeper.max_batch_size or len(jobs)
+    returns, failures = [], []
+    try:
+        for start in range(0, len(jobs), size):
+            batch = jobs[start:start + size]
+            results = sweeper.launcher.launch(batch, initial_job_idx=start)
+            for overrides, ret in zip(batch, results):
+                error = failure_of(ret)
+                if error is not None:
+                    label = job_label(overrides, keys)
+                    failures.append(label)
+                    if callback:
+                        callback.job_failed(label, error)
+                    else:
+                        log.error("sweep job failed (%s): %s", label, error)
+            returns.append(results)
+    except KeyboardInterrupt:
+        if callback:
+            callback.interrupted = True
+        raise
+    if failures and not callback:
+        fail(f"{len(failures)} of {len(jobs)} sweep jobs failed: {'; '.join(failures)}")
+    return returns
