@@ -67,15 +67,34 @@ def _choices(group: str, registry) -> list[str]:
     return sorted(names)
 
 
+def _names_a_config(arg: str) -> bool:
+    """Whether Hydra reads the value of ``group=value`` as names: Hydra crashes on a number or null."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        override = OverridesParser.create().parse_override(arg)
+    except Exception:  # malformed: Hydra says so itself, on one line
+        return True
+    if override.is_sweep_override():
+        return True
+    values = override.value() if isinstance(override.value(), list) else [override.value()]
+    return all(isinstance(v, str) and "${" not in v for v in values)  # an interpolation is not a name
+
+
 def check_choices(args: list[str], registry) -> None:
     """One clear line for an unknown ``group=name`` before Hydra composes anything."""
     for arg in args:
         if "=" not in arg or arg.startswith("-"):
             continue
         key, value = arg.split("=", 1)
-        group = key.lstrip("+~")
-        if group not in GROUPS or value in ("", "null") or "(" in value:
-            continue
+        group = key.lstrip("+~").split("@", 1)[0]  # group@package=option is a group choice too
+        if not group:  # Hydra itself crashes on some of these (+=1, @=1)
+            raise ZooError(f"{arg} names no config key before '=': write key=value, e.g. trainer.max_epochs=5")
+        if (group in GROUPS or "/" in group) and not _names_a_config(arg):  # hydra/launcher=... too
+            hint = f"; write ~{group} to go without one" if value == "null" else ""
+            raise ZooError(f"{arg}: a config group takes the name of a config, not {value!r}{hint}")
+        if group not in GROUPS or value == "" or (value.split("(", 1)[0].isidentifier() and "(" in value):
+            continue  # a sweep (choice(...), range(...)) is Hydra's to read
         options = _choices(group, registry)
         for v in value.split(","):
             if v not in options:
@@ -88,12 +107,11 @@ def check_choices(args: list[str], registry) -> None:
 def cmd_train(args: list[str]) -> int:
     import hydra
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from omegaconf import OmegaConf
 
     from .config import CONF_DIR, register_configs
-    from .distributed import launch, under_torchrun
-    from .train import train
 
     registry = _registry(args)
     register_configs(registry)
@@ -102,6 +120,10 @@ def cmd_train(args: list[str]) -> int:
 
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
     def run(cfg) -> float | None:
+        # imported here, not above: --help, --cfg and the like never load torch's training stack or MLflow
+        from .distributed import launch, under_torchrun
+        from .train import train
+
         overrides = list(HydraConfig.get().overrides.task)
         if cfg.trainer.get("strategy") == "ddp" and not under_torchrun():
             # every rank writes into this job's output folder
@@ -115,6 +137,8 @@ def cmd_train(args: list[str]) -> int:
         except ZooError as exc:
             if _full_errors():
                 raise
+            if HydraConfig.get().mode == RunMode.MULTIRUN:  # a sweep's job: the sweeper reports it, the others go on
+                raise ZooError(str(exc)) from None
             _fail(str(exc))
         if metrics.get("run_id"):  # rank 0 (the only rank with a run)
             print(summary_line(cfg, metrics))
@@ -176,10 +200,15 @@ def cmd_ui(args: list[str]) -> int:
     if root:
         cmd += ["--default-artifact-root", root]
 
-    def stop(signum, frame):  # SIGTERM or a closed terminal: stop the server's whole group, as Ctrl-C does
-        raise KeyboardInterrupt
+    proc = None
+    stopping: list[int] = []
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    def stop(signum, frame):  # Ctrl-C, SIGTERM or a closed terminal: stop the server's whole group
+        stopping.append(signum)
+        if proc is not None:  # else Popen is under way: stop right after it
+            raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, stop)
     if ns.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: binding to {ns.host}: anyone who can reach this machine can read (and change) your runs",
@@ -190,25 +219,37 @@ def cmd_ui(args: list[str]) -> int:
     # MLflow's GenAI job runners (a dozen Huey processes that outlive SIGTERM) serve nothing Zoo records.
     env = {**os.environ}
     env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
-    proc = subprocess.Popen(cmd, start_new_session=True, env=env)
     try:
+        proc = subprocess.Popen(cmd, start_new_session=True, env=env)
+        if stopping:
+            raise KeyboardInterrupt
         return proc.wait()
     except KeyboardInterrupt:
         return 0
     finally:
-        for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                continue
-            if sig == signal.SIGTERM:  # the main process is gone; its workers may not be
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-            break
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second Ctrl-C must not cut the clean-up short
+            signal.signal(sig, signal.SIG_IGN)
+        if proc is not None:
+            _stop_group(proc)
+
+
+def _stop_group(proc) -> None:
+    """SIGTERM the process group of ``proc``, SIGKILL what is left (the server's workers included)."""
+    import signal
+    import subprocess
+
+    for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            continue
+        with contextlib.suppress(ProcessLookupError):  # the main process is gone; its workers may not be
+            os.killpg(proc.pid, signal.SIGKILL)
+        return
 
 
 def cmd_compare(args: list[str]) -> int:
