@@ -148,6 +148,7 @@ def validate(cfg: DictConfig, registry: Registry) -> dict:
     opt = plain["optimizer"]
     if "_target_" not in opt:
         raise ConfigError("optimizer", opt, "a config with _target_ (a torch.optim class), e.g. optimizer=adam")
+    _check_targets(plain)
     if "lr" in opt:
         _number("optimizer.lr", opt["lr"])
     for key in ("weight_decay", "momentum"):
@@ -163,6 +164,57 @@ def validate(cfg: DictConfig, registry: Registry) -> dict:
     if not isinstance(tr.get("experiment"), str) or not tr["experiment"].strip():
         raise ConfigError("tracking.experiment", tr.get("experiment"), "a non-empty experiment name")
     return plain
+
+
+def _locate_class(path: Any) -> type | None:
+    """The class a dotted name refers to; only ``torch.*`` or an already loaded module is imported."""
+    import importlib
+    import sys
+
+    if not isinstance(path, str) or not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+", path):
+        return None
+    parts = path.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        module = ".".join(parts[:i])
+        if module in sys.modules or parts[0] == "torch":
+            try:
+                obj = importlib.import_module(module)
+            except ImportError:
+                continue
+            for attr in parts[i:]:
+                obj = getattr(obj, attr, None)
+            return obj if isinstance(obj, type) else None
+    return None
+
+
+def _check_targets(plain: dict, path: str = "") -> None:
+    """Only ``optimizer._target_`` and ``scheduler._target_`` name code, and only torch.optim classes.
+
+    Hydra's ``instantiate`` calls whatever ``_target_`` it meets, nested ones included, and a
+    config can come from somewhere else than the user's own command line: a checkpoint
+    (``resume=``), a shared run, an experiment preset. Any other callable would let that config
+    write files or run code.
+    """
+    import torch
+
+    bases = {"optimizer": torch.optim.Optimizer, "scheduler": torch.optim.lr_scheduler.LRScheduler}
+    for key, value in plain.items():
+        where = f"{path}{key}"
+        if isinstance(value, dict):
+            _check_targets(value, where + ".")
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, dict):
+                    _check_targets(item, f"{where}[{i}].")
+        if key != "_target_":
+            continue
+        group = path[:-1]
+        cls = _locate_class(value) if group in bases else None
+        if cls is None or not issubclass(cls, bases[group]):
+            expected = ({"optimizer": "a torch.optim optimizer class, e.g. torch.optim.Adam",
+                         "scheduler": "a torch.optim.lr_scheduler class, e.g. torch.optim.lr_scheduler.StepLR"}
+                        .get(group, "plain data: only optimizer._target_ and scheduler._target_ may name a class"))
+            raise ConfigError(where, value, expected)
 
 
 def to_plain(node: Any) -> Any:

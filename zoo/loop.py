@@ -11,6 +11,8 @@ import contextlib
 import itertools
 import logging
 import math
+import os
+import shutil
 import signal
 import threading
 import time
@@ -27,7 +29,24 @@ from .errors import ZooError
 log = logging.getLogger(__name__)
 
 GRAD_BUDGET = 0.05  # gradient norms may cost at most this fraction of a step when grad_every=auto
+GRAD_PROBE = 5  # grad_every=auto computes norms at every step until it has timed this many, then adapts
+# Checkpoint files are written at the end of an epoch when that costs under 1% of the time since the
+# last write, and at the end; a better epoch in between is kept in memory (a copy of its state, when that
+# is under SNAPSHOT_BYTES; a larger state is written at once) and written as best.pt with the next last.pt.
+CHECKPOINT_BUDGET = 0.01
+SNAPSHOT_BYTES = 256 * 2**20
 HIST_BINS = 32
+
+
+def _copied(obj):
+    """``obj`` with every tensor cloned, so later steps do not change it."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {k: _copied(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_copied(v) for v in obj)
+    return obj
 
 
 class Interrupted(KeyboardInterrupt):
@@ -98,6 +117,10 @@ class Loop:
         self.batch_in_epoch, self.epoch_rng, self.epoch_sum, self.epoch_count = 0, None, 0.0, 0
         self.stop_requested = 0
         self._norm_seconds, self._norm_count = 0.0, 0
+        self.perf = {"eval_s": 0.0, "checkpoint_s": 0.0, "fetch_s": 0.0}  # seconds of fit() spent on each
+        self._saved_at, self._save_seconds = time.perf_counter(), 0.0
+        self._best_state: tuple[int, dict] | None = None  # (step, state) of a best epoch not yet in best.pt
+        self._last_saved_step: int | None = None  # the step last.pt holds
         if state is not None:
             self._restore(state)
 
@@ -134,7 +157,7 @@ class Loop:
         model, opt = self.model, self.optimizer
         model.train()
         n = self.log_every
-        losses = torch.zeros(n, device=self.device)
+        pending: list[torch.Tensor] = []  # this window's losses, left on the device until the fetch
         norm_rows = torch.zeros(n, 1 + 2 * len(self.params), device=self.device)
         norm_steps: list[int] = []
         steps, times = [], []
@@ -144,7 +167,6 @@ class Loop:
         else:  # resuming mid-epoch: draw the same order again and skip what was done
             self.generator.set_state(self.epoch_rng)
         skip = self.batch_in_epoch
-        epoch_sum = torch.zeros((), device=self.device)
         check_each_step = self.device.type == "cpu" and self.dist.world == 1  # a host sync costs nothing there
         window_start = time.perf_counter()
         i = 0
@@ -155,7 +177,7 @@ class Loop:
             with self._autocast():
                 loss = self.task.loss(self.forward_model(x), y, x)
             if check_each_step and not math.isfinite(loss.item()):
-                self._flush(losses[:i], steps, times, norm_rows[:len(norm_steps)], norm_steps, 0.0, bar)
+                self._flush(pending, steps, times, norm_rows[:len(norm_steps)], norm_steps, 0.0, bar)
                 raise NonFiniteLoss(self.step + 1, loss.item())
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
@@ -166,6 +188,8 @@ class Loop:
             if self.grad_every and self.step % self.grad_every == 0:
                 norm_rows[len(norm_steps)] = self._norms()
                 norm_steps.append(self.step)
+                if self.grad_auto and self._norm_count == GRAD_PROBE:  # timed enough: adapt now, not at the fetch
+                    self._adapt_grad_every((time.perf_counter() - window_start) / (i + 1))
             if self.hist_every and self.step % self.hist_every == 0:
                 self._histograms()
             if self.t.get("grad_clip"):
@@ -175,35 +199,39 @@ class Loop:
                 self.scaler.update()
             else:
                 opt.step()
-            d = loss.detach()
-            losses[i] = d
-            epoch_sum += d
+            pending.append(loss.detach())
             self.batch_in_epoch += 1
             steps.append(self.step)
             times.append(time.time())
             i += 1
             bar.update()
             if i == n or self.stop_requested:
-                self._flush(losses[:i], steps, times, norm_rows[:len(norm_steps)], norm_steps,
-                            time.perf_counter() - window_start, bar)
-                self.epoch_sum += float(epoch_sum)
+                self.epoch_sum += sum(self._flush(pending, steps, times, norm_rows[:len(norm_steps)], norm_steps,
+                                                  time.perf_counter() - window_start, bar))
                 self.epoch_count += i
-                epoch_sum.zero_()
-                i, steps, times, norm_steps = 0, [], [], []
+                i, pending, steps, times, norm_steps = 0, [], [], [], []
                 window_start = time.perf_counter()
                 if self.stop_requested:
                     raise Interrupted(f"stopped by signal {self.stop_requested} at step {self.step}")
         if i:
-            self._flush(losses[:i], steps, times, norm_rows[:len(norm_steps)], norm_steps,
-                        time.perf_counter() - window_start, bar)
-            self.epoch_sum += float(epoch_sum)
+            self.epoch_sum += sum(self._flush(pending, steps, times, norm_rows[:len(norm_steps)], norm_steps,
+                                              time.perf_counter() - window_start, bar))
             self.epoch_count += i
         self.batch_in_epoch = 0
         return self.epoch_sum / max(self.epoch_count, 1)
 
-    def _flush(self, losses, steps, times, norm_rows, norm_steps, seconds, bar) -> None:
-        """Fetch what accumulated on the device (one sync) and hand it to the tracker."""
-        values = self.dist.mean(losses).tolist()  # the global batch's loss under DDP
+    def _flush(self, losses: list, steps, times, norm_rows, norm_steps, seconds, bar) -> list[float]:
+        """Fetch what accumulated on the device (one sync), hand it to the tracker; return the losses."""
+        if not losses:
+            return []
+        t0 = time.perf_counter()
+        try:
+            return self._flush_now(torch.stack(losses), steps, times, norm_rows, norm_steps, seconds, bar)
+        finally:
+            self.perf["fetch_s"] += time.perf_counter() - t0
+
+    def _flush_now(self, losses, steps, times, norm_rows, norm_steps, seconds, bar) -> list[float]:
+        values = self.dist.mean(losses.float()).tolist()  # the global batch's loss under DDP
         bad = [k for k, v in enumerate(values) if not math.isfinite(v)]
         if bad:
             good = bad[0]
@@ -220,9 +248,10 @@ class Loop:
             ts = times[-1]
             for s, row in zip(norm_steps, rows):
                 self.tracker.metrics(dict(zip(names, row)), step=s, timestamp=ts)
-        if self.grad_auto and self._norm_count:
+        if self.grad_auto and self._norm_count and steps:
             self._adapt_grad_every(seconds / len(steps))
         bar.set_postfix(loss=f"{values[-1]:.4f}", refresh=False)
+        return values
 
     def _adapt_grad_every(self, step_seconds: float) -> None:
         """The cheapest cadence whose norms and their metric rows cost under GRAD_BUDGET of a step."""
@@ -292,10 +321,52 @@ class Loop:
         path = self.checkpoint_dir / name
         if not self.dist.main:  # one writer: rank 0
             return path
-        tmp = path.with_suffix(".tmp")
-        torch.save(self.state(), tmp)
-        tmp.replace(path)  # never leave a half-written checkpoint behind
+        t0 = time.perf_counter()
+        self._write(self.state(), path)
+        if name == "last.pt":
+            self._last_saved_step = self.step
+            self.save_best()
+        self._saved_at = time.perf_counter()
+        self._save_seconds = self._saved_at - t0
         return path
+
+    @staticmethod
+    def _write(state: dict, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(path)  # never leave a half-written checkpoint behind, never rewrite a file in place
+
+    def keep_best(self) -> None:
+        """This epoch is the best so far: best.pt is written with the next last.pt (or now, for a large state)."""
+        if not self.dist.main:
+            return
+        size = sum(t.numel() * t.element_size() for t in self.model.state_dict().values())
+        if 3 * size > SNAPSHOT_BYTES:  # weights and the optimizer's state: too large to copy, write them now
+            self._best_state = (self.step, None)
+            self.save("last.pt")
+            return
+        self._best_state = (self.step, _copied(self.state()))
+
+    def save_best(self) -> None:
+        """Write the best epoch kept in memory as best.pt (a link to last.pt when that holds the same step)."""
+        if self._best_state is None or not self.dist.main:
+            return
+        (step, state), self._best_state = self._best_state, None
+        best, last = self.checkpoint_dir / "best.pt", self.checkpoint_dir / "last.pt"
+        if step == self._last_saved_step:  # last.pt holds this very state: no second write
+            tmp = best.with_suffix(".tmp")
+            tmp.unlink(missing_ok=True)
+            try:
+                os.link(last, tmp)
+            except OSError:  # a file system without hard links
+                shutil.copyfile(last, tmp)
+            tmp.replace(best)
+        else:
+            self._write(state, best)
+
+    def _checkpoint_due(self) -> bool:
+        """Whether writing ``last.pt`` now costs under CHECKPOINT_BUDGET of the time since the last write."""
+        return (time.perf_counter() - self._saved_at) * CHECKPOINT_BUDGET >= self._save_seconds
 
     # ------------------------------------------------------------------------------ the loop
     @contextlib.contextmanager
@@ -321,13 +392,26 @@ class Loop:
         max_epochs = int(self.t["max_epochs"])
         patience = self.t.get("patience")
         per_epoch = self.splits.train.num_batches(self.batch_size)
+        started, first_step = time.perf_counter(), self.step
+        try:
+            self._epochs(max_epochs, patience, per_epoch)
+        except BaseException:  # a failed or interrupted run keeps its best epoch too
+            with contextlib.suppress(Exception):
+                self.save_best()
+            raise
+        self._log_perf(time.perf_counter() - started, self.step - first_step)
+        return self.finish()
+
+    def _epochs(self, max_epochs: int, patience, per_epoch: int) -> None:
         with tqdm(total=max_epochs, initial=self.epoch, desc="epochs", unit="epoch", disable=None, leave=False) as ebar:
             while self.epoch < max_epochs:
                 with tqdm(total=per_epoch, initial=self.batch_in_epoch, desc=f"epoch {self.epoch + 1}", unit="step",
                           disable=None, leave=False) as bar:
                     train_loss = self.train_epoch(bar)
                 self.epoch += 1
+                t0 = time.perf_counter()
                 val = self.evaluate(self.splits.val, "val")
+                self.perf["eval_s"] += time.perf_counter() - t0
                 now = time.time()
                 row = {"train/loss_epoch": train_loss, "epoch": self.epoch, **val,
                        "lr": self.optimizer.param_groups[0]["lr"]}
@@ -341,16 +425,27 @@ class Loop:
                     self.best, self.bad_epochs = score, 0
                 else:
                     self.bad_epochs += 1
-                self.save("last.pt")
+                t0 = time.perf_counter()
                 if improved:
-                    self.save("best.pt")
+                    self.keep_best()
+                final = self.epoch >= max_epochs or (patience and self.bad_epochs >= patience)
+                if (final or self._checkpoint_due()) and self._last_saved_step != self.step:
+                    self.save("last.pt")  # and best.pt, when a better epoch is waiting in memory
+                self.perf["checkpoint_s"] += time.perf_counter() - t0
                 ebar.set_postfix({self.monitor: f"{score:.4f}"}, refresh=False)
                 ebar.update()
                 if patience and self.bad_epochs >= patience:
                     log.info("early stopping at epoch %d: %s has not improved for %d epochs",
                              self.epoch, self.monitor, patience)
                     break
-        return self.finish()
+
+    def _log_perf(self, seconds: float, steps: int) -> None:
+        """How fast this process trained, and where the loop's time went (``perf/*``, one row each)."""
+        if steps <= 0 or seconds <= 0:
+            return
+        self.tracker.metrics({"perf/fit_s": seconds, "perf/steps": steps, "perf/steps_per_s": steps / seconds,
+                              "perf/norms_s": self._norm_seconds, **{f"perf/{k}": v for k, v in self.perf.items()}},
+                             step=self.step)
 
     def finish(self) -> dict[str, float]:
         """Evaluate the best checkpoint on the test split and log the summary metrics."""

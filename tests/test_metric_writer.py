@@ -1,0 +1,111 @@
+"""What keeps the training loop fast, checked for what it must not lose: every metric row, the
+best checkpoint, the run's own timing, and a light ``zoo train --help``.
+
+The writer process and the thread write to a real SQLite store read back with MlflowClient; the
+trainings are real ``train(cfg)`` runs.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import mlflow
+import pytest
+import torch
+
+from zoo import ZooError
+from zoo.tracking import Tracker
+from zoo.train import train
+
+from .conftest import runs_in
+
+
+def _rows(tracker: Tracker, start: int, n: int) -> None:
+    steps = list(range(start, start + n))
+    tracker.series("train/loss", [0.5 + s / 1e5 for s in steps], steps, [time.time()] * n)
+
+
+def _wait_ready(tracker: Tracker, timeout: float = 60.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        child = tracker._writer.child
+        if child is not None and child.ready:
+            return
+        time.sleep(0.1)
+    pytest.fail("the metric writer process never became ready")
+
+
+@pytest.mark.parametrize("mode", ["process", "thread"])
+def test_every_row_is_written(store, client, monkeypatch, mode):
+    monkeypatch.setenv("ZOO_METRIC_WRITER", mode)
+    tracker = Tracker(store, "writer", system_metrics=False)
+    tracker.start(run_name="rows", params={"a": 1}, tags={})
+    if mode == "process":
+        _wait_ready(tracker)
+    for k in range(40):
+        _rows(tracker, 1 + 50 * k, 50)
+    tracker.flush()  # a flush in the middle waits for the writer too
+    assert len(client.get_metric_history(tracker.run_id, "train/loss")) == 2000
+    _rows(tracker, 2001, 500)
+    tracker.finish("FINISHED")
+    run = client.get_run(tracker.run_id)
+    assert run.info.status == "FINISHED"
+    steps = sorted(m.step for m in client.get_metric_history(tracker.run_id, "train/loss"))
+    assert steps == list(range(1, 2501))
+    assert run.data.tags["zoo.metric_writer"] == mode
+    assert run.data.metrics["perf/metric_rows"] == 2500 and run.data.metrics["perf/writer_s"] > 0
+
+
+def test_a_dead_writer_process_loses_no_row(store, client, monkeypatch):
+    monkeypatch.setenv("ZOO_METRIC_WRITER", "process")
+    tracker = Tracker(store, "writer", system_metrics=False)
+    tracker.start(run_name="killed writer", params={}, tags={})
+    _wait_ready(tracker)
+    _rows(tracker, 1, 1000)  # a full batch: sent at once
+    tracker._writer.child.proc.kill()
+    _rows(tracker, 1001, 1000)
+    tracker.finish("FINISHED")
+    run = client.get_run(tracker.run_id)
+    assert run.info.status == "FINISHED"
+    steps = sorted(m.step for m in client.get_metric_history(tracker.run_id, "train/loss"))
+    assert steps == list(range(1, 2001))  # rows it never confirmed were written again, none twice
+    assert run.data.tags["zoo.metric_writer"] in ("thread", "process+thread")
+
+
+def test_a_bad_writer_setting_is_one_line_and_no_run(make_cfg, registry, store, monkeypatch):
+    monkeypatch.setenv("ZOO_METRIC_WRITER", "fork")
+    with pytest.raises(ZooError, match=r"ZOO_METRIC_WRITER='fork' is invalid: expected auto, process or thread"):
+        train(make_cfg("data=iris", "tracking.log_model=false"), registry)
+    assert runs_in(store) == []
+
+
+def test_the_run_times_its_loop_and_keeps_the_best_epoch(make_cfg, registry, client, tmp_path):
+    m = train(make_cfg("data=iris", "trainer.max_epochs=6", "trainer.batch_size=8", "tracking.log_model=false",
+                       "optimizer.lr=0.05"), registry)
+    run = client.get_run(m["run_id"])
+    perf = {k: v for k, v in run.data.metrics.items() if k.startswith("perf/")}
+    steps = 6 * 13  # 104 training examples, batch 8
+    assert perf["perf/steps"] == steps and perf["perf/fit_s"] > 0
+    assert perf["perf/steps_per_s"] == pytest.approx(steps / perf["perf/fit_s"])
+    for part in ("eval_s", "checkpoint_s", "norms_s", "fetch_s"):
+        assert 0 <= perf[f"perf/{part}"] < perf["perf/fit_s"], part
+    # best.pt holds the first epoch with the best validation accuracy, even when later epochs were
+    # not written at once; last.pt holds the end
+    val = client.get_metric_history(m["run_id"], "val/accuracy")
+    best = max(v.value for v in val)
+    best_step = min(v.step for v in val if v.value == best)
+    folder = tmp_path / "out" / "checkpoints"
+    assert torch.load(folder / "best.pt", weights_only=True)["step"] == best_step
+    assert torch.load(folder / "last.pt", weights_only=True)["step"] == steps
+    assert run.data.metrics["best/val_accuracy"] == best
+
+
+def test_help_does_not_import_the_training_stack(tmp_path):
+    code = ("import sys\nfrom zoo.cli import main\ntry:\n    main(['train', '--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('mlflow', 'torch_geometric', 'matplotlib', 'torchmetrics') if m in sys.modules]\n"
+            "print('HEAVY', heavy)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert "HEAVY []" in r.stdout, (r.stdout[-500:], r.stderr[-500:])
+    assert "model: " in r.stdout  # it did print the help
