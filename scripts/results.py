@@ -62,12 +62,13 @@ def table(uri: str, presets: list[str], wall: dict[str, float]) -> str:
         shown = {k: v for k, v in m.items() if k.startswith("test/") and k != "test/loss"}
         if r.data.tags.get("zoo.task") == "next_token":
             shown = {"val/loss (nats/char)": m["val/loss"], **shown}
+        command = f"{wall[preset]:.0f}" if preset in wall else "-"
         for i, (k, v) in enumerate(sorted(shown.items())):
-            first = i == 0
-            lines.append(f"| {preset if first else ''} | {r.data.tags['zoo.model'] if first else ''} | "
-                         f"{r.data.tags['zoo.dataset'] if first else ''} | {k} | {v:.4f} | "
-                         f"{m.get('duration_s', 0):.0f} | {wall.get(preset, float('nan')):.0f} |"
-                         if first else f"| | | | {k} | {v:.4f} | | |")
+            if i == 0:
+                lines.append(f"| {preset} | {r.data.tags['zoo.model']} | {r.data.tags['zoo.dataset']} | {k} | "
+                             f"{v:.4f} | {m.get('duration_s', 0):.0f} | {command} |")
+            else:
+                lines.append(f"| | | | {k} | {v:.4f} | | |")
     return "\n".join(lines)
 
 
