@@ -548,7 +548,11 @@ def main(argv: list[str] | None = None) -> int:
         variants += ["cmd"] + ([] if ns.no_server else ["server"])
     env = _env(ns.threads)
     os.environ.update(OMP_NUM_THREADS=str(ns.threads))
+    # SIGTERM unwinds like Ctrl-C: the running variant is killed and the mlflow server stopped
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     import logging
+
+    import mlflow  # noqa: F401  (first: importing it sets its logger to INFO)
 
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
