@@ -37,6 +37,7 @@ import math
 import os
 import platform
 import random
+import re
 import signal
 import socket
 import statistics
@@ -97,7 +98,7 @@ WORKLOADS = {w.name: w for w in (
     Workload("mlp50k", "mlp", "synthetic", 256, 137, model_args={"hidden_sizes": [512, 512, 512]},
              plugin_dir=str(HERE / "plugins"),
              about="MLP 64-512-512-512-10 on 50,000 synthetic rows (35,000 training), batch 256"),
-    Workload("lstm", "lstm", "sine", 64, 220,
+    Workload("lstm", "lstm", "sine", 64, 440,
              about="LSTM (hidden 64) on sine waves of 50 steps (1,400 training sequences), batch 64"),
     Workload("gin", "gin", "cycles", 64, 220,
              about="GIN (3 layers, hidden 64) on 2,000 molecule-like graphs (1,400 training), batch 64"),
@@ -158,7 +159,7 @@ def child_raw(w: Workload, epochs: int, folder: Path) -> dict:
             loss.backward()
             opt.step()
             steps += 1
-    return {"steps": steps, "loop_s": time.perf_counter() - t0, "loss": float(loss)}
+    return {"steps": steps, "loop_s": time.perf_counter() - t0, "loss": loss.item()}
 
 
 def _loader(train, bs: int, generator):
@@ -197,7 +198,7 @@ def child_tutorial(w: Workload, epochs: int, folder: Path) -> dict:
                 steps += 1
                 mlflow.log_metric("train_loss", loss.item(), step=steps)
         seconds = time.perf_counter() - t0
-    return {"steps": steps, "loop_s": seconds, "loss": float(loss)}
+    return {"steps": steps, "loop_s": seconds, "loss": loss.item()}
 
 
 def child_lightning(w: Workload, epochs: int, folder: Path) -> dict:
@@ -490,7 +491,10 @@ def report(results: dict, workloads: list[Workload], variants: list[str], meta: 
         out.append(f"left out: {w} {VARIANTS[v]}: {why}")
     for w, v, e in errors:
         out.append(f"error: {w} {VARIANTS[v]}: {e}")
-    return "\n".join(out)
+    text = "\n".join(out)
+    if markdown:  # a blank line between each title and its table
+        text = re.sub(r"(?m)^([^|\n].*)\n\|", r"\1\n\n|", text)
+    return text
 
 
 def machine() -> str:
@@ -525,6 +529,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=None,
                    help="steps per run (rounded up to whole epochs; default: each workload's own)")
     p.add_argument("--no-server", action="store_true", help="skip (b) against a local mlflow server")
+    p.add_argument("--server-workloads", default="digits",
+                   help="the workloads that also run (b) against the mlflow server (default digits; 'all')")
     p.add_argument("--no-startup", action="store_true", help="skip timing `zoo list` and `zoo train --help`")
     p.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of every variant (default 1)")
     p.add_argument("--max-load", type=float, default=None,
@@ -532,9 +538,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--patience", type=float, default=600)
     p.add_argument("--json", type=Path, help="also write every measurement to this file")
     p.add_argument("--markdown", action="store_true", help="print the tables as markdown")
+    p.add_argument("--from-json", type=Path, metavar="FILE", help="print the report of a --json file again; run nothing")
     p.add_argument("--timeout", type=float, default=600, help="seconds one run may take")
     ns = p.parse_args(argv)
 
+    if ns.from_json:
+        saved = json.loads(ns.from_json.read_text())
+        meta, results = saved["meta"], saved["results"]
+        workloads = [WORKLOADS[n] for n in results if n in WORKLOADS]
+        variants = [v for v in VARIANTS if any(results[w.name].get(v) for w in workloads)]
+        print(f"Zoo benchmark on {meta['machine']}; OMP_NUM_THREADS={meta['threads']}; started {meta['started']}; "
+              f"load average before each repetition and at the end: {', '.join(f'{x:.2f}' for x in meta['loads'])}")
+        print(report(results, workloads, variants, meta, markdown=ns.markdown))
+        return 0
     names = [n for n in ns.workloads.split(",") if n]
     unknown = [n for n in names if n not in WORKLOADS]
     if unknown:
@@ -585,7 +601,8 @@ def main(argv: list[str] | None = None) -> int:
                 load = wait_quiet(ns.max_load, ns.patience)
                 meta["loads"].append(load)
                 for w in workloads:
-                    order = [v for v in ("a", "b", "server", "c", "d") if v in variants]
+                    with_server = ns.server_workloads == "all" or w.name in ns.server_workloads.split(",")
+                    order = [v for v in ("a", "b", "server", "c", "d") if v in variants and (v != "server" or with_server)]
                     rng.shuffle(order)
                     for v in order:
                         folder = tmp / f"{w.name}-{v}-{rep}"
