@@ -7,6 +7,8 @@ trainings are real ``train(cfg)`` runs.
 
 from __future__ import annotations
 
+import gc
+import json
 import subprocess
 import sys
 import time
@@ -19,7 +21,7 @@ from zoo import ZooError
 from zoo.tracking import Tracker
 from zoo.train import train
 
-from .conftest import runs_in
+from .conftest import run_zoo, runs_in
 
 
 def _rows(tracker: Tracker, start: int, n: int) -> None:
@@ -109,3 +111,68 @@ def test_help_does_not_import_the_training_stack(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert "HEAVY []" in r.stdout, (r.stdout[-500:], r.stderr[-500:])
     assert "model: " in r.stdout  # it did print the help
+
+
+# A plugin whose model notes, when it is built and at every training step, whether the garbage
+# collector is on and how many objects it keeps out of its passes (frozen).
+GC_PLUGIN = """
+import gc, json, torch, zoo
+
+class Watched(torch.nn.Module):
+    def __init__(self, d_in, d_out, note):
+        super().__init__()
+        self.note = note
+        self.lin = torch.nn.Linear(d_in, d_out)
+        self._write("build")
+
+    def _write(self, when):
+        with open(self.note, "a") as f:
+            f.write(json.dumps([when, gc.isenabled(), gc.get_freeze_count()]) + "\\n")
+
+    def forward(self, x):
+        if self.training:
+            self._write("step")
+        return self.lin(x)
+
+@zoo.hookimpl
+def zoo_architectures():
+    return [zoo.Architecture(name="gc_watched", family="third_party", kinds=("tabular",), defaults={"note": ""},
+                             build=lambda info, note: Watched(info.input_shape[-1], info.output_dim, note))]
+"""
+
+
+def _notes(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_the_loop_keeps_what_was_set_up_out_of_the_collectors_passes(make_cfg, tmp_path):
+    """Full collections over torch's, MLflow's and Hydra's objects paused training for 0.1-0.5 s at a time."""
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "gc_watched.py").write_text(GC_PLUGIN)
+    note = tmp_path / "note.jsonl"
+    from zoo.config import register_configs
+    from zoo.registry import load_registry
+
+    reg = load_registry([str(tmp_path / "plugins")])
+    register_configs(reg)
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    train(make_cfg(f"plugins.dir={tmp_path / 'plugins'}", "model=gc_watched", f"model.note={note}", "data=iris",
+                   "tracking.log_model=false"), reg)
+    steps = [n for n in _notes(note) if n[0] == "step"]
+    assert steps and all(on and frozen > 10_000 for _, on, frozen in steps), steps[:3]
+    assert gc.isenabled() and gc.get_freeze_count() == 0  # a later run in this process collects this one
+
+
+def test_the_command_starts_without_the_collector_and_trains_with_it(tmp_path):
+    """``zoo train`` turns the collector off for its start-up (about 1 s of full passes) and on for training."""
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "gc_watched.py").write_text(GC_PLUGIN)
+    note = tmp_path / "note.jsonl"
+    r = run_zoo("train", f"plugins.dir={tmp_path / 'plugins'}", "model=gc_watched", f"model.note={note}",
+                "data=iris", "trainer.max_epochs=1", "trainer.device=cpu", "tracking.log_model=false",
+                "tracking.system_metrics=false", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-1000:]
+    notes = _notes(note)
+    assert notes[0][:2] == ["build", False]
+    steps = [n for n in notes if n[0] == "step"]
+    assert steps and all(on and frozen > 10_000 for _, on, frozen in steps), steps[:3]
