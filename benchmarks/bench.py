@@ -409,6 +409,15 @@ def summarize(results: dict, workloads: list[Workload]) -> dict:
     return out
 
 
+def paired_ratios(rows: dict) -> list[float]:
+    """(b)/(a) within each repetition: the two ran minutes apart at most, on the same machine state."""
+    out = []
+    for a, b in zip(rows.get("a", []), rows.get("b", [])):
+        if "loop_s" in a and "loop_s" in b:
+            out.append((b["steps"] / b["loop_s"]) / (a["steps"] / a["loop_s"]))
+    return out
+
+
 def _fmt(x, digits=0) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
@@ -433,12 +442,14 @@ def report(results: dict, workloads: list[Workload], variants: list[str], meta: 
         rows.append([w.name, _fmt(r["steps"]), *[_fmt(r["rate"].get(v)) for v in shown]])
     out += [f"steps per second (median of {meta['reps']}, interleaved)", table(rows, markdown), ""]
 
-    rows = [["workload", "b/a", "target b/a", "cmd/a", "server/a", "c/a", "d/a", "b/c", "b/d"]]
+    rows = [["workload", "b/a", "b/a each rep", "target b/a", "cmd/a", "server/a", "c/a", "d/a", "b/c", "b/d"]]
     checks = []
     for w in workloads:
         r, ratio = s[w.name]["rate"], s[w.name]["ratio"]
         b_over = {v: (r["b"] / r[v] if "b" in r and v in r else None) for v in ("c", "d")}
-        rows.append([w.name, _fmt(ratio.get("b"), 2), f">= {w.target:.2f}", _fmt(ratio.get("cmd"), 2),
+        pairs = paired_ratios(results.get(w.name, {}))
+        spread = f"{min(pairs):.2f}-{max(pairs):.2f}" if pairs else "-"
+        rows.append([w.name, _fmt(ratio.get("b"), 2), spread, f">= {w.target:.2f}", _fmt(ratio.get("cmd"), 2),
                      _fmt(ratio.get("server"), 2), _fmt(ratio.get("c"), 2), _fmt(ratio.get("d"), 2),
                      _fmt(b_over["c"], 1), _fmt(b_over["d"], 1)])
         if ratio.get("b") is not None:
