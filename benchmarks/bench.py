@@ -263,8 +263,11 @@ CHILDREN = {"a": child_raw, "c": child_tutorial, "d": child_lightning}
 
 def _env(threads: int) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    # MLFLOW_DISABLE_TELEMETRY: offline, MLflow's telemetry thread gives up and unsets an environment variable,
+    # which races with a server thread copying the environment (an intermittent 500 on log-batch, KeyError
+    # '_MLFLOW_TELEMETRY_SESSION_ID'); it is the same for every variant
     env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore",
-               MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", GIT_PYTHON_REFRESH="quiet")
+               MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", GIT_PYTHON_REFRESH="quiet", MLFLOW_DISABLE_TELEMETRY="true")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     return env
 
