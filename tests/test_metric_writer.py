@@ -116,18 +116,28 @@ def test_help_does_not_import_the_training_stack(tmp_path):
 # A plugin whose model notes, when it is built and at every training step, whether the garbage
 # collector is on and how many objects it keeps out of its passes (frozen).
 GC_PLUGIN = """
-import gc, json, torch, zoo
+import gc, json, weakref, torch, zoo
+
+_garbage = []  # weak references to a reference cycle each build leaves behind: only the collector frees those
+
+
+class _Cycle:
+    pass
+
 
 class Watched(torch.nn.Module):
     def __init__(self, d_in, d_out, note):
         super().__init__()
         self.note = note
         self.lin = torch.nn.Linear(d_in, d_out)
-        self._write("build")
+        self._write("build", sum(r() is not None for r in _garbage))
+        cycle = _Cycle()
+        cycle.me = cycle
+        _garbage.append(weakref.ref(cycle))
 
-    def _write(self, when):
+    def _write(self, when, *extra):
         with open(self.note, "a") as f:
-            f.write(json.dumps([when, gc.isenabled(), gc.get_freeze_count()]) + "\\n")
+            f.write(json.dumps([when, gc.isenabled(), gc.get_freeze_count(), *extra]) + "\\n")
 
     def forward(self, x):
         if self.training:
@@ -164,15 +174,18 @@ def test_the_loop_keeps_what_was_set_up_out_of_the_collectors_passes(make_cfg, t
 
 
 def test_the_command_starts_without_the_collector_and_trains_with_it(tmp_path):
-    """``zoo train`` turns the collector off for its start-up (about 1 s of full passes) and on for training."""
+    """``zoo train`` turns the collector off for its start-up (about 1 s of full passes) and on for training;
+    a sweep's jobs in one process collect what the job before left."""
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "gc_watched.py").write_text(GC_PLUGIN)
     note = tmp_path / "note.jsonl"
-    r = run_zoo("train", f"plugins.dir={tmp_path / 'plugins'}", "model=gc_watched", f"model.note={note}",
+    r = run_zoo("train", "-m", f"plugins.dir={tmp_path / 'plugins'}", "model=gc_watched", f"model.note={note}",
                 "data=iris", "trainer.max_epochs=1", "trainer.device=cpu", "tracking.log_model=false",
-                "tracking.system_metrics=false", cwd=tmp_path)
+                "tracking.system_metrics=false", "seed=0,1", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-1000:]
     notes = _notes(note)
-    assert notes[0][:2] == ["build", False]
+    builds = [n for n in notes if n[0] == "build"]
+    assert [b[:2] for b in builds] == [["build", False], ["build", False]], builds
+    assert builds[1][3] == 0, "the first job's garbage was still there when the second job started"
     steps = [n for n in notes if n[0] == "step"]
     assert steps and all(on and frozen > 10_000 for _, on, frozen in steps), steps[:3]
