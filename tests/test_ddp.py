@@ -41,3 +41,15 @@ def test_ddp_settings_are_validated(make_cfg, registry):
         train(make_cfg("trainer=ddp", "trainer.nproc=0"), registry)
     with pytest.raises(ZooError, match="trainer.backend='mpi' is invalid"):
         train(make_cfg("trainer=ddp", "trainer.backend=mpi"), registry)
+
+
+def test_a_sweeps_jobs_run_ddp(tmp_path):
+    """What the Slurm preset relies on: each job of a sweep re-runs itself under torchrun."""
+    r = run_zoo("train", "-m", *ARGS, "trainer.max_epochs=1", "trainer=ddp", "trainer.nproc=2", "seed=0,1",
+                cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    runs = runs_in(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    children = [x for x in runs if "mlflow.parentRunId" in x.data.tags]
+    assert sorted(x.info.run_name for x in children) == ["seed=0", "seed=1"]
+    assert all(x.data.tags["zoo.world_size"] == "2" and x.info.status == "FINISHED" for x in children)
+    assert len(runs) == 3  # the two jobs and the sweep's parent run, no run per rank
