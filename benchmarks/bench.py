@@ -343,16 +343,9 @@ def mlflow_server(folder: Path, env: dict):
             time.sleep(0.5)
         yield uri
     finally:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
-            try:
-                proc.wait(timeout=10)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        with contextlib.suppress(ProcessLookupError):  # workers that outlived their parent
-            os.killpg(proc.pid, signal.SIGKILL)
+        from zoo.cli import stop_group
+
+        stop_group(proc)  # the server and its workers
         log.close()
 
 

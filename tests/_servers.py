@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import time
@@ -21,6 +20,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from zoo.cli import stop_group
 
 from .conftest import ZOO
 
@@ -64,16 +65,7 @@ def zoo_server(*args: str, cwd: Path, env: dict | None = None):
                 time.sleep(0.5)
         yield url
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        with contextlib.suppress(ProcessLookupError):  # workers that outlived their parent
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_group(proc)  # the server and its workers
         log.close()
 
 

@@ -254,10 +254,10 @@ def cmd_ui(args: list[str]) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second Ctrl-C must not cut the clean-up short
             signal.signal(sig, signal.SIG_IGN)
         if proc is not None:
-            _stop_group(proc)
+            stop_group(proc)
 
 
-def _stop_group(proc) -> None:
+def stop_group(proc) -> None:
     """SIGTERM the process group of ``proc``, SIGKILL what is left (the server's workers included)."""
     import signal
     import subprocess

@@ -31,6 +31,14 @@ from multiprocessing.connection import Connection
 MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch call
 
 
+def write_rows(client, run_id: str, rows: list) -> None:
+    """Write ``(key, value, timestamp_ms, step)`` rows to a run, MAX_BATCH per ``log_batch`` call."""
+    from mlflow.entities import Metric
+
+    for i in range(0, len(rows), MAX_BATCH):
+        client.log_batch(run_id, metrics=[Metric(*r) for r in rows[i:i + MAX_BATCH]], synchronous=True)
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return (text.splitlines()[0] if text else type(exc).__name__)[:300]
@@ -44,7 +52,6 @@ def serve(inbox: Connection, outbox: Connection) -> int:
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         from mlflow import MlflowClient
-        from mlflow.entities import Metric
     except Exception as exc:  # pragma: no cover - mlflow is a dependency
         outbox.send(("failed", _one_line(exc)))
         return 1
@@ -68,8 +75,7 @@ def serve(inbox: Connection, outbox: Connection) -> int:
             _, run_id, rows = msg
             t0, error = time.perf_counter(), None
             try:
-                for i in range(0, len(rows), MAX_BATCH):
-                    client.log_batch(run_id, metrics=[Metric(*r) for r in rows[i:i + MAX_BATCH]], synchronous=True)
+                write_rows(client, run_id, rows)
             except Exception as exc:
                 error = _one_line(exc)
             outbox.send(("done", len(rows), time.perf_counter() - t0, error))

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .errors import ZooError
+from .metric_writer import MAX_BATCH, write_rows
 
 try:  # POSIX only: the lock that serialises creating a new SQLite store
     import fcntl
@@ -31,7 +32,6 @@ except ImportError:  # pragma: no cover - Windows
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch call
 # Rows wait up to this long so that one log_batch carries many: a call to a SQLite store costs a
 # few milliseconds of Python whatever it carries, then about 0.05 ms per row.
 WRITE_EVERY_S = 1.0
@@ -496,13 +496,9 @@ class _Writer(threading.Thread):
     def _write(self, batch: list) -> None:
         if self.error is not None:
             return
-        from mlflow.entities import Metric
-
         t0 = time.perf_counter()
         try:
-            for i in range(0, len(batch), MAX_BATCH):
-                self.client.log_batch(self.run_id, metrics=[Metric(*r) for r in batch[i:i + MAX_BATCH]],
-                                      synchronous=True)
+            write_rows(self.client, self.run_id, batch)
         except BaseException as exc:  # surfaced to the training thread at the next flush
             self.error = exc
         self.seconds += time.perf_counter() - t0
