@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import zoo
-from plugins import autoencoder as ae
+from zoo_builtins import autoencoder as ae
 from zoo.config import CONF_DIR, validate
 from zoo.train import train
 

@@ -12,7 +12,7 @@ import torch
 from torch_geometric.data import Data
 
 import zoo
-from plugins import gnn
+from zoo_builtins import gnn
 from zoo.train import train
 
 ARCHS = {a.name: a for a in gnn.zoo_architectures()}

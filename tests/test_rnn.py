@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import zoo
-from plugins import rnn
+from zoo_builtins import rnn
 from zoo.train import train
 
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import zoo
-from plugins import transformer as tf
+from zoo_builtins import transformer as tf
 from zoo.train import train
 
 SMALL = dict(d_model=16, n_heads=2, n_layers=2, d_ff=32, dropout=0.0, activation="gelu")

@@ -6,21 +6,21 @@ implementations (see ``zoo.hookspecs``), the declaration types, and a few helper
 
 __version__ = "0.1.0"
 
-from .declarations import KINDS, Architecture, DataInfo, Dataset, Split, Splits
+from .plugin.declarations import KINDS, Architecture, DataInfo, Dataset, Split, Splits
 from .errors import ConfigError, ZooError
-from .hookspecs import hookimpl
+from .plugin.hookspecs import hookimpl
 
 # The torch-backed helpers load on first use, so `import zoo` stays light: pytest imports
 # zoo.testing (the contract kit) in every run through its pytest11 entry point.
-_LAZY = {"ACTIVATIONS": "nn", "activation": "nn", "check_range": "nn",
-         "TensorSplit": "data", "split_indices": "data", "standardize": "data"}
+_LAZY = {"ACTIVATIONS": "plugin.nn", "activation": "plugin.nn", "check_range": "plugin.nn",
+         "TensorSplit": "plugin.data", "split_indices": "plugin.data", "standardize": "plugin.data"}
 
 
 def __getattr__(name: str):
     import importlib
 
     if name in ("nn", "data"):
-        return importlib.import_module(f"{__name__}.{name}")
+        return importlib.import_module(f"{__name__}.plugin.{name}")
     if name in _LAZY:
         value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
         globals()[name] = value

@@ -220,8 +220,8 @@ class Kit:
         return cls._instances[key]
 
     def __init__(self, plugin_dirs: tuple[str, ...] = (), only: tuple[str, ...] = ()):
-        from .errors import ZooError
-        from .registry import load_registry
+        from zoo.errors import ZooError
+        from zoo.plugin.registry import load_registry
 
         self.plugin_dirs, self.only = plugin_dirs, only
         self.error = ""
@@ -307,8 +307,8 @@ class Kit:
         return self._data[name]
 
     def _check_dataset(self, p: Param) -> None:
-        from .declarations import Splits
-        from .tasks import TASKS
+        from zoo.plugin.declarations import Splits
+        from zoo.plugin.tasks import TASKS
 
         decl = self.registry.datasets[p.name].decl
         extra = sorted(set(decl.smoke) - set(decl.defaults))
@@ -333,8 +333,8 @@ class Kit:
         from hydra import compose, initialize_config_dir
         from omegaconf import OmegaConf
 
-        from .config import CONF_DIR, _plain, register_configs
-        from .registry import Registry
+        from zoo.config import CONF_DIR, _plain, register_configs
+        from zoo.plugin.registry import Registry
 
         entry = self.registry.architectures[p.name]
         defaults = dict(entry.decl.defaults)
@@ -370,7 +370,7 @@ class _Case:
     """One architecture on one data kind: the smallest compatible dataset, one batch."""
 
     def __init__(self, kit: Kit, param: Param, check: str):
-        from .tasks import TASKS
+        from zoo.plugin.tasks import TASKS
 
         self.kit, self.param, self.check = kit, param, check
         self.entry = kit.registry.architectures[param.name]
@@ -684,10 +684,10 @@ def _raised(what: str, exc: BaseException) -> str:
     import traceback
 
     frames = traceback.extract_tb(exc.__traceback__)
-    core = Path(__file__).resolve().parent
+    core = Path(__file__).resolve().parent  # the zoo package: its subpackages are Zoo's, not the plugin's
     libs = ("/torch/", "/torch_geometric/", "/site-packages/omegaconf/", "/site-packages/hydra/")
     outside = [f for f in frames if not any(s in f.filename for s in libs)]
-    plugin = [f for f in outside if Path(f.filename).resolve().parent != core]
+    plugin = [f for f in outside if core not in Path(f.filename).resolve().parents]
     frame = (plugin or outside or [None])[-1]
     where = f" (at {Path(frame.filename).name}:{frame.lineno})" if frame else ""
     return f"{what} raised {_first_line(exc)}{where}"

@@ -22,8 +22,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
-from .errors import ZooError
-from .metric_writer import MAX_BATCH, write_rows
+from zoo.errors import ZooError
+from zoo.tracking.writer_process import MAX_BATCH, write_rows
 
 try:  # POSIX only: the lock that serialises creating a new SQLite store
     import fcntl
@@ -304,7 +304,7 @@ def writer_mode() -> str:
 
 
 class _Child:
-    """The writer process (:mod:`zoo.metric_writer`) seen from the training process.
+    """The writer process (:mod:`zoo.tracking.writer_process`) seen from the training process.
 
     Started before the store is opened, so that importing MLflow there overlaps the run's set-up;
     ``open(uri)`` hands it the store once it exists. Every method is called from the writer thread.
@@ -317,12 +317,10 @@ class _Child:
 
         to_child, from_parent = os.pipe()
         to_parent, from_child = os.pipe()
-        package_parent = str(Path(__file__).resolve().parent.parent)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)}
-        try:
+        try:  # the installed package's module, as the training process imported it
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", "from zoo.metric_writer import main; main()", str(to_child), str(from_child)],
-                pass_fds=(to_child, from_child), env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+                [sys.executable, "-c", "from zoo.tracking.writer_process import main; main()", str(to_child), str(from_child)],
+                pass_fds=(to_child, from_child), stdin=subprocess.DEVNULL, start_new_session=True)
         finally:
             os.close(to_child)
             os.close(from_child)

@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import ZooError
+from zoo.errors import ZooError
 
 USAGE = """usage: zoo <command> [args]
 
@@ -51,7 +51,7 @@ def _plugin_dirs(args: list[str]) -> list[str]:
 
 
 def _registry(args: list[str]):
-    from .registry import load_registry
+    from zoo.plugin.registry import load_registry
 
     reg = load_registry(_plugin_dirs(args))
     for f in reg.failures:
@@ -60,7 +60,7 @@ def _registry(args: list[str]):
 
 
 def _choices(group: str, registry) -> list[str]:
-    from .config import CONF_DIR
+    from zoo.config import CONF_DIR
 
     names = {p.stem for p in (CONF_DIR / group).glob("*.yaml")}
     if group == "model":
@@ -117,7 +117,7 @@ def cmd_train(args: list[str]) -> int:
 
     from omegaconf import OmegaConf
 
-    from .config import CONF_DIR, register_configs
+    from zoo.config import CONF_DIR, register_configs
 
     registry = _registry(args)
     register_configs(registry)
@@ -128,8 +128,8 @@ def cmd_train(args: list[str]) -> int:
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
     def run(cfg) -> float | None:
         # imported here, not above: --help, --cfg and the like never load torch's training stack or MLflow
-        from .distributed import launch, under_torchrun
-        from .train import train
+        from zoo.training.distributed import launch, under_torchrun
+        from zoo.training.train import train
 
         overrides = list(HydraConfig.get().overrides.task)
         if cfg.trainer.get("strategy") == "ddp" and not under_torchrun():
@@ -207,7 +207,7 @@ def cmd_ui(args: list[str]) -> int:
     import signal
     import subprocess
 
-    from .tracking import artifact_root, default_uri
+    from zoo.tracking import artifact_root, default_uri
 
     p = argparse.ArgumentParser(prog="zoo ui", description="Start the MLflow UI over Zoo's store.")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
@@ -277,13 +277,13 @@ def stop_group(proc) -> None:
 
 
 def cmd_compare(args: list[str]) -> int:
-    from .compare import main as compare_main
+    from zoo.experiments.compare import main as compare_main
 
     return compare_main(args)
 
 
 def cmd_server(args: list[str]) -> int:
-    from .server import main as server_main
+    from zoo.tracking.server import main as server_main
 
     return server_main(args)
 

@@ -12,15 +12,18 @@ extend it (``defaults: [/zoo/model/mlp@_here_, _self_]``) instead of repeating i
 from __future__ import annotations
 
 import re
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from .errors import ConfigError, ZooError
-from .registry import Registry
+from zoo.errors import ConfigError, ZooError
+from zoo.plugin.registry import Registry
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+# Zoo's own configs: the project's top-level conf/ folder, installed as the package zoo.config.conf.
+CONF_PACKAGE = "zoo.config.conf"
+CONF_DIR = Path(str(resources.files(CONF_PACKAGE)))
 
 
 def register_configs(registry: Registry) -> None:

@@ -1,0 +1,206 @@
+"""The plugin registry: discovers plugins with pluggy and indexes what they declare.
+
+Plugins come from entry points in the group ``zoo.plugins`` (Zoo's own built-ins are declared
+there too, so they arrive exactly like third-party ones) and from ``*.py`` files in a plugin
+folder. Each plugin is loaded and called on its own: one that fails to import or returns a
+malformed declaration is recorded in ``Registry.failures`` and everything else keeps working,
+unless ``ZOO_STRICT_PLUGINS=1``. Two plugins declaring the same name is always an error.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import os
+import sys
+import traceback
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Iterable
+
+import pluggy
+
+from zoo.plugin import hookspecs
+from zoo.plugin.declarations import Architecture, Dataset, check_declaration
+from zoo.errors import ZooError
+
+ENTRY_POINT_GROUP = "zoo.plugins"
+SELF_DISTRIBUTION = "zoo"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A declaration together with the plugin that provided it and where that came from."""
+
+    decl: Architecture | Dataset
+    plugin: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Failure:
+    plugin: str
+    source: str
+    error: str
+
+
+@dataclass
+class Registry:
+    pm: pluggy.PluginManager
+    architectures: dict[str, Entry] = field(default_factory=dict)
+    datasets: dict[str, Entry] = field(default_factory=dict)
+    failures: list[Failure] = field(default_factory=list)
+
+    def architecture(self, name: str) -> Entry:
+        return _lookup(self.architectures, name, "model")
+
+    def dataset(self, name: str) -> Entry:
+        return _lookup(self.datasets, name, "data")
+
+    def compatible_datasets(self, arch: Architecture) -> list[str]:
+        return sorted(n for n, e in self.datasets.items() if _accepts(arch, e.decl))
+
+    def check_pair(self, model: str, data: str) -> tuple[Entry, Entry]:
+        a, d = self.architecture(model), self.dataset(data)
+        if not _accepts(a.decl, d.decl):
+            raise ZooError(
+                f"model={model} does not accept data={data} (kind {d.decl.kind}, task {d.decl.task}); "
+                f"{model} accepts kinds {', '.join(a.decl.kinds)}; compatible datasets: "
+                f"{', '.join(self.compatible_datasets(a.decl)) or 'none registered'}")
+        return a, d
+
+
+def _accepts(arch: Architecture, data: Dataset) -> bool:
+    return data.kind in arch.kinds and (arch.tasks is None or data.task in arch.tasks)
+
+
+def _lookup(table: dict[str, Entry], name: str, key: str) -> Entry:
+    try:
+        return table[name]
+    except (KeyError, TypeError):  # TypeError: a list or dict given as the name
+        close = difflib.get_close_matches(str(name), table, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ZooError(f"unknown {key} '{name}'.{hint} Available: {', '.join(sorted(table))}") from None
+
+
+def _entry_point_plugins() -> Iterable[tuple[str, str, object]]:
+    """Yield (name, source, loader) for every entry point in our group."""
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist
+        if dist is not None and dist.metadata["Name"] == SELF_DISTRIBUTION:
+            source = "built-in"
+        elif dist is not None:
+            source = f"{dist.metadata['Name']} {dist.version}"
+        else:
+            source = "entry point"
+        yield ep.name, source, ep.load
+
+
+def _folder_plugins(folder: Path) -> Iterable[tuple[str, str, object]]:
+    if not folder.is_dir():
+        raise ZooError(f"plugins.dir={str(folder)!r} is not a directory: point it (or ZOO_PLUGIN_DIR) at a folder of *.py plugin files")
+    for path in sorted(folder.glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+
+        def load(path=path):
+            name = f"zoo_user_plugins.{path.stem}"
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[name]
+                raise
+            return module
+
+        yield path.stem, str(path), load
+
+
+def _one_line(exc: BaseException) -> str:
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()[-1]
+
+
+def load_registry(plugin_dirs: Iterable[str | os.PathLike] = (), *, entry_points: bool = True,
+                  plugins: Iterable[tuple[str, object]] = (), strict: bool | None = None) -> Registry:
+    """Discover plugins and index their declarations.
+
+    Args:
+        plugin_dirs: folders of ``*.py`` plugin files (``plugins.dir`` / ``ZOO_PLUGIN_DIR``).
+        entry_points: load the ``zoo.plugins`` entry points (built-ins and installed packages).
+        plugins: extra ``(name, object)`` plugins to register, for tests and notebooks.
+        strict: turn any plugin failure into a :class:`ZooError` (default: ``ZOO_STRICT_PLUGINS``).
+    """
+    if strict is None:
+        strict = os.environ.get("ZOO_STRICT_PLUGINS", "") not in ("", "0", "false")
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    if os.environ.get("ZOO_TRACE_PLUGINS"):
+        pm.trace.root.setwriter(lambda s: print(s, end="", file=sys.stderr))
+        pm.enable_tracing()
+    reg = Registry(pm)
+    sources: dict[str, str] = {}
+
+    candidates: list[tuple[str, str, object]] = []
+    if entry_points:
+        candidates += list(_entry_point_plugins())
+    for folder in plugin_dirs:
+        candidates += list(_folder_plugins(Path(folder).expanduser()))
+
+    def fail(name: str, source: str, error: str) -> None:
+        if strict:
+            raise ZooError(f"plugin '{name}' ({source}) failed: {error} (unset ZOO_STRICT_PLUGINS to skip it)")
+        reg.failures.append(Failure(name, source, error))
+
+    for name, source, load in candidates:
+        try:
+            obj = load()
+        except Exception as exc:  # a plugin that raises on import must not take Zoo down
+            fail(name, source, f"import failed: {_one_line(exc)}")
+            continue
+        _register(pm, reg, name, source, obj, sources, fail)
+    for name, obj in plugins:
+        _register(pm, reg, name, getattr(obj, "__file__", "registered in code"), obj, sources, fail)
+
+    for hook, cls, table in (("zoo_architectures", Architecture, reg.architectures),
+                             ("zoo_datasets", Dataset, reg.datasets)):
+        for impl in getattr(pm.hook, hook).get_hookimpls():
+            name = impl.plugin_name
+            try:
+                result = impl.function()
+            except Exception as exc:
+                fail(name, sources[name], f"{hook}() raised {_one_line(exc)}")
+                continue
+            if not isinstance(result, (list, tuple)):
+                fail(name, sources[name], f"{hook}() must return a list of zoo.{cls.__name__}, got {type(result).__name__}")
+                continue
+            for decl in result:
+                problem = check_declaration(decl, cls)
+                if problem:
+                    fail(name, sources[name], f"{hook}(): {problem}")
+                    continue
+                if decl.name in table:
+                    other = table[decl.name]
+                    raise ZooError(
+                        f"{cls.__name__.lower()} name '{decl.name}' is declared twice: by plugin "
+                        f"'{other.plugin}' ({other.source}) and by plugin '{name}' ({sources[name]}); "
+                        f"rename one or uninstall it")
+                table[decl.name] = Entry(decl, name, sources[name])
+    return reg
+
+
+def _register(pm, reg, name, source, obj, sources, fail) -> None:
+    if name in sources:
+        fail(name, source, f"a plugin named '{name}' is already registered from {sources[name]}")
+        return
+    try:
+        pm.register(obj, name=name)
+        pm.check_pending()
+    except Exception as exc:  # pluggy rejects unknown hooks and bad signatures
+        if pm.is_registered(obj):
+            pm.unregister(obj)
+        fail(name, source, _one_line(exc))
+        return
+    sources[name] = source

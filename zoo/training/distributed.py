@@ -1,0 +1,106 @@
+"""DistributedDataParallel through torchrun: one process per device, rank 0 talks to MLflow.
+
+``zoo train trainer=ddp trainer.nproc=2`` re-runs itself under ``torchrun`` (PyTorch's own
+launcher); under torchrun (``WORLD_SIZE`` set) each process joins the process group (gloo on the
+CPU, nccl on GPUs), takes its slice of every global batch, and DDP averages the gradients, so
+the weights follow the single-process run with the same global batch.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from zoo.errors import ZooError
+
+
+def under_torchrun() -> bool:
+    return "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
+
+
+def launch(trainer: dict, args: list[str]) -> int:
+    """Run ``zoo train ARGS`` under torchrun with the trainer's process and node settings."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={trainer['nproc']}",
+           f"--nnodes={trainer.get('nnodes', 1)}"]
+    if trainer.get("rdzv_endpoint"):
+        cmd += ["--rdzv-backend=c10d", f"--rdzv-endpoint={trainer['rdzv_endpoint']}",
+                f"--rdzv-id={trainer.get('rdzv_id') or 'zoo'}"]
+    else:
+        cmd += ["--standalone"]
+    cmd += ["-m", "zoo.cli", "train", *args]
+    return subprocess.call(cmd)
+
+
+@dataclass
+class Dist:
+    """This process's place in the job; a single process is rank 0 of 1."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, t):
+        """This rank's slice of a global batch (every rank drew the same permutation)."""
+        return t if self.world == 1 else t[self.rank::self.world]
+
+    def sum(self, t: torch.Tensor) -> torch.Tensor:
+        if self.world > 1:
+            t = t.clone()
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t
+
+    def mean(self, t: torch.Tensor) -> torch.Tensor:
+        return t if self.world == 1 else self.sum(t) / self.world
+
+    def close(self) -> None:
+        if self.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def setup(trainer: dict, device: torch.device) -> tuple[Dist, torch.device]:
+    """Join the process group when running under torchrun with ``trainer.strategy=ddp``."""
+    if trainer.get("strategy", "single") != "ddp" or not under_torchrun():
+        return Dist(), device
+    local = int(os.environ["LOCAL_RANK"])
+    if device.type == "cuda":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    backend = trainer.get("backend", "auto")
+    if backend == "auto":
+        backend = "nccl" if device.type == "cuda" else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend)
+    return Dist(dist.get_rank(), dist.get_world_size()), device
+
+
+def wrap(model: torch.nn.Module, d: Dist, device: torch.device):
+    if d.world == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def check_splittable(example) -> None:
+    if not isinstance(example, torch.Tensor):
+        raise ZooError("trainer=ddp needs a dataset of in-memory tensors; this dataset yields "
+                       f"{type(example).__name__} batches: train it with trainer=default")
+
+
+class NullTracker:
+    """What ranks other than 0 report to: nothing."""
+
+    run_id = None
+    experiment_id = None
+    row_cost = 2e-4
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
