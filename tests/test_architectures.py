@@ -11,6 +11,7 @@ import math
 import pytest
 from omegaconf import OmegaConf
 
+from zoo.config import override_value
 from zoo.registry import load_registry
 from zoo.train import train
 
@@ -19,21 +20,10 @@ PAIRS = sorted((a, d) for a, ae in REGISTRY.architectures.items() for d, de in R
                if de.decl.kind in ae.decl.kinds and (ae.decl.tasks is None or de.decl.task in ae.decl.tasks))
 
 
-def hydra_value(v) -> str:
-    """A Python value as a command-line override value."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (list, tuple)):
-        return "[" + ",".join(hydra_value(x) for x in v) + "]"
-    if v is None:
-        return "null"
-    return str(v)
-
-
 def smoke_overrides(model: str, data: str) -> list[str]:
     a, d = REGISTRY.architectures[model].decl, REGISTRY.datasets[data].decl
-    return ([f"model.{k}={hydra_value(v)}" for k, v in a.smoke.items()] +
-            [f"data.{k}={hydra_value(v)}" for k, v in d.smoke.items()])
+    return ([f"model.{k}={override_value(v)}" for k, v in a.smoke.items()] +
+            [f"data.{k}={override_value(v)}" for k, v in d.smoke.items()])
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY.architectures))

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from zoo.config import override_value
 from zoo.testing import (  # noqa: F401  (collected here; the kit parametrizes them)
-    hydra_value,
     test_builds_from_defaults,
     test_dataset_loads,
     test_deterministic,
@@ -167,9 +167,9 @@ def test_importing_the_kit_is_cheap_and_adds_no_tests(tmp_path):
     0, -3, 0.1, 1e-05, 2.0, True, False, None,
     [256, 256], [], ["a", "b c"], [[1, 2], [3]], {"a": 1, "b": [True, None]},
 ])
-def test_hydra_value_parses_back_to_the_same_value(value):
+def test_override_value_parses_back_to_the_same_value(value):
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    (override,) = OverridesParser.create().parse_overrides([f"model.k={hydra_value(value)}"])
+    (override,) = OverridesParser.create().parse_overrides([f"model.k={override_value(value)}"])
     parsed = override.value()
-    assert parsed == value and type(parsed) is type(value), (hydra_value(value), parsed)
+    assert parsed == value and type(parsed) is type(value), (override_value(value), parsed)

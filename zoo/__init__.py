@@ -13,7 +13,8 @@ from .plugin.hookspecs import hookimpl
 # The torch-backed helpers load on first use, so `import zoo` stays light: pytest imports
 # zoo.testing (the contract kit) in every run through its pytest11 entry point.
 _LAZY = {"ACTIVATIONS": "plugin.nn", "activation": "plugin.nn", "check_range": "plugin.nn",
-         "TensorSplit": "plugin.data", "split_indices": "plugin.data", "standardize": "plugin.data"}
+         "TensorSplit": "plugin.data", "split_indices": "plugin.data", "standardize": "plugin.data",
+         "pyplot": "plots"}
 
 
 def __getattr__(name: str):
@@ -29,6 +30,6 @@ def __getattr__(name: str):
 
 __all__ = [
     "ACTIVATIONS", "Architecture", "ConfigError", "DataInfo", "Dataset", "KINDS", "Split", "Splits",
-    "TensorSplit", "ZooError", "activation", "check_range", "hookimpl", "split_indices", "standardize",
+    "TensorSplit", "ZooError", "activation", "check_range", "hookimpl", "pyplot", "split_indices", "standardize",
     "__version__",
 ]

@@ -7,7 +7,11 @@ from pathlib import Path
 import numpy as np
 
 
-def _plt():
+def pyplot():
+    """``matplotlib.pyplot`` set up to draw into files (the Agg backend, no display needed).
+
+    The one place Zoo and its plugins get matplotlib from (``zoo.pyplot()``).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -18,7 +22,7 @@ def _plt():
 
 def loss_curve(history, path: Path) -> Path:
     """``train/loss`` per step with ``val/loss`` per epoch on the same step axis."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(history.steps, history.losses, lw=0.8, alpha=0.6, label="train/loss (per step)")
     if history.epochs:
@@ -47,7 +51,7 @@ def histograms(hist: dict[str, list], npz_path: Path, png_path: Path, max_rows: 
         arrays[f"{key}/range"] = np.array([(r[1], r[2]) for r in rows], dtype=np.float32)
         arrays[f"{key}/counts"] = np.array([r[3] for r in rows], dtype=np.float32)
     np.savez_compressed(npz_path, **arrays)
-    plt = _plt()
+    plt = pyplot()
     names = sorted({k.split("/", 1)[1] for k in hist})[:max_rows]
     fig, axes = plt.subplots(len(names), 2, figsize=(9, 1.8 * len(names) + 0.6), squeeze=False)
     for r, name in enumerate(names):

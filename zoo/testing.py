@@ -333,7 +333,7 @@ class Kit:
         from hydra import compose, initialize_config_dir
         from omegaconf import OmegaConf
 
-        from zoo.config import CONF_DIR, _plain, register_configs
+        from zoo.config import CONF_DIR, _plain, override_value, register_configs
         from zoo.plugin.registry import Registry
 
         entry = self.registry.architectures[p.name]
@@ -346,7 +346,7 @@ class Kit:
             self.fail(p, "hydra", f"{bad} cannot be a Hydra config value: {_first_line(exc)}; "
                                   f"use ints, floats, bools, strings, None, and lists or dicts of them")
         expected = {"name": p.name, **{k: _plain(v) for k, v in defaults.items()}}
-        overrides = [f"model.{k}={hydra_value(v)}" for k, v in defaults.items()]
+        overrides = [f"model.{k}={override_value(v)}" for k, v in defaults.items()]
         for label, extra in (("model=" + p.name, []), ("every default as an override", overrides)):
             try:  # the model group alone, from Zoo's config folder, as `zoo train model=<name> ...` composes it
                 with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
@@ -358,7 +358,7 @@ class Kit:
             for key, want in expected.items():
                 have = got.get(key, "<missing>")
                 if not _same(have, want):
-                    how = f"after the override model.{key}={hydra_value(defaults[key])}" if extra else f"from {label}"
+                    how = f"after the override model.{key}={override_value(defaults[key])}" if extra else f"from {label}"
                     self.fail(p, "hydra", f"model.{key}: the default {want!r} ({type(want).__name__}) came back as "
                                           f"{have!r} ({type(have).__name__}) {how}")
             stray = sorted(set(got) - set(expected))
@@ -598,26 +598,6 @@ class _Case:
 
 
 # ================================================================================== helpers
-
-def hydra_value(v: Any) -> str:
-    """A Python value as the text of a Hydra command-line override (``[a,b]``, ``true``, ``null``)."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if v is None:
-        return "null"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ",".join(hydra_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ",".join(f"{k}:{hydra_value(x)}" for k, x in v.items()) + "}"
-    s = str(v)
-    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_\-]*", s) and s.lower() not in ("true", "false", "null", "nan", "inf"):
-        return s
-    # quoted: a backslash escapes only a quote or the backslashes right before one (Hydra's grammar)
-    s = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", s)
-    return "'" + re.sub(r"(\\+)$", lambda m: m.group(1) * 2, s) + "'"
-
 
 def _plain_value(v: Any) -> bool:
     if isinstance(v, dict):

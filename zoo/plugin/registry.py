@@ -23,7 +23,7 @@ import pluggy
 
 from zoo.plugin import hookspecs
 from zoo.plugin.declarations import Architecture, Dataset, check_declaration
-from zoo.errors import ZooError
+from zoo.errors import ZooError, one_line
 
 ENTRY_POINT_GROUP = "zoo.plugins"
 SELF_DISTRIBUTION = "zoo"
@@ -58,6 +58,16 @@ class Registry:
     def dataset(self, name: str) -> Entry:
         return _lookup(self.datasets, name, "data")
 
+    def create_model(self, name: str, info, **overrides):
+        """Build architecture ``name`` for data described by ``info``, its defaults updated by ``overrides``."""
+        entry = self.architecture(name)
+        return call_plugin(f"model={name}", entry.decl.build, info, **{**entry.decl.defaults, **overrides})
+
+    def load_dataset(self, name: str, seed: int = 0, **overrides):
+        """Load dataset ``name``'s splits for ``seed``, its defaults updated by ``overrides``."""
+        entry = self.dataset(name)
+        return call_plugin(f"data={name}", entry.decl.load, seed=seed, **{**entry.decl.defaults, **overrides})
+
     def compatible_datasets(self, arch: Architecture) -> list[str]:
         return sorted(n for n, e in self.datasets.items() if _accepts(arch, e.decl))
 
@@ -69,6 +79,14 @@ class Registry:
                 f"{model} accepts kinds {', '.join(a.decl.kinds)}; compatible datasets: "
                 f"{', '.join(self.compatible_datasets(a.decl)) or 'none registered'}")
         return a, d
+
+
+def call_plugin(what: str, fn, *args, **kwargs):
+    """Call a plugin's builder, loader or report; its ValueError/TypeError becomes a one-line ZooError naming ``what``."""
+    try:
+        return fn(*args, **kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ZooError(f"{what}: {one_line(exc)}") from exc
 
 
 def _accepts(arch: Architecture, data: Dataset) -> bool:

@@ -56,6 +56,15 @@ class Task:
     mode: str
     prepare: Callable[..., tuple] = _identity
 
+    @property
+    def direction(self) -> str:
+        """``maximize`` or ``minimize``: which way ``monitor`` improves (Optuna's words)."""
+        return "maximize" if self.mode == "max" else "minimize"
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether ``a`` is a better value of ``monitor`` than ``b``."""
+        return a > b if self.mode == "max" else a < b
+
 
 def _flat_logits(output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Classification over examples (B, C) or over positions (B, T, C) -> (N, C), (N,)."""

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import warnings
 from pathlib import Path
 from typing import Any, Iterable
@@ -618,6 +619,31 @@ class Tracker:
             items = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
             for i in range(0, len(items), 100):
                 self.client.log_batch(self.run_id, params=items[i:i + 100])
+
+    @contextlib.contextmanager
+    def run(self, *, run_name: str | None, params: dict, tags: dict, run_id: str | None = None):
+        """Start (or continue) the run, and end it honestly whatever happens inside the block.
+
+        FINISHED when the block completes; KILLED on Ctrl-C or SIGTERM (``KeyboardInterrupt``);
+        FAILED on any other exception, with its traceback as ``error/traceback.txt``. The tag
+        ``zoo.error`` gets ``self.error`` when the block set one (a reason better than the
+        exception's text, such as how to resume), else the exception's type and message.
+        """
+        self.start(run_name=run_name, params=params, tags=tags, run_id=run_id)
+        status, self.error = "FAILED", None
+        try:
+            yield self
+            status = "FINISHED"
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        except BaseException as exc:
+            self.error = self.error or f"{type(exc).__name__}: {exc}"
+            with contextlib.suppress(Exception):
+                self.text(traceback.format_exc(), "error/traceback.txt")
+            raise
+        finally:
+            self.finish(status, self.error)
 
     def finish(self, status: str, error: str | None = None) -> None:
         """Flush every queued metric, then end the run as FINISHED, FAILED or KILLED."""

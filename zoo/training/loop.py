@@ -105,7 +105,7 @@ class Loop:
         self.params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         self.metrics = {k: m.to(device) for k, m in task.metrics(splits.info).items()}
         self.monitor = f"val/{task.monitor}"
-        self.better = (lambda a, b: a > b) if task.mode == "max" else (lambda a, b: a < b)
+        self.better = task.better
         precision = str(trainer.get("precision", "32"))
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
         self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None

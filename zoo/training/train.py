@@ -25,7 +25,7 @@ from zoo.training import distributed
 from zoo.config import validate
 from zoo.errors import ConfigError, ZooError
 from zoo.training.loop import Loop, NonFiniteLoss
-from zoo.plugin.registry import Registry, load_registry
+from zoo.plugin.registry import Registry, call_plugin, load_registry
 from zoo.plugin.tasks import get_task
 from zoo.tracking import Tracker, default_uri, git_commit
 
@@ -51,15 +51,6 @@ def registry_for(cfg: DictConfig | dict) -> Registry:
     return load_registry([folder] if folder else [])
 
 
-def _build(what: str, fn, *args, **kwargs):
-    """Call a plugin's builder or loader; its ValueError/TypeError becomes a one-line ZooError."""
-    try:
-        return fn(*args, **kwargs)
-    except (ValueError, TypeError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ZooError(f"{what}: {msg}") from exc
-
-
 def find_checkpoint(resume: str, uri: str) -> Path:
     """The ``last.pt`` to continue from: ``resume`` is a run id, a run's output folder or a file."""
     path = Path(str(resume)).expanduser()
@@ -70,25 +61,9 @@ def find_checkpoint(resume: str, uri: str) -> Path:
             if candidate.is_file():
                 return candidate
         raise ZooError(f"resume={resume}: no checkpoints/last.pt in that folder; give a run id or the run's output folder")
-    import mlflow
-    from mlflow.exceptions import MlflowException
+    from zoo.tracking.runs import checkpoint_of
 
-    client = mlflow.MlflowClient(uri)
-    try:
-        run = client.get_run(str(resume))
-    except MlflowException:
-        raise ZooError(f"resume={resume}: no run with this id in {uri} and no such file or folder; "
-                       f"find run ids with `zoo compare` or in the UI") from None
-    if run.info.status == "FINISHED":
-        raise ZooError(f"resume={resume}: the run already FINISHED; nothing to continue (start a new run instead)")
-    local = Path(run.data.tags.get("zoo.checkpoint_dir", "/nonexistent")) / "last.pt"
-    if local.is_file():
-        return local
-    try:
-        return Path(client.download_artifacts(run.info.run_id, "checkpoints/last.pt", tempfile.mkdtemp(prefix="zoo-resume-")))
-    except Exception:
-        raise ZooError(f"resume={resume}: run {run.info.run_id} has no checkpoint (it stopped before saving one); "
-                       f"start a new run instead") from None
+    return checkpoint_of(uri, str(resume))
 
 
 REQUIRED_STATE = {"model", "optimizer", "epoch", "step", "rng", "run_id", "config"}
@@ -147,10 +122,10 @@ def _train(cfg, plain, registry, arch, dataset, device, dist, state, checkpoint_
 
     torch.manual_seed(seed)
     data_params = {k: v for k, v in plain["data"].items() if k != "name"}
-    splits = _build(f"data={dataset.decl.name}", dataset.decl.load, seed=seed, **data_params)
+    splits = registry.load_dataset(dataset.decl.name, seed, **data_params)
     hparams = {k: v for k, v in plain["model"].items() if k != "name"}
     torch.manual_seed(seed)
-    model = _build(f"model={arch.decl.name}", arch.decl.build, splits.info, **hparams).to(device)
+    model = registry.create_model(arch.decl.name, splits.info, **hparams).to(device)
     splits = zoo.Splits(splits.train.to(device), splits.val.to(device), splits.test.to(device), splits.info)
     if dist.world > 1:
         distributed.check_splittable(splits.train.example(1))
@@ -259,7 +234,7 @@ def _log_outputs(tracker: Tracker, loop: Loop, model, splits, arch, out_dir: Pat
         tracker.artifact(png, "plots")
     if arch.decl.report is not None:
         model.eval()
-        for path in _build(f"model={arch.decl.name} report", arch.decl.report, model, splits, figs) or ():
+        for path in call_plugin(f"model={arch.decl.name} report", arch.decl.report, model, splits, figs) or ():
             tracker.artifact(path, "plots")
     if tr["log_model"]:
         import copy
