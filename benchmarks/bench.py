@@ -343,7 +343,7 @@ def mlflow_server(folder: Path, env: dict):
             time.sleep(0.5)
         yield uri
     finally:
-        from zoo.cli import stop_group
+        from zoo._runtime import stop_group
 
         stop_group(proc)  # the server and its workers
         log.close()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from zoo.cli import stop_group
+from zoo._runtime import stop_group
 
 from .conftest import ZOO
 

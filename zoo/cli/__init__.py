@@ -7,7 +7,6 @@ traceback unless ``HYDRA_FULL_ERROR=1``.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import gc
 import logging
@@ -15,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from zoo._runtime import exit_now, share_config_store, start_without_collector, stop_group
 from zoo.errors import ZooError
 
 USAGE = """usage: zoo <command> [args]
@@ -108,9 +108,7 @@ def check_choices(args: list[str], registry) -> None:
 
 
 def cmd_train(args: list[str]) -> int:
-    # Start-up makes about a million long-lived objects (torch, MLflow, Hydra, scikit-learn) and the garbage
-    # collector's full passes over them cost about 1 s of every command; the loop turns it on (zoo/loop.py).
-    gc.disable()
+    start_without_collector()  # the loop turns it on again (zoo._runtime.frozen_collector)
     import hydra
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -121,7 +119,7 @@ def cmd_train(args: list[str]) -> int:
 
     registry = _registry(args)
     register_configs(registry)
-    _share_config_store()
+    share_config_store()
     if not any(a in ("--help", "-h", "--hydra-help", "--info", "--cfg", "-c", "--shell-completion") for a in args):
         check_choices(args, registry)
 
@@ -156,21 +154,6 @@ def cmd_train(args: list[str]) -> int:
     sys.argv = ["zoo train", *args]
     run()
     return 0
-
-
-def _share_config_store() -> None:
-    """Let Hydra's copies of its config repository share the one ConfigStore instead of copying it.
-
-    Hydra deep-copies its repository, and with it the whole ConfigStore (every plugin's model and
-    data node), for each config group it looks at: about a hundred times for ``zoo train --help``,
-    several seconds. The store is a singleton whose nodes Hydra copies on every load anyway, and a
-    copied repository re-reads ``ConfigStore.instance()`` when it initialises its sources, so the
-    copy is never used: sharing it changes nothing but the time.
-    """
-    from hydra.core.config_store import ConfigStore
-
-    if "__deepcopy__" not in ConfigStore.__dict__:
-        ConfigStore.__deepcopy__ = lambda self, memo: self
 
 
 def summary_line(cfg, metrics: dict) -> str:
@@ -257,25 +240,6 @@ def cmd_ui(args: list[str]) -> int:
             stop_group(proc)
 
 
-def stop_group(proc) -> None:
-    """SIGTERM the process group of ``proc``, SIGKILL what is left (the server's workers included)."""
-    import signal
-    import subprocess
-
-    for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            continue
-        with contextlib.suppress(ProcessLookupError):  # the main process is gone; its workers may not be
-            os.killpg(proc.pid, signal.SIGKILL)
-        return
-
-
 def cmd_compare(args: list[str]) -> int:
     from zoo.experiments.compare import main as compare_main
 
@@ -298,30 +262,8 @@ def main(argv: list[str] | None = None) -> int:
             code = _main(sys.argv[1:])
         except SystemExit as exc:
             code = exc.code
-        _exit(code)
+        exit_now(code)
     return _main(argv)
-
-
-def _exit(code) -> None:
-    """End the process as Python would, minus tearing its modules down.
-
-    Python's own shutdown collects every object of torch, MLflow and the rest before it exits,
-    which takes one to two seconds here for nothing. The threads, the exit handlers and the
-    output finish as usual first; then the process ends at once.
-    """
-    import atexit
-    import threading
-
-    if hasattr(threading, "_shutdown"):  # what the interpreter does first: join the non-daemon threads
-        threading._shutdown()
-    atexit._run_exitfuncs()
-    if code is not None and not isinstance(code, int):
-        print(code, file=sys.stderr)
-        code = 1
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(code or 0)
 
 
 def _main(argv: list[str]) -> int:

@@ -8,14 +8,11 @@ host-device synchronisation per step; the tracker then writes it off the trainin
 from __future__ import annotations
 
 import contextlib
-import gc
 import itertools
 import logging
 import math
 import os
 import shutil
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +21,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from zoo._runtime import Interrupted, StopRequest, frozen_collector, stop_on_signals
 from zoo.training.distributed import Dist, wrap
-from zoo.errors import ZooError
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +45,6 @@ def _copied(obj):
     if isinstance(obj, (list, tuple)):
         return type(obj)(_copied(v) for v in obj)
     return obj
-
-
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM, taken at a step boundary so the checkpoint is consistent."""
 
 
 class NonFiniteLoss(RuntimeError):
@@ -116,7 +109,7 @@ class Loop:
         self.history = History()
         self.step, self.epoch, self.best, self.bad_epochs = 0, 0, None, 0
         self.batch_in_epoch, self.epoch_rng, self.epoch_sum, self.epoch_count = 0, None, 0.0, 0
-        self.stop_requested = 0
+        self.stop_requested = StopRequest()
         self._norm_seconds, self._norm_count = 0.0, 0
         self.perf = {"eval_s": 0.0, "checkpoint_s": 0.0, "fetch_s": 0.0}  # seconds of fit() spent on each
         self._saved_at, self._save_seconds = time.perf_counter(), 0.0
@@ -213,7 +206,7 @@ class Loop:
                 i, pending, steps, times, norm_steps = 0, [], [], [], []
                 window_start = time.perf_counter()
                 if self.stop_requested:
-                    raise Interrupted(f"stopped by signal {self.stop_requested} at step {self.step}")
+                    raise Interrupted(f"stopped by signal {self.stop_requested.signum} at step {self.step}")
         if i:
             self.epoch_sum += sum(self._flush(pending, steps, times, norm_rows[:len(norm_steps)], norm_steps,
                                               time.perf_counter() - window_start, bar))
@@ -373,44 +366,21 @@ class Loop:
     @contextlib.contextmanager
     def stop_on_signals(self):
         """Ctrl-C or SIGTERM asks the loop to stop after the current step; a second one stops now."""
-        if threading.current_thread() is not threading.main_thread():
+        with stop_on_signals() as self.stop_requested:
             yield
-            return
-
-        def handler(signum, frame):
-            if self.stop_requested:
-                raise Interrupted(f"signal {signum}")
-            self.stop_requested = signum
-
-        old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for sig, h in old.items():
-                signal.signal(sig, h)
 
     def fit(self) -> dict[str, float]:
         max_epochs = int(self.t["max_epochs"])
         patience = self.t.get("patience")
         per_epoch = self.splits.train.num_batches(self.batch_size)
         started, first_step = time.perf_counter(), self.step
-        # Everything made before the loop (torch, MLflow, Hydra, the data) lives until the run ends. Frozen,
-        # the garbage collector's full passes skip it: a pass over it took 0.1-0.5 s, several times a run, in
-        # the middle of training. Unfrozen at the end, so that a process training many runs collects them;
-        # on during the loop even where the command turned it off for its start-up (zoo/cli.py).
-        gc_was_on = gc.isenabled()
-        gc.freeze()
-        gc.enable()
-        try:
-            self._epochs(max_epochs, patience, per_epoch)
-        except BaseException:  # a failed or interrupted run keeps its best epoch too
-            with contextlib.suppress(Exception):
-                self.save_best()
-            raise
-        finally:
-            gc.unfreeze()
-            if not gc_was_on:
-                gc.disable()
+        with frozen_collector():
+            try:
+                self._epochs(max_epochs, patience, per_epoch)
+            except BaseException:  # a failed or interrupted run keeps its best epoch too
+                with contextlib.suppress(Exception):
+                    self.save_best()
+                raise
         self._log_perf(time.perf_counter() - started, self.step - first_step)
         return self.finish()
 
