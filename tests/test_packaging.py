@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import sysconfig
 import venv
 import zipfile
 from pathlib import Path
@@ -50,7 +49,8 @@ def test_installed_wheel_trains_from_an_unrelated_folder(wheel, tmp_path):
     # Zoo's dependencies come from the test environment (installing torch again would take minutes);
     # a directory named in a .pth file is on sys.path, but its own .pth files (the editable
     # install's finder) are not run, so `zoo` can only come from the wheel.
-    (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    deps = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
+    (site / "deps.pth").write_text("\n".join(deps) + "\n")
     r = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps", "--no-compile",
                         str(wheel)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
