@@ -58,6 +58,12 @@ class Registry:
     def dataset(self, name: str) -> Entry:
         return _lookup(self.datasets, name, "data")
 
+    def task(self, name: str):
+        """The :class:`zoo.plugin.tasks.Task` named ``name`` (a dataset's ``task``)."""
+        from zoo.plugin.tasks import get_task
+
+        return get_task(name)
+
     def create_model(self, name: str, info, **overrides):
         """Build architecture ``name`` for data described by ``info``, its defaults updated by ``overrides``."""
         entry = self.architecture(name)
