@@ -1,0 +1,306 @@
+"""Validation of a composed config: every value the run will use, checked before anything is created.
+
+:func:`validate` resolves the config, checks the model's and the dataset's settings against
+their plugin's defaults, then walks :data:`SETTINGS`: one rule per setting of Zoo's own groups,
+and the ``_target_`` allow-list (:func:`check_targets`), in the order the errors are reported. Every problem is one :class:`zoo.ConfigError` line naming the key, the
+value and what was expected.
+
+A rule table rather than Hydra structured-config schemas: the messages are pinned
+(``tests/test_bad_input.py``, ``docs/bad-input.md``), and OmegaConf would word them its own way,
+convert values on the way in (``'8'`` to 8, ``1.0`` to 1) and cannot type a setting such as
+``trainer.batch_size``, an integer or the word ``full``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+from zoo.errors import ConfigError, ZooError
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from zoo.plugin.registry import Entry, Registry
+
+_ABSENT = object()  # a key the config does not have
+
+
+# ---------------------------------------------------------------------------------------- rules
+
+@dataclass(frozen=True, kw_only=True)
+class Rule:
+    """What one setting must be. ``expected`` is the error's wording (each kind of rule has its own default).
+
+    Args:
+        optional: null (or no key at all) means the setting is off: nothing to check.
+        if_present: a missing key is not checked (a null one is).
+        only_if: the rule applies only when this holds for the whole (plain) config.
+    """
+
+    expected: str = ""
+    optional: bool = False
+    if_present: bool = False
+    only_if: Callable[[dict], bool] | None = None
+
+    def check(self, key: str, plain: dict) -> None:
+        if self.only_if is not None and not self.only_if(plain):
+            return
+        value = _lookup(plain, key)
+        if value is _ABSENT and (self.optional or self.if_present):
+            return
+        value = None if value is _ABSENT else value
+        if value is None and self.optional:
+            return
+        value = self.read(value)
+        problem = self.problem(value)
+        if problem:
+            raise ConfigError(key, value, problem)
+
+    def read(self, value: Any) -> Any:
+        """The value as the rule (and the error) sees it."""
+        return value
+
+    def problem(self, value: Any) -> str | None:
+        """What was expected, when ``value`` breaks the rule; None when it keeps it."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Int(Rule):
+    """An integer from ``min`` (to ``max``), or one of ``words``; ``digits``: a quoted number counts as one."""
+
+    min: int = 1
+    max: int | None = None
+    words: tuple[str, ...] = ()
+    digits: bool = False
+
+    def read(self, value: Any) -> Any:
+        return int(value) if self.digits and isinstance(value, str) and value.isdecimal() else value
+
+    def problem(self, value: Any) -> str | None:
+        if isinstance(value, str) and value in self.words:
+            return None
+        if not _is_int(value) or value < self.min:
+            return self.expected or f"an integer >= {self.min}"
+        if self.max is not None and value > self.max:
+            return f"an integer from {self.min} to {self.max}"
+        return None
+
+
+@dataclass(frozen=True)
+class Number(Rule):
+    """A number above ``min`` (``strict=False``: from ``min``); not NaN."""
+
+    min: float = 0.0
+    strict: bool = True
+
+    def problem(self, value: Any) -> str | None:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not ok or (value <= self.min if self.strict else value < self.min) or value != value:
+            return self.expected or f"a number {'>' if self.strict else '>='} {self.min:g}"
+        return None
+
+
+@dataclass(frozen=True)
+class OneOf(Rule):
+    """One of ``choices``; ``as_text``: compared as text (``precision: 32`` is ``'32'``)."""
+
+    choices: tuple = ()
+    as_text: bool = False
+
+    def problem(self, value: Any) -> str | None:
+        if (str(value) if self.as_text else value) in self.choices:
+            return None
+        return self.expected or f"{', '.join(map(str, self.choices[:-1]))} or {self.choices[-1]}"
+
+
+@dataclass(frozen=True)
+class Check(Rule):
+    """Whatever ``test`` accepts."""
+
+    test: Callable[[Any], bool] = bool
+
+    def problem(self, value: Any) -> str | None:
+        return None if self.test(value) else self.expected
+
+
+@dataclass(frozen=True)
+class Targets(Rule):
+    """Every ``_target_`` in the config, nested ones included: the allow-list of :func:`check_targets`."""
+
+    def check(self, key: str, plain: dict) -> None:
+        check_targets(plain)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _ddp(plain: dict) -> bool:
+    return plain["trainer"].get("strategy") == "ddp"
+
+
+DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
+
+# Zoo's own settings, checked in this order (the first problem is the one reported). A new
+# setting is one line here; its default lives in conf/.
+SETTINGS: dict[str, Rule] = {
+    "seed": Int(0, max=2**32 - 1),  # the largest seed numpy and scikit-learn accept
+    "trainer.max_epochs": Int(1),
+    "trainer.batch_size": Int(1, words=("full",), digits=True,
+                              expected="an integer >= 1 (1 = stochastic GD) or 'full' (batch GD)"),
+    "trainer.device": Check(lambda v: isinstance(v, str) and DEVICE.match(v) is not None,
+                            expected="auto, cpu, cuda, cuda:N or mps"),
+    "trainer.patience": Int(1, optional=True),
+    "trainer.grad_clip": Number(0, optional=True),
+    "trainer.log_every": Int(1),
+    "trainer.precision": OneOf(("32", "bf16", "fp16"), as_text=True),
+    "trainer.strategy": OneOf(("single", "ddp"), if_present=True, expected="single or ddp (use trainer=ddp)"),
+    "trainer.nproc": Int(1, only_if=_ddp),
+    "trainer.nnodes": Int(1, only_if=_ddp),
+    "trainer.backend": OneOf(("auto", "gloo", "nccl"), only_if=_ddp),
+    "trainer.compile": Check(lambda v: isinstance(v, bool), expected="true or false"),
+    "optimizer": Check(lambda v: "_target_" in v,
+                       expected="a config with _target_ (a torch.optim class), e.g. optimizer=adam"),
+    "_target_": Targets(),  # anywhere in the config
+    "optimizer.lr": Number(0, if_present=True),
+    "optimizer.weight_decay": Number(0, strict=False, if_present=True),
+    "optimizer.momentum": Number(0, strict=False, if_present=True),
+    "tracking.grad_every": Int(0, words=("auto",)),
+    "tracking.hist_every": Int(0),
+    "tracking.system_metrics_interval": Number(0),
+    "tracking.experiment": Check(lambda v: isinstance(v, str) and bool(v.strip()), expected="a non-empty experiment name"),
+}
+
+REQUIRED_GROUPS = ("model", "data", "trainer", "optimizer", "tracking")
+
+
+def _lookup(plain: dict, key: str) -> Any:
+    node: Any = plain
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _ABSENT
+        node = node[part]
+    return node
+
+
+# ------------------------------------------------------------------------------------- validate
+
+def validate(cfg: DictConfig, registry: Registry) -> dict:
+    """Check the composed config; return the plain (resolved) config as a dict.
+
+    Raises :class:`ConfigError` naming the key for a bad value and :class:`ZooError` for an
+    unknown name or an incompatible model and dataset.
+    """
+    from omegaconf import OmegaConf
+
+    try:
+        plain = OmegaConf.to_container(cfg, resolve=True)
+    except Exception as exc:  # an interpolation that cannot resolve
+        raise ZooError(f"config cannot be resolved: {str(exc).splitlines()[0]}") from None
+    for group in REQUIRED_GROUPS:
+        if not isinstance(plain.get(group), dict):
+            raise ZooError(f"config group '{group}' is missing: choose one with {group}=<name>")
+    arch, dataset = registry.check_pair(plain["model"].get("name"), plain["data"].get("name"))
+    _check_plugin_settings(plain, "model", arch)
+    _check_plugin_settings(plain, "data", dataset)
+    for key, rule in SETTINGS.items():
+        rule.check(key, plain)
+    return plain
+
+
+def _check_plugin_settings(plain: dict, group: str, entry: Entry) -> None:
+    """A model's or dataset's settings are the plugin's own, each of its default's type."""
+    for key, value in plain[group].items():
+        if key == "name":
+            continue
+        if key not in entry.decl.defaults:
+            raise ConfigError(f"{group}.{key}", value,
+                              f"one of {group}={entry.decl.name}'s settings: {', '.join(entry.decl.defaults) or 'none'}")
+        _check_like(f"{group}.{key}", value, entry.decl.defaults[key])
+
+
+def _type_name(v: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(type(v), type(v).__name__)
+
+
+def _check_like(key: str, value: Any, default: Any) -> None:
+    """``value`` must have the type of the plugin's ``default`` (ints pass for floats)."""
+    if default is None or value is None:
+        return
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = _is_int(value)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+    elif isinstance(default, (list, tuple)):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(key, value, "a list like " + str(list(default)).replace(" ", ""))
+        if default:
+            for v in value:
+                _check_like(key, v, default[0]) if not isinstance(v, (list, tuple)) else None
+        return
+    elif isinstance(default, dict):
+        ok = isinstance(value, dict)
+    else:
+        ok = True
+    if not ok:
+        raise ConfigError(key, value, _type_name(default))
+
+
+# ------------------------------------------------------------------------- the _target_ allow-list
+
+def _locate_class(path: Any) -> type | None:
+    """The class a dotted name refers to; only ``torch.*`` or an already loaded module is imported."""
+    import importlib
+    import sys
+
+    if not isinstance(path, str) or not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+", path):
+        return None
+    parts = path.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        module = ".".join(parts[:i])
+        if module in sys.modules or parts[0] == "torch":
+            try:
+                obj = importlib.import_module(module)
+            except ImportError:
+                continue
+            for attr in parts[i:]:
+                obj = getattr(obj, attr, None)
+            return obj if isinstance(obj, type) else None
+    return None
+
+
+def check_targets(plain: dict, path: str = "") -> None:
+    """Only ``optimizer._target_`` and ``scheduler._target_`` name code, and only torch.optim classes.
+
+    Hydra's ``instantiate`` calls whatever ``_target_`` it meets, nested ones included, and a
+    config can come from somewhere else than the user's own command line: a checkpoint
+    (``resume=``), a shared run, an experiment preset. Any other callable would let that config
+    write files or run code.
+    """
+    import torch
+
+    bases = {"optimizer": torch.optim.Optimizer, "scheduler": torch.optim.lr_scheduler.LRScheduler}
+    for key, value in plain.items():
+        where = f"{path}{key}"
+        if isinstance(value, dict):
+            check_targets(value, where + ".")
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, dict):
+                    check_targets(item, f"{where}[{i}].")
+        if key != "_target_":
+            continue
+        group = path[:-1]
+        cls = _locate_class(value) if group in bases else None
+        if cls is None or not issubclass(cls, bases[group]):
+            expected = ({"optimizer": "a torch.optim optimizer class, e.g. torch.optim.Adam",
+                         "scheduler": "a torch.optim.lr_scheduler class, e.g. torch.optim.lr_scheduler.StepLR"}
+                        .get(group, "plain data: only optimizer._target_ and scheduler._target_ may name a class"))
+            raise ConfigError(where, value, expected)
