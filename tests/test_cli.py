@@ -52,12 +52,16 @@ def test_multirun_sweep(tmp_path):
     assert all(run.info.status == "FINISHED" for run in runs)
 
 
-def test_list_does_not_import_heavy_parts(tmp_path):
-    code = ("import sys; from zoo.cli import main; main(['list']); "
-            "heavy = [m for m in ('mlflow', 'torch_geometric', 'matplotlib') if m in sys.modules]; "
+@pytest.mark.parametrize("args, shown", [(["list"], "ARCHITECTURE"), (["--help"], "usage: zoo"),
+                                         (["train", "--help"], "model: "), (["train", "--cfg", "job"], "name: mlp")])
+def test_start_up_does_not_import_heavy_parts(tmp_path, args, shown):
+    """zoo list, --help and --cfg never load MLflow, torchmetrics, matplotlib or torch_geometric."""
+    code = (f"import sys\nfrom zoo.cli import main\ntry:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('mlflow', 'torchmetrics', 'matplotlib', 'torch_geometric') if m in sys.modules]\n"
             "print('HEAVY', heavy)")
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
-    assert "HEAVY []" in r.stdout, r.stdout[-500:]
+    assert "HEAVY []" in r.stdout, (r.stdout[-500:], r.stderr[-500:])
+    assert shown in r.stdout  # it did run the command
 
 
 def test_ctrl_c_ends_the_run_killed_with_a_checkpoint(tmp_path):

@@ -3,7 +3,7 @@
 Each example is a list of overrides drawn from the real config's keys and groups (and keys that
 do not exist), with values of every kind: numbers at the edges, NaN, lists, nulls, names close
 to real ones, interpolations, strings Hydra's grammar rejects. It goes through what
-``zoo train`` does before a run exists, in-process for speed: ``zoo.cli.check_choices``,
+``zoo train`` does before a run exists, in-process for speed: ``zoo.config.check_choices``,
 Hydra's compose (the same override parser and composition as ``@hydra.main``),
 ``zoo.config.validate`` and the device and seed checks. The property: it validates, or it raises
 ``ZooError`` (the CLI prints one line) or one of Hydra's compact errors (an override that does
@@ -26,9 +26,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from zoo.cli import GROUPS, _choices, _fail, check_choices
-from zoo.config import CONF_DIR, validate
-from zoo.errors import ZooError
+from zoo.config import CONF_DIR, GROUPS, check_choices, group_choices, validate
+from zoo.errors import ZooError, fail
 from zoo.train import resolve_device
 from zoo.tracking import flatten
 
@@ -79,7 +78,7 @@ def values() -> st.SearchStrategy[str]:
 
 
 def overrides(keys: list[str], registry) -> st.SearchStrategy[list[str]]:
-    names = {g: _choices(g, registry) or ["x"] for g in GROUPS}
+    names = {g: group_choices(g, registry) or ["x"] for g in GROUPS}
     group_choice = st.sampled_from(GROUPS).flatmap(
         lambda g: st.one_of(st.sampled_from(names[g]).flatmap(_near_miss), values()).map(lambda v: f"{g}={v}"))
     key = st.one_of(st.sampled_from(keys), st.sampled_from(keys).map(lambda k: k + "_x"),
@@ -94,7 +93,7 @@ def overrides(keys: list[str], registry) -> st.SearchStrategy[list[str]]:
 
 
 def pre_run(args: list[str], registry) -> dict:
-    """What ``zoo train ARGS`` does before it creates a run (zoo/cli.py, zoo/train.py)."""
+    """What ``zoo train ARGS`` does before it creates a run (zoo/cli/train.py, zoo/training/train.py)."""
     check_choices(args, registry)
     cfg = compose("config", overrides=[OUT, *args])
     plain = validate(cfg, registry)
@@ -118,7 +117,7 @@ def test_overrides_never_crash(hydra_ctx, config_keys, capsys):
             outcomes["valid"] += 1
         except ZooError as exc:
             with pytest.raises(SystemExit) as exited:  # what the command line prints for it
-                _fail(str(exc))
+                fail(str(exc))
             err = capsys.readouterr().err
             assert exited.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1, (args, err)
             outcomes["zoo"] += 1

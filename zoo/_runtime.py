@@ -1,5 +1,5 @@
-"""Process-level policy in one reviewed place: signals, the garbage collector, stopping child
-process groups, a fast exit, and sharing Hydra's ConfigStore.
+"""Process-level policy in one reviewed place: signals, the garbage collector, supervising and
+stopping child process groups, a fast exit, and sharing Hydra's ConfigStore.
 
 These are the tricks a command needs to be honest (a signal stops training at a step boundary)
 and quick (no collector passes over a million long-lived objects, no teardown of every module at
@@ -100,6 +100,44 @@ def stop_group(proc) -> None:
         with contextlib.suppress(ProcessLookupError):  # the main process is gone; its workers may not be
             os.killpg(proc.pid, signal.SIGKILL)
         return
+
+
+class ProcessGroup:
+    """One command run in its own process group, stopped as a whole by Ctrl-C, SIGTERM or SIGHUP.
+
+    Signals are taken from the moment it is made, before the command starts: one that comes while
+    the caller is still printing, or while the command is being started, stops it right after.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self):
+        self.proc = None
+        self.stopping = False
+        for sig in self.SIGNALS:
+            signal.signal(sig, self._stop)
+
+    def _stop(self, signum, frame):
+        self.stopping = True
+        if self.proc is not None:  # else Popen is under way: run() stops it right after
+            raise KeyboardInterrupt
+
+    def run(self, cmd: list[str], env: dict | None = None) -> int:
+        """The command's exit status, or 0 when a signal ended it; its whole group is stopped either way."""
+        import subprocess
+
+        try:
+            self.proc = subprocess.Popen(cmd, start_new_session=True, env=env)
+            if self.stopping:
+                raise KeyboardInterrupt
+            return self.proc.wait()
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            for sig in self.SIGNALS:  # a second Ctrl-C must not cut the clean-up short
+                signal.signal(sig, signal.SIG_IGN)
+            if self.proc is not None:
+                stop_group(self.proc)
 
 
 def exit_now(code) -> None:
