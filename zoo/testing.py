@@ -330,10 +330,9 @@ class Kit:
             self.fail(p, "loads", f"empty split at its smoke settings: {sizes}")
 
     def _check_hydra(self, p: Param) -> None:
-        from hydra import compose, initialize_config_dir
         from omegaconf import OmegaConf
 
-        from zoo.config import CONF_DIR, _plain, override_value, register_configs
+        from zoo.config import _plain, compose, override_value, register_configs
         from zoo.plugin.registry import Registry
 
         entry = self.registry.architectures[p.name]
@@ -349,8 +348,7 @@ class Kit:
         overrides = [f"model.{k}={override_value(v)}" for k, v in defaults.items()]
         for label, extra in (("model=" + p.name, []), ("every default as an override", overrides)):
             try:  # the model group alone, from Zoo's config folder, as `zoo train model=<name> ...` composes it
-                with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-                    cfg = compose(overrides=[f"+model={p.name}", *extra])
+                cfg = compose([f"+model={p.name}", *extra], config_name=None)
                 got = OmegaConf.to_container(cfg.model, resolve=True)
             except Exception as exc:
                 self.fail(p, "hydra", f"composing {label} ({' '.join([f'model={p.name}', *extra])}) failed: "
