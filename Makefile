@@ -7,9 +7,11 @@ PY := $(VENV)/bin/python
 # The CPU build of torch this machine has; on a GPU machine pip gets the normal (CUDA) wheel.
 TORCH ?= torch==2.13.0
 
+# setuptools too: tests/test_packaging.py builds Zoo's wheel without build isolation, and a venv of
+# Python 3.12+ comes without it.
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --upgrade pip setuptools
 	$(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@

@@ -63,6 +63,12 @@ def render() -> str:
              "in the store: names and values are checked before a run is created. This table is generated from",
              "the tests (`.venv/bin/python -m tests.test_catalogue`) and `tests/test_catalogue.py` fails when it",
              "is out of date.", "",
+             "Where the checks live: `zoo.config.check_choices` reads each `group=name` before Hydra composes",
+             "(`zoo/config/choices.py`); `zoo.config.validate` checks every value of the composed config",
+             "(`zoo/config/validation.py`: the model's and the dataset's settings against their plugin's",
+             "defaults, then `SETTINGS`, one rule per setting of Zoo's own groups, and the `_target_`",
+             "allow-list, in the order the errors are reported); the plugins check their own values. The",
+             "command line prints every one through `zoo.errors.fail`.", "",
              "| input | the error says | test |", "|---|---|---|"]
     lines += [f"| {_cell(i)} | {_cell(m)} | `tests/{t.split('::')[0]}.py::{t.split('::')[1]}` |" for i, m, t in rows]
     return "\n".join(lines) + "\n"
