@@ -1,16 +1,23 @@
 """The read side of the store: finding runs and what they left behind.
 
-Everything that looks runs up (resume, sweeps, ``zoo compare``) asks here, so that MLflow's
-search API, paging and tag names stay behind this package.
+Everything that looks runs up (resume, sweeps, the Optuna sweeper, ``zoo compare``) asks here, so
+that MLflow's search API, its paging and the tag that links a child to its parent stay behind
+this package. Runs come back as MLflow's run objects (``run.info``, ``run.data``), read only.
 """
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, one_line
 from zoo.tracking import tags
+from zoo.tracking.store import is_http, sqlite_path
+
+PAGE = 1000  # runs per search request (MLflow's most for one page)
+MIN_PREFIX = 4  # characters of a run id that may name it
 
 
 def checkpoint_of(uri: str, run_id: str) -> Path:
@@ -38,3 +45,120 @@ def checkpoint_of(uri: str, run_id: str) -> Path:
     except Exception:
         raise ZooError(f"resume={run_id}: run {run.info.run_id} has no checkpoint (it stopped before saving one); "
                        f"start a new run instead") from None
+
+
+def row(run) -> dict:
+    """A run as plain data: ``run_id``, ``name``, ``status``, ``start`` (ms), ``metrics`` and ``tags``."""
+    return {"run_id": run.info.run_id, "name": run.info.run_name or "", "status": run.info.status,
+            "start": run.info.start_time or 0, "metrics": dict(run.data.metrics), "tags": dict(run.data.tags)}
+
+
+def short(run) -> str:
+    """``3f2a9c1d (its name)``: how messages name a run."""
+    return f"{run.info.run_id[:8]} ({run.info.run_name})"
+
+
+class Runs:
+    """The runs of one store, read through MLflow's client.
+
+    Args:
+        uri: the store's tracking URI.
+    """
+
+    def __init__(self, uri: str):
+        import mlflow
+
+        self.uri = uri
+        self.client = mlflow.MlflowClient(uri)
+
+    @classmethod
+    def open(cls, uri: str) -> "Runs":
+        """An existing store, checked to answer; never creates an empty SQLite database."""
+        db = sqlite_path(uri)
+        if db is not None:
+            if not db.is_file():
+                raise ZooError(f"no MLflow store at {db}: train a run first (zoo train) or pass --uri "
+                               f"(or set MLFLOW_TRACKING_URI) to the store you trained into")
+        elif not is_http(uri) and "://" not in uri and not uri.startswith("file:"):
+            raise ZooError(f"--uri {uri!r} is not an MLflow tracking URI: use sqlite:///path/mlflow.db or http://host:port")
+        runs = cls(uri)
+        try:
+            runs.client.search_experiments(max_results=1)
+        except Exception as exc:
+            raise ZooError(f"cannot read the MLflow store {uri}: {one_line(exc, 203)}; "
+                           f"check --uri or MLFLOW_TRACKING_URI") from None
+        return runs
+
+    # -- experiments and runs --------------------------------------------------------------------
+    def experiments(self) -> list:
+        return list(self.client.search_experiments())
+
+    def experiment_ids(self) -> list[str]:
+        return [e.experiment_id for e in self.experiments()]
+
+    def search(self, experiment_ids: Sequence[str], filter_string: str = "", order_by: list[str] | None = None,
+               limit: int | None = None) -> list:
+        """Every active run matching the filter, across MLflow's pages (the first ``limit`` if given)."""
+        from mlflow.entities import ViewType
+
+        if not experiment_ids:
+            return []
+        runs, token = [], None
+        while True:
+            page = self.client.search_runs(list(experiment_ids), filter_string, ViewType.ACTIVE_ONLY,
+                                           max_results=min(limit or PAGE, PAGE), order_by=order_by, page_token=token)
+            runs.extend(page)
+            token = page.token
+            if not token or (limit and len(runs) >= limit):
+                return runs[:limit] if limit else runs
+
+    def latest(self, experiment_ids: Sequence[str], n: int = 1) -> list:
+        """The ``n`` runs started last, newest first."""
+        return self.search(experiment_ids, order_by=["attributes.start_time DESC"], limit=n)
+
+    def children(self, parent_run_id: str, experiment_ids: Sequence[str] | None = None) -> list:
+        """The child runs of a sweep's parent run (in ``experiment_ids``; default: every experiment)."""
+        ids = self.experiment_ids() if experiment_ids is None else experiment_ids
+        return self.search(ids, _child_filter(parent_run_id))
+
+    def child_by_output_dir(self, parent_run_id: str, output_dir: str, experiment_ids: Sequence[str]):
+        """The child run of ``parent_run_id`` whose job wrote into ``output_dir``, or None."""
+        found = self.search(experiment_ids, f"{_child_filter(parent_run_id)} and tags.`{tags.OUTPUT_DIR}` = "
+                                            f"'{output_dir}'", limit=1)
+        return found[0] if found else None
+
+    def history(self, run_id: str, key: str) -> list:
+        """Every logged value of metric ``key`` (objects with ``step``, ``timestamp`` in ms and ``value``)."""
+        return self.client.get_metric_history(run_id, key)
+
+    # -- naming a run --------------------------------------------------------------------------
+    def resolve(self, ref: str, all_runs: list | None = None):
+        """A run from its full id or a unique prefix (at least ``MIN_PREFIX`` characters).
+
+        ``all_runs``: the runs a prefix is looked up in (default: every run of the store).
+        """
+        from mlflow.exceptions import MlflowException
+
+        exp_ids = self.experiment_ids()
+        if re.fullmatch(r"[0-9a-f]{32}", ref):
+            try:
+                return self.client.get_run(ref)
+            except MlflowException:
+                pass
+        elif len(ref) >= MIN_PREFIX and re.fullmatch(r"[0-9a-f]+", ref):
+            all_runs = all_runs if all_runs is not None else self.search(exp_ids)
+            hits = [r for r in all_runs if r.info.run_id.startswith(ref)]
+            if len(hits) == 1:
+                return hits[0]
+            if len(hits) > 1:
+                raise ZooError(f"run id prefix '{ref}' matches {len(hits)} runs: "
+                               f"{', '.join(r.info.run_id[:12] for r in hits[:6])}; give more characters")
+        elif re.fullmatch(r"[0-9a-f]+", ref):
+            raise ZooError(f"run id '{ref}' is too short: give at least {MIN_PREFIX} characters of the id")
+        recent = ", ".join(short(r) for r in self.latest(exp_ids, 5)) or "none"
+        raise ZooError(f"unknown run id '{ref}' in {self.uri}; the most recent runs are "
+                       f"{recent} (zoo compare --experiment NAME lists them all)")
+
+
+def _child_filter(parent_run_id: str) -> str:
+    return f"tags.`{tags.PARENT}` = '{parent_run_id}'"

@@ -42,7 +42,7 @@ def mask(uri: str) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    from zoo.tracking import default_uri
+    from zoo.tracking.store import default_uri
 
     p = argparse.ArgumentParser(
         prog="zoo server",
@@ -92,7 +92,7 @@ def check_port(host: str, port: int) -> None:
 
 def check_backend(uri: str) -> None:
     """The store can be opened now: a writable SQLite store, or a database that answers."""
-    from zoo.tracking import enable_wal, prepare_sqlite, sqlite_path
+    from zoo.tracking.store import enable_wal, prepare_sqlite, sqlite_path
 
     if uri.startswith("sqlite:"):
         if sqlite_path(uri) is None:
@@ -128,7 +128,7 @@ def check_backend(uri: str) -> None:
 
 
 def auth_db_for(backend: str) -> str:
-    from zoo.tracking import sqlite_path
+    from zoo.tracking.store import sqlite_path
 
     db = sqlite_path(backend)
     return f"sqlite:///{db.parent.resolve() / 'basic_auth.db'}" if db is not None else backend
@@ -136,7 +136,7 @@ def auth_db_for(backend: str) -> str:
 
 def check_auth(auth_db: str) -> None:
     """The admin password is needed the first time (no auth store yet), and MLflow wants 12 characters."""
-    from zoo.tracking import sqlite_path
+    from zoo.tracking.store import sqlite_path
 
     password = os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD")
     if password is not None and len(password) < MIN_PASSWORD:
@@ -153,7 +153,7 @@ def check_auth(auth_db: str) -> None:
 
 
 def artifacts_for(backend: str) -> str:
-    from zoo.tracking import artifact_root, sqlite_path
+    from zoo.tracking.store import artifact_root, sqlite_path
 
     root = artifact_root(backend) if sqlite_path(backend) is not None else None
     return str(Path(root or Path.cwd() / "mlruns" / "artifacts").resolve())

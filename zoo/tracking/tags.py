@@ -35,3 +35,31 @@ RESUMED_FROM_STEP = "zoo.resumed_from_step"
 ERROR = "zoo.error"
 FAILURE = "zoo.failure"
 FAILURE_STEP = "zoo.failure_step"
+
+# a sweep's parent run (zoo.experiments.sweep): what it ran
+SWEEP = "zoo.sweep"  # grid or optuna
+SWEEP_OVERRIDES = "zoo.sweep_overrides"  # the command's overrides as typed
+SWEEP_KEYS = "zoo.sweep_keys"  # the keys whose value varies from job to job
+SWEEP_ARMS = "zoo.sweep_arms"
+SWEEP_DIR = "zoo.sweep_dir"
+SWEEPER = "zoo.sweeper"
+LAUNCHER = "zoo.launcher"
+PRESET = "zoo.preset"  # the experiment or hparams_search preset
+RESUMED = "zoo.resumed"  # when a search continued under this parent
+
+# ... and what came of it
+SWEEP_RUNS = "zoo.sweep_runs"
+SWEEP_UNFINISHED_RUNS = "zoo.sweep_unfinished_runs"
+SWEEP_FAILED_JOBS = "zoo.sweep_failed_jobs"
+BEST_METRIC = "zoo.best_metric"
+BEST_DIRECTION = "zoo.best_direction"
+BEST_RUN_ID = "zoo.best_run_id"
+BEST_RUN_NAME = "zoo.best_run_name"
+BEST_VALUE = "zoo.best_value"
+
+# an Optuna search's parent run (hydra_plugins/zoo_sweepers/optuna_search.py)
+OPTUNA_STUDY = "zoo.optuna_study"
+OPTUNA_STORAGE = "zoo.optuna_storage"
+OPTUNA_TRIALS_COMPLETE = "zoo.optuna_trials_complete"
+OPTUNA_BEST_TRIAL = "zoo.optuna_best_trial"
+OPTUNA_BEST_PARAMS = "zoo.optuna_best_params"

@@ -28,6 +28,8 @@ import sys
 import time
 from multiprocessing.connection import Connection
 
+from zoo.errors import one_line
+
 MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch call
 
 
@@ -39,11 +41,6 @@ def write_rows(client, run_id: str, rows: list) -> None:
         client.log_batch(run_id, metrics=[Metric(*r) for r in rows[i:i + MAX_BATCH]], synchronous=True)
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
-
-
 def serve(inbox: Connection, outbox: Connection) -> int:
     """Answer the training process until it says stop or goes away."""
     gc.disable()  # while importing MLflow: full passes over its modules cost a tenth of a second each
@@ -53,7 +50,7 @@ def serve(inbox: Connection, outbox: Connection) -> int:
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         from mlflow import MlflowClient
     except Exception as exc:  # pragma: no cover - mlflow is a dependency
-        outbox.send(("failed", _one_line(exc)))
+        outbox.send(("failed", one_line(exc)))
         return 1
     gc.freeze()  # MLflow's modules live as long as this process: the collector's full passes skip them
     gc.enable()
@@ -68,7 +65,7 @@ def serve(inbox: Connection, outbox: Connection) -> int:
             try:
                 client = MlflowClient(msg[1])
             except Exception as exc:
-                outbox.send(("failed", _one_line(exc)))
+                outbox.send(("failed", one_line(exc)))
                 return 1
             outbox.send(("ready",))
         elif kind == "rows":
@@ -77,7 +74,7 @@ def serve(inbox: Connection, outbox: Connection) -> int:
             try:
                 write_rows(client, run_id, rows)
             except Exception as exc:
-                error = _one_line(exc)
+                error = one_line(exc)
             outbox.send(("done", len(rows), time.perf_counter() - t0, error))
         elif kind == "flush":
             outbox.send(("flushed",))

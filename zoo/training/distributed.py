@@ -94,13 +94,3 @@ def check_splittable(example) -> None:
         raise ZooError("trainer=ddp needs a dataset of in-memory tensors; this dataset yields "
                        f"{type(example).__name__} batches: train it with trainer=default")
 
-
-class NullTracker:
-    """What ranks other than 0 report to: nothing."""
-
-    run_id = None
-    experiment_id = None
-    row_cost = 2e-4
-
-    def __getattr__(self, name):
-        return lambda *args, **kwargs: None

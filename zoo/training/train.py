@@ -27,7 +27,7 @@ from zoo.errors import ConfigError, ZooError
 from zoo.training.loop import Loop, NonFiniteLoss
 from zoo.plugin.registry import Registry, call_plugin, load_registry
 from zoo.plugin.tasks import get_task
-from zoo.tracking import Tracker, default_uri, git_commit
+from zoo.tracking import NullTracker, Tracker, default_uri, git_commit
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def _train(cfg, plain, registry, arch, dataset, device, dist, state, checkpoint_
     tr = plain["tracking"]
     uri = tr["uri"] or default_uri()
     tracker = Tracker(uri, tr["experiment"], tr["system_metrics"], tr["system_metrics_interval"]) \
-        if dist.main else distributed.NullTracker()
+        if dist.main else NullTracker()
     tags = {
         "zoo.model": arch.decl.name, "zoo.family": arch.decl.family, "zoo.plugin": arch.plugin,
         "zoo.plugin_source": arch.source, "zoo.dataset": dataset.decl.name, "zoo.data_plugin": dataset.plugin,

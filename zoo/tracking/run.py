@@ -1,0 +1,258 @@
+"""One MLflow run as the training loop sees it: :class:`Tracker`, and :class:`NullTracker` for ranks that log nothing.
+
+The loop talks to a tracker through a handful of calls (``metrics``, ``series``, ``tags``,
+``artifact``, ``text``, ``model``) and knows nothing of MLflow's API. ``Tracker.run(...)`` is the
+run's lifecycle as one context manager: it ends the run FINISHED, FAILED (with the reason and the
+traceback) or KILLED, never RUNNING. Metrics are queued for the writer (:mod:`zoo.tracking.writer`),
+so the training thread never waits on the store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import threading
+import time
+import traceback
+import warnings
+from typing import Any, Iterable
+
+from zoo.errors import ZooError, one_line
+from zoo.tracking import tags as tag
+from zoo.tracking.store import prepare_store
+from zoo.tracking.writer import DEFAULT_ROW_COST_S, Writer, writer_mode
+
+log = logging.getLogger(__name__)
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested settings as dotted keys: ``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (an empty dict stays a value)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def git_commit(path: str | os.PathLike) -> str | None:
+    """The commit checked out at ``path`` (None outside a git work tree or without git)."""
+    try:
+        out = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+class Tracker:
+    """One MLflow run.
+
+    Args:
+        uri: the MLflow tracking URI.
+        experiment: the experiment name.
+        system_metrics: record CPU, memory and GPU through MLflow's system-metrics monitor.
+        system_metrics_interval: seconds between samples.
+    """
+
+    def __init__(self, uri: str, experiment: str, system_metrics: bool = True, system_metrics_interval: float = 10.0):
+        self.uri, self.experiment = uri, experiment
+        self.system_metrics, self.interval = system_metrics, system_metrics_interval
+        self.run_id: str | None = None
+        self.experiment_id: str | None = None
+        self.error: str | None = None  # set inside ``run()`` for a better reason than the exception's text
+        self._writer: Writer | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self, *, run_name: str | None, params: dict, tags: dict, run_id: str | None = None) -> str:
+        writer = Writer(None, None, writer_mode())  # its process imports MLflow while this one opens the store
+        try:
+            self._start(run_name, params, tags, run_id)
+        except BaseException:
+            writer.discard()
+            raise
+        writer.open(self.client, self.uri, self.run_id)
+        self._writer = writer
+        writer.start()
+        return self.run_id
+
+    def _start(self, run_name: str | None, params: dict, tags: dict, run_id: str | None) -> None:
+        import mlflow
+        from mlflow.entities import Param
+
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        self.experiment_id = prepare_store(self.uri, self.experiment)
+        mlflow.set_tracking_uri(self.uri)
+        self.client = mlflow.MlflowClient(self.uri)
+        if self.system_metrics:
+            mlflow.set_system_metrics_sampling_interval(self.interval)
+            mlflow.set_system_metrics_samples_before_logging(1)
+        if mlflow.active_run() is not None:  # a previous run in this process that did not end
+            mlflow.end_run("KILLED")
+        run = mlflow.start_run(run_id=run_id, experiment_id=None if run_id else self.experiment_id,
+                               run_name=run_name, tags=None if run_id else {k: str(v) for k, v in tags.items()},
+                               log_system_metrics=self.system_metrics)
+        self.run_id = run.info.run_id
+        if run_id is None:
+            items = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
+            for i in range(0, len(items), 100):
+                self.client.log_batch(self.run_id, params=items[i:i + 100])
+
+    @contextlib.contextmanager
+    def run(self, *, run_name: str | None, params: dict, tags: dict, run_id: str | None = None):
+        """Start (or continue) the run, and end it honestly whatever happens inside the block.
+
+        FINISHED when the block completes; KILLED on Ctrl-C or SIGTERM (``KeyboardInterrupt``);
+        FAILED on any other exception, with its traceback as ``error/traceback.txt``. The tag
+        ``zoo.error`` gets ``self.error`` when the block set one (a reason better than the
+        exception's text, such as how to resume), else the exception's type and message.
+        """
+        self.start(run_name=run_name, params=params, tags=tags, run_id=run_id)
+        status, self.error = "FAILED", None
+        try:
+            yield self
+            status = "FINISHED"
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        except BaseException as exc:
+            self.error = self.error or f"{type(exc).__name__}: {exc}"
+            with contextlib.suppress(Exception):
+                self.text(traceback.format_exc(), "error/traceback.txt")
+            raise
+        finally:
+            self.finish(status, self.error)
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        """Flush every queued metric, then end the run as FINISHED, FAILED or KILLED."""
+        import mlflow
+
+        if self.run_id is None:
+            return
+        writer = self._writer
+        try:
+            self.flush(stop=True)
+            self._log_writer_cost(writer)
+        finally:
+            if error:
+                try:
+                    self.client.set_tag(self.run_id, tag.ERROR, error[:5000])
+                except Exception:  # the store itself may be the problem; the status still matters more
+                    log.exception("could not record the error tag")
+            mlflow.end_run(status)
+
+    def _log_writer_cost(self, w: Writer | None) -> None:
+        """``perf/metric_rows`` written, ``perf/writer_s`` spent writing them, and where (``zoo.metric_writer``)."""
+        if w is None or not w.rows:
+            return
+        from mlflow.entities import Metric, RunTag
+
+        ts, step = int(time.time() * 1000), w.last_step
+        try:
+            self.client.log_batch(self.run_id, metrics=[Metric("perf/writer_s", w.seconds, ts, step),
+                                                        Metric("perf/metric_rows", float(w.rows), ts, step)],
+                                  tags=[RunTag(tag.METRIC_WRITER, w.where)])
+        except Exception as exc:  # a figure about the run, never a reason to fail it
+            log.warning("could not record the metric writer's cost: %s", one_line(exc, 200))
+
+    def flush(self, stop: bool = False) -> None:
+        """Wait until every queued metric is written; raise if the store refused them."""
+        w = self._writer
+        if w is None:
+            return
+        if stop:
+            w.q.put(None)
+            w.join()
+            self._writer = None
+        else:
+            done = threading.Event()
+            w.q.put(done)
+            while not done.wait(0.5):
+                if not w.is_alive():
+                    break
+        if w.error is not None:
+            err, w.error = w.error, None
+            raise ZooError(f"writing metrics to {self.uri} failed: {one_line(err)}")
+
+    # -- what the loop logs ---------------------------------------------------------------------
+    @property
+    def row_cost(self) -> float:
+        return self._writer.row_cost if self._writer else DEFAULT_ROW_COST_S
+
+    def metrics(self, values: dict[str, float], step: int, timestamp: float | None = None) -> None:
+        ts = int((timestamp or time.time()) * 1000)
+        self._put([(k, float(v), ts, int(step)) for k, v in values.items()])
+
+    def series(self, key: str, values: Iterable[float], steps: Iterable[int], timestamps: Iterable[float]) -> None:
+        self._put([(key, float(v), int(t * 1000), int(s)) for v, s, t in zip(values, steps, timestamps)])
+
+    def _put(self, rows: list) -> None:
+        if self._writer is not None and self._writer.error is not None:
+            self.flush()  # raises the writer's error
+        self._writer.q.put(rows)
+
+    def tags(self, values: dict[str, Any]) -> None:
+        for k, v in values.items():
+            self.client.set_tag(self.run_id, k, str(v))
+
+    def artifact(self, path: str | os.PathLike, folder: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), folder)
+
+    def text(self, text: str, name: str) -> None:
+        self.client.log_text(self.run_id, text, name)
+
+    def model(self, model, example, output) -> None:
+        """Log the model with a signature and an input example, loadable by ``mlflow.pyfunc``."""
+        import mlflow
+        import torch
+        from mlflow.models import infer_signature
+
+        ex = example.detach().cpu().numpy()
+        signature = infer_signature(ex, output.detach().cpu().numpy())
+        with warnings.catch_warnings():  # torch's export warns about cuDNN's flat RNN weights; harmless here
+            warnings.filterwarnings("ignore", message=".*were assigned during export.*")
+            mlflow.pytorch.log_model(model, name="model", signature=signature, input_example=ex,
+                                     pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+
+
+class NullTracker:
+    """What ranks other than 0 report to: nothing. Every method of :class:`Tracker`, doing nothing."""
+
+    run_id: str | None = None
+    experiment_id: str | None = None
+    error: str | None = None
+    row_cost = DEFAULT_ROW_COST_S
+
+    def start(self, *, run_name: str | None, params: dict, tags: dict, run_id: str | None = None) -> None:
+        return None
+
+    @contextlib.contextmanager
+    def run(self, *, run_name: str | None, params: dict, tags: dict, run_id: str | None = None):
+        yield self
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        pass
+
+    def flush(self, stop: bool = False) -> None:
+        pass
+
+    def metrics(self, values: dict[str, float], step: int, timestamp: float | None = None) -> None:
+        pass
+
+    def series(self, key: str, values: Iterable[float], steps: Iterable[int], timestamps: Iterable[float]) -> None:
+        pass
+
+    def tags(self, values: dict[str, Any]) -> None:
+        pass
+
+    def artifact(self, path: str | os.PathLike, folder: str | None = None) -> None:
+        pass
+
+    def text(self, text: str, name: str) -> None:
+        pass
+
+    def model(self, model, example, output) -> None:
+        pass

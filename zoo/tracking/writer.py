@@ -1,0 +1,308 @@
+"""Metric rows, written off the training thread: a writer thread, and the writer process it feeds.
+
+The training loop queues ``(key, value, timestamp_ms, step)`` rows; :class:`Writer` (a thread)
+gathers them for up to ``WRITE_EVERY_S`` so that one ``log_batch`` carries many, then hands them
+to the writer process (:mod:`zoo.tracking.writer_process`, seen from here through
+:class:`WriterProcess`) or writes them itself. No row is lost when the process dies: the rows it
+had not confirmed are written again here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+
+from zoo.errors import ZooError
+from zoo.tracking.writer_process import MAX_BATCH, write_rows
+
+log = logging.getLogger(__name__)
+
+# Rows wait up to this long so that one log_batch carries many: a call to a SQLite store costs a
+# few milliseconds of Python whatever it carries, then about 0.05 ms per row.
+WRITE_EVERY_S = 1.0
+# Seconds per metric row assumed until a writer has measured its own (after 100 rows).
+DEFAULT_ROW_COST_S = 2e-4
+
+
+def writer_mode() -> str:
+    """``process`` or ``thread``: where metric rows are written (``ZOO_METRIC_WRITER``, default ``auto``).
+
+    ``auto`` is ``process`` on a POSIX machine with at least two cores this process may use.
+    """
+    mode = os.environ.get("ZOO_METRIC_WRITER", "auto").strip().lower() or "auto"
+    if mode not in ("auto", "process", "thread"):
+        raise ZooError(f"ZOO_METRIC_WRITER={mode!r} is invalid: expected auto, process or thread")
+    if mode == "auto":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        mode = "process" if os.name == "posix" and cores >= 2 else "thread"
+    return mode
+
+
+class WriterProcess:
+    """The writer process (:mod:`zoo.tracking.writer_process`) seen from the training process.
+
+    Started before the store is opened, so that importing MLflow there overlaps the run's set-up;
+    ``open(uri)`` hands it the store once it exists. Every method is called from the writer thread.
+    """
+
+    START_S = 20.0  # give up on a writer process that is not ready by then
+
+    def __init__(self):
+        from multiprocessing.connection import Connection
+
+        to_child, from_parent = os.pipe()
+        to_parent, from_child = os.pipe()
+        try:  # the installed package's module, as the training process imported it
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", "from zoo.tracking.writer_process import main; main()", str(to_child), str(from_child)],
+                pass_fds=(to_child, from_child), stdin=subprocess.DEVNULL, start_new_session=True)
+        finally:
+            os.close(to_child)
+            os.close(from_child)
+        self.outbox = Connection(from_parent, readable=False)
+        self.inbox = Connection(to_parent, writable=False)
+        self.started = time.monotonic()
+        self.ready = self.dead = False
+        self.failure: str | None = None
+        self.inflight: list[list] = []  # rows sent, not yet confirmed: written again here if it dies
+        self.rows, self.seconds = 0, 0.0
+        self.error: str | None = None
+
+    def open(self, uri: str) -> None:
+        self._send(("open", uri))
+
+    @property
+    def starting(self) -> bool:
+        return not (self.ready or self.dead) and time.monotonic() - self.started < self.START_S
+
+    def _send(self, msg) -> None:
+        if self.dead:
+            return
+        try:
+            self.outbox.send(msg)
+        except OSError:
+            self._died("its pipe closed")
+
+    def _died(self, why: str) -> None:
+        if not self.dead:
+            self.dead, self.ready = True, False
+            self.failure = self.failure or why
+
+    def _handle(self, msg) -> str:
+        kind = msg[0]
+        if kind == "ready":
+            self.ready = True
+        elif kind == "failed":
+            self.failure = msg[1]
+            self._died(msg[1])
+        elif kind == "done":
+            _, n, seconds, error = msg
+            self.inflight.pop(0)
+            self.rows += n
+            self.seconds += seconds
+            if error and self.error is None:
+                self.error = error
+        return kind
+
+    def poll(self, timeout: float = 0.0, until: str | None = None) -> bool:
+        """Read the writer's answers, waiting up to ``timeout`` s for ``until``; True once ``until`` came."""
+        deadline = time.monotonic() + timeout
+        while not self.dead:
+            try:
+                if not self.inbox.poll(max(0.0, deadline - time.monotonic())):
+                    return False
+                if self._handle(self.inbox.recv()) == until:
+                    return True
+            except (EOFError, OSError):
+                self._died(f"it exited with code {self.proc.poll()}")
+        return False
+
+    def send(self, run_id: str, rows: list) -> None:
+        self.inflight.append(rows)
+        self._send(("rows", run_id, rows))
+
+    def wait(self, message: str, answer: str) -> bool:
+        """Send ``message`` and wait for ``answer`` (everything sent before is then written) while it lives."""
+        self._send((message,))
+        while not self.dead:
+            if self.poll(1.0, until=answer):
+                return True
+            if self.proc.poll() is not None:
+                self._died(f"it exited with code {self.proc.returncode}")
+        return False
+
+    def close(self) -> None:
+        for conn in (self.outbox, self.inbox):
+            with contextlib.suppress(OSError):
+                conn.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Writer(threading.Thread):
+    """Writes queued metric rows to MLflow in batches, off the training thread.
+
+    Rows are ``(key, value, timestamp_ms, step)`` tuples. They wait up to WRITE_EVERY_S so that
+    one ``log_batch`` carries many, then go to the writer process (mode ``process``) or are
+    written by this thread (mode ``thread``, and whenever the process is not ready: a run shorter
+    than its start-up writes here, and one whose writer process dies goes on here, after writing
+    again the rows that process had not confirmed; MLflow ignores a row it already holds).
+    """
+
+    def __init__(self, client, run_id: str | None, mode: str = "thread"):
+        super().__init__(name="zoo-metrics", daemon=True)
+        self.client, self.run_id, self.mode = client, run_id, mode
+        self.q: queue.Queue = queue.Queue()
+        self.error: BaseException | None = None
+        self.rows = 0
+        self.rows_here = 0  # of which this thread wrote
+        self.seconds = 0.0
+        self.last_step = 0
+        self.child: WriterProcess | None = None
+        if mode == "process":
+            try:
+                self.child = WriterProcess()
+            except Exception as exc:  # no subprocess here: write from this thread
+                log.warning("metric writer process could not start (%s); writing metrics from a thread", exc)
+                self.mode = "thread"
+
+    def open(self, client, uri: str, run_id: str) -> None:
+        """The store exists and the run too: the writer process may open it."""
+        self.client, self.run_id = client, run_id
+        if self.child is not None:
+            self.child.open(uri)
+
+    def run(self) -> None:
+        batch: list = []
+        due = 0.0
+        while True:
+            if batch:
+                timeout = max(0.0, due - time.monotonic())
+            else:  # idle: still look in on a writer process that is starting
+                timeout = 0.2 if self.child is not None and not self.child.ready else None
+            try:
+                item = self.q.get(timeout=timeout)
+            except queue.Empty:  # the oldest waiting row is WRITE_EVERY_S old, or a look at the process
+                if batch:
+                    batch = self._send(batch)
+                    due = time.monotonic() + 0.2
+                elif self.child is not None:
+                    self.child.poll()
+                    self._collect()
+                continue
+            if isinstance(item, list):
+                if not batch:
+                    due = time.monotonic() + WRITE_EVERY_S
+                batch.extend(item)
+                if len(batch) >= MAX_BATCH:
+                    batch = self._send(batch)
+            else:  # a flush marker (an Event) or None to stop
+                self._send(batch, now=True)
+                batch = []
+                self._settle(stop=item is None)
+                if item is None:
+                    return
+                item.set()
+
+    def _send(self, batch: list, now: bool = False) -> list:
+        """Hand ``batch`` on; returns what must wait (rows held for a writer process still starting)."""
+        if not batch:
+            return batch
+        child = self.child
+        if child is not None:
+            child.poll()
+            self._collect()
+            if child.ready:
+                child.send(self.run_id, batch)
+                self.last_step = max(self.last_step, batch[-1][3])
+                return []
+            if child.starting and not now and len(batch) < 50 * MAX_BATCH:
+                return batch
+            if not child.starting:
+                self._abandon()
+        self._write(batch)
+        return []
+
+    def _write(self, batch: list) -> None:
+        if self.error is not None:
+            return
+        t0 = time.perf_counter()
+        try:
+            write_rows(self.client, self.run_id, batch)
+        except BaseException as exc:  # surfaced to the training thread at the next flush
+            self.error = exc
+        self.seconds += time.perf_counter() - t0
+        self.rows += len(batch)
+        self.rows_here += len(batch)
+        self.last_step = max(self.last_step, batch[-1][3])
+
+    def _collect(self) -> None:
+        """Take the writer process's confirmed rows and errors into this writer's account."""
+        child = self.child
+        if child is None:
+            return
+        self.rows, self.seconds = self.rows + child.rows, self.seconds + child.seconds
+        child.rows, child.seconds = 0, 0.0
+        if child.error and self.error is None:
+            self.error = RuntimeError(child.error)
+        if child.dead:
+            self._abandon()
+
+    def _abandon(self) -> None:
+        """Go on without the writer process, writing here what it had not confirmed."""
+        child, self.child = self.child, None
+        if child is None:
+            return
+        if child.ready or child.inflight or child.failure:
+            log.warning("metric writer process stopped (%s); writing metrics from a thread",
+                        child.failure or "did not answer")
+        child.proc.kill()
+        child.close()
+        for rows in child.inflight:
+            self._write(rows)
+        self.mode = "thread"
+
+    def _settle(self, stop: bool) -> None:
+        """Wait until the writer process has written everything sent (and, at ``stop``, has exited)."""
+        child = self.child
+        if child is None:
+            return
+        if child.ready or child.inflight:
+            child.wait("stop" if stop else "flush", "stopped" if stop else "flushed")
+        self._collect()
+        if stop and self.child is not None:
+            if not child.ready:
+                child.proc.kill()  # still starting, or never started: nothing of ours is in it
+            self.child = None
+            child.close()
+            if child.inflight:  # it died before confirming these
+                for rows in child.inflight:
+                    self._write(rows)
+
+    def discard(self) -> None:
+        """Stop the writer process of a run that never started."""
+        child, self.child = self.child, None
+        if child is not None:
+            child.proc.kill()
+            child.close()
+
+    @property
+    def where(self) -> str:
+        """Who wrote the rows: ``process``, ``thread`` or ``process+thread``."""
+        if self.rows_here == 0:
+            return "process"
+        return "thread" if self.rows_here == self.rows else "process+thread"
+
+    @property
+    def row_cost(self) -> float:
+        """Measured seconds per metric row written (about 0.1 ms on SQLite)."""
+        return self.seconds / self.rows if self.rows >= 100 else DEFAULT_ROW_COST_S
