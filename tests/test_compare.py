@@ -14,7 +14,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from zoo.cli import main as zoo_main
-from zoo.compare import lower_is_better
+from zoo.experiments.table import lower_is_better
 from zoo.config import CONF_DIR
 from zoo.train import train
 
@@ -119,6 +119,27 @@ def test_sort_direction_by_name_and_explicitly(filled, capsys):
     assert lower_is_better("perf/fit_s") and not lower_is_better("perf/steps_per_s")
 
 
+def test_sort_follows_the_direction_the_runs_were_trained_for(filled, capsys):
+    """The tags training writes (zoo.monitor, zoo.direction) decide which way a metric of the same
+    measure is sorted, before the task and before the metric's name."""
+    uri, ids = filled
+    client = mlflow.MlflowClient(uri)
+    try:
+        for name in RUNS:  # a contrived objective, so that the tags and the name disagree
+            client.set_tag(ids[name], "zoo.monitor", "best/val_loss")
+            client.set_tag(ids[name], "zoo.direction", "maximize")
+        out = compare(capsys, "--uri", uri, "-e", EXPERIMENT, "--sort", "test/loss")
+        assert "sorted by test/loss, descending" in out
+        loss = {ids[n][:8]: client.get_run(ids[n]).data.metrics["test/loss"] for n in RUNS}
+        assert [row[0] for row in table(out)[1]] == sorted(loss, key=lambda k: -loss[k])
+        out = compare(capsys, "--uri", uri, "-e", EXPERIMENT, "--sort", "test/accuracy")  # the task's: classification
+        assert "sorted by test/accuracy, descending" in out
+    finally:
+        for name in RUNS:
+            client.delete_tag(ids[name], "zoo.monitor")
+            client.delete_tag(ids[name], "zoo.direction")
+
+
 def test_runs_by_id_and_prefix_metric_columns_and_limit(filled, capsys):
     uri, ids = filled
     out = compare(capsys, "--uri", uri, ids["mlp-fast"][:6], ids["other"], "--metrics", "val/*,train/loss")
@@ -181,7 +202,8 @@ def test_sweep_lists_its_children_only(filled, capsys):
 def test_plot_overlays_curves_against_step_and_time(filled, capsys, tmp_path):
     import matplotlib.image
 
-    from zoo.compare import curves
+    from zoo.experiments.compare import curves
+    from zoo.tracking.runs import Runs
 
     uri, ids = filled
     for x in ("step", "time"):
@@ -193,7 +215,7 @@ def test_plot_overlays_curves_against_step_and_time(filled, capsys, tmp_path):
         assert (w, h) == (880, 495)
     client = mlflow.MlflowClient(uri)
     run = client.get_run(ids["mlp-fast"])
-    ((_, xs, ys),) = curves(client, [run], "train/loss", "time")
+    ((_, xs, ys),) = curves(Runs(uri), [run], "train/loss", "time")
     steps = client.get_metric_history(run.info.run_id, "train/loss")
     assert len(xs) == len(ys) == len(steps) and xs == sorted(xs)
     # seconds since the run started, inside the run's own span

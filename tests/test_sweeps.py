@@ -17,7 +17,10 @@ from hydra import compose, initialize_config_dir
 
 from zoo.config import CONF_DIR, validate
 from zoo.errors import ZooError
-from zoo.sweep import gpus_for_slot, grid_jobs, job_label, pick_best, search_space, varying_keys
+from hydra_plugins.zoo_sweepers.search_space import search_space
+from zoo.experiments.gpus import gpus_for_slot
+from zoo.experiments.objective import pick_best
+from zoo.experiments.overrides import grid_jobs, job_label, varying_keys
 
 from .conftest import run_zoo
 
@@ -52,7 +55,7 @@ def test_gpus_for_slot_gives_parallel_workers_distinct_gpus():
 def test_acquire_slot_holds_one_slot_per_live_process(tmp_path):
     code = textwrap.dedent(f"""
         import time
-        from zoo.sweep import acquire_slot
+        from zoo.experiments.gpus import acquire_slot
         print(acquire_slot({str(tmp_path)!r}, 3), acquire_slot({str(tmp_path)!r}, 3), flush=True)
         time.sleep(3)
     """)
@@ -157,6 +160,21 @@ def test_grid_sweep_is_one_parent_with_a_nested_child_per_job(tmp_path):
         {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert {"sweep/summary.csv", "sweep/summary.md", "plots/sweep.png"} <= artifacts
     assert "zoo sweep: best " in r.stdout and parent.info.run_id in r.stdout
+
+
+def test_hydras_basic_sweeper_gets_the_same_parent_and_children(tmp_path):
+    """With Hydra's own sweeper the callback opens the parent run as the sweep starts (Zoo's
+    sweepers open it themselves, once every job's config has been checked)."""
+    r = run_zoo("train", "-m", "hydra/sweeper=basic", "model=mlp,perceptron", "data=iris", "trainer.max_epochs=1",
+                *QUIET, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    _, (parent,), children = _sweep_runs(tmp_path)
+    assert parent.info.status == "FINISHED" and parent.data.tags["zoo.sweep"] == "grid"
+    assert "hydra._internal.core_plugins.basic_sweeper" in parent.data.tags["zoo.sweeper"]
+    assert sorted(c.info.run_name for c in children) == ["model=mlp", "model=perceptron"]
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert all(c.info.status == "FINISHED" for c in children)
+    assert f"zoo sweep: parent run {parent.info.run_id}" in r.stdout
 
 
 def test_a_failed_job_does_not_stop_the_sweep(tmp_path):

@@ -1,15 +1,21 @@
-"""What Zoo's sweepers share: the sweep callback, checking jobs before any runs, reporting failures."""
+"""What Zoo's sweepers share: the sweep callback, checking jobs before any runs, reading a job's failure."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from zoo.config import override_key
+from zoo.errors import ZooError, fail, one_line
+from zoo.experiments.overrides import job_label
+
 
 def zoo_callback(hydra_context) -> Any:
-    """The :class:`zoo.sweep.SweepCallback` of this sweep, when ``hydra.callbacks`` has one."""
-    from zoo.sweep import SweepCallback
+    """The :class:`zoo.experiments.sweep.SweepCallback` of this sweep, when ``hydra.callbacks`` has one."""
+    from zoo.experiments.sweep import SweepCallback
 
     for cb in getattr(hydra_context.callbacks, "callbacks", []) or []:
         if isinstance(cb, SweepCallback):
@@ -31,9 +37,7 @@ def check_jobs(hydra_context, master: DictConfig, jobs: Sequence[Sequence[str]],
     """Compose and validate every job before the first one starts: bad input stops the sweep with
     one line naming the job, and no run is created."""
     from zoo.config import validate
-    from zoo.errors import ZooError
-    from zoo.registry import load_registry
-    from zoo.sweep import fail, job_label
+    from zoo.plugin.registry import load_registry
 
     registries: dict = {None: load_registry()}
     for num, overrides in enumerate(jobs):
@@ -52,12 +56,11 @@ def check_jobs(hydra_context, master: DictConfig, jobs: Sequence[Sequence[str]],
 
 def _composition_error(exc: BaseException, overrides: Sequence[str], registries: dict) -> str:
     """Hydra's message, on one line; for a setting the job's model or dataset lacks, its settings."""
-    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     cause = exc.__cause__
     if cause is not None and "not in struct" in str(cause):
         key = getattr(cause, "full_key", "") or ""
         group = key.split(".", 1)[0]
-        choice = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == group), None)
+        choice = next((o.split("=", 1)[1] for o in overrides if override_key(o) == group), None)
         registry = next(iter(registries.values()), None)
         table = {"model": getattr(registry, "architectures", {}), "data": getattr(registry, "datasets", {})}.get(group, {})
         if choice in table:
@@ -65,13 +68,23 @@ def _composition_error(exc: BaseException, overrides: Sequence[str], registries:
             return (f"{key} is not a setting of {group}={choice} (its settings: {settings}); "
                     f"give it to some jobs only with hydra.sweeper.arms (docs/experiments.md)")
         return f"{key} is not a key of the config; check its spelling"
-    return msg
+    return one_line(exc)
 
 
 def failure_of(ret) -> BaseException | None:
-    """The exception of a failed job (a :class:`hydra.core.utils.JobReturn`), else None."""
+    """The exception of a failed job (a :class:`hydra.core.utils.JobReturn`), else None.
+
+    Through Hydra's public ``JobReturn.return_value``, which re-raises a failed job's exception
+    after writing "Error executing job with overrides: ..." to stderr; the sweepers report a
+    failure in one line of their own, so that line is kept off the terminal here.
+    """
     from hydra.core.utils import JobStatus
 
-    if ret.status == JobStatus.FAILED:
-        return ret._return_value
+    if ret.status != JobStatus.FAILED:
+        return None
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            _ = ret.return_value
+    except Exception as exc:  # the job's own exception, raised again by Hydra
+        return exc
     return None

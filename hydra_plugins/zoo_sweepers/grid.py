@@ -8,16 +8,16 @@ from typing import Any, List
 
 from omegaconf import OmegaConf
 
-from ._common import check_jobs, failure_of, zoo_callback
+from zoo.errors import ZooError, fail
+from zoo.experiments.overrides import grid_jobs, job_label, varying_keys
+
+from ._common import check_jobs, failure_of
 
 log = logging.getLogger(__name__)
 
 
 def run_grid(sweeper, arguments: List[str]) -> Any:
-    from zoo.errors import ZooError
-    from zoo.sweep import fail, grid_jobs, job_label, varying_keys
-
-    callback = zoo_callback(sweeper.hydra_context)
+    callback = sweeper.callback
     try:
         jobs = grid_jobs(sweeper.params, arguments, sweeper.arms)
         keys = callback.keys if callback else varying_keys(arguments, sweeper.config.hydra.sweeper)
@@ -29,7 +29,7 @@ def run_grid(sweeper, arguments: List[str]) -> Any:
     OmegaConf.save(sweeper.config, sweep_dir / "multirun.yaml")
     if callback:
         callback.jobs = len(jobs)
-        callback.announce()
+        callback.open()
     size = sweeper.max_batch_size or len(jobs)
     returns, failures = [], []
     try:

@@ -25,7 +25,7 @@ class MissingSubmititLauncher(Launcher):
     """Stands in for submitit's Slurm launcher when it is not installed."""
 
     def __init__(self, **kwargs: Any) -> None:
-        from zoo.sweep import fail
+        from zoo.errors import fail
 
         fail("hydra/launcher=slurm needs Hydra's submitit launcher: pip install hydra-submitit-launcher "
              "(then run the same command on the cluster's login node)")

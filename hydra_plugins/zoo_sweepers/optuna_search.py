@@ -21,15 +21,52 @@ import math
 from pathlib import Path
 from typing import Any, List, Optional
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from ._common import check_jobs, failure_of, zoo_callback
+from zoo.config import override_value
+from zoo.errors import ZooError, fail
+from zoo.experiments.overrides import job_label
+from zoo.experiments.sweep import store_uri
+from zoo.tracking import parents, sqlite_path, tags
+from zoo.tracking.runs import Runs
+
+from ._common import check_jobs, failure_of
+from .search_space import search_space
 
 log = logging.getLogger(__name__)
 
-
+# what the study and its trials remember (Optuna user attributes)
 INTERRUPTED = "zoo.interrupted"  # a trial stopped by Ctrl-C or a dead process: queued again
 INVALID = "zoo.invalid"  # a trial whose config did not validate: not counted, not queued again
+RUN_ID = "zoo.run_id"  # a trial's child run
+PARENT_RUN_ID = "zoo.parent_run_id"  # the study's parent run: a search run again continues under it
+SEARCH_SPACE = "zoo.search_space"
+METRIC = "zoo.metric"
+
+
+def optuna_storage(uri: str, storage: str | None = None) -> str:
+    """The Optuna study's storage: ``storage`` if given, else ``optuna.db`` beside the MLflow store
+    (``mlruns/optuna.db`` for the default store; in ``./mlruns/`` for a remote MLflow server)."""
+    if storage:
+        return storage
+    db = sqlite_path(uri)
+    folder = db.parent if db is not None else Path.cwd() / "mlruns"
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'optuna.db'}"
+
+
+def study_name(name: str | None, cfg: DictConfig) -> str:
+    """The study: ``hydra.sweeper.optuna.study_name``, else the preset's name, else the experiment's."""
+    if name:
+        return str(name)
+    choice = OmegaConf.select(cfg, "hydra.runtime.choices.hparams_search")
+    return str(choice or OmegaConf.select(cfg, "tracking.experiment") or "zoo")
+
+
+def direction_of(direction: str) -> str:
+    if direction not in ("maximize", "minimize"):
+        raise ZooError(f"hydra.sweeper.optuna.direction={direction!r} is invalid: expected maximize or minimize")
+    return direction
 
 
 def run_search(sweeper, arguments: List[str]) -> Any:
@@ -45,11 +82,10 @@ class OptunaSearch:
         self.n_jobs, self.sampler_name, self.seed = opt.get("n_jobs", 1), opt.get("sampler", "tpe"), opt.get("seed", 0)
         self.params = sweeper.params
         self.hydra_context, self.config, self.launcher = sweeper.hydra_context, sweeper.config, sweeper.launcher
+        self.callback = sweeper.callback
 
     # ------------------------------------------------------------------------------------------
     def _check(self) -> None:
-        from zoo.errors import ZooError
-
         if not isinstance(self.n_trials, int) or self.n_trials < 1:
             raise ZooError(f"hydra.sweeper.optuna.n_trials={self.n_trials!r} is invalid: expected an integer >= 1")
         if not isinstance(self.n_jobs, int) or self.n_jobs < 1:
@@ -69,22 +105,17 @@ class OptunaSearch:
         import optuna
         from optuna.trial import TrialState
 
-        from zoo.errors import ZooError
-        from zoo.sweep import (direction_of, fail, job_label, optuna_storage, search_space, store_uri, study_name,
-                               value_string)
-
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        callback = zoo_callback(self.hydra_context)
+        callback = self.callback
         try:
             self._check()
-            direction = direction_of({"direction": self.direction})
+            direction = direction_of(str(self.direction))
             dists, fixed, raw = search_space(self.params, arguments)
         except ZooError as exc:
             fail(str(exc))
         keys = list(dists)
-        uri = store_uri(self.config)
-        storage = optuna_storage(uri, self.storage)
-        name = study_name({"study_name": self.study_name}, self.config)
+        storage = optuna_storage(store_uri(self.config), self.storage)
+        name = study_name(self.study_name, self.config)
         study = optuna.create_study(study_name=name, storage=storage, direction=direction,
                                     sampler=self._sampler(), load_if_exists=True)
         # a resumed study must not draw the same points again: the seed moves on with the trials
@@ -93,15 +124,13 @@ class OptunaSearch:
             fail(f"study '{name}' in {storage} was created to {study.direction.name.lower()}; "
                  f"choose another hydra.sweeper.optuna.study_name to {direction}")
         space = json.dumps({k: repr(d) for k, d in dists.items()}, sort_keys=True)
-        known = study.user_attrs.get("zoo.search_space")
+        known = study.user_attrs.get(SEARCH_SPACE)
         if known is not None and known != space:
             fail(f"study '{name}' in {storage} has another search space; continue it with the same "
                  f"params or start a new study with hydra.sweeper.optuna.study_name=<new name>")
-        study.set_user_attr("zoo.search_space", space)
-        study.set_user_attr("zoo.metric", self.metric or "objective")
-        if callback and callback.parent_run_id:
-            study.set_user_attr("zoo.parent_run_id", callback.parent_run_id)
-        self._requeue_stale(study)
+        study.set_user_attr(SEARCH_SPACE, space)
+        study.set_user_attr(METRIC, self.metric or "objective")
+        self._requeue_stale(study, storage)
 
         def finished(t) -> bool:
             return t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
@@ -116,11 +145,13 @@ class OptunaSearch:
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         if callback:
             callback.jobs = todo
-            callback.announce()
+            parent = callback.open(kind="optuna", name=f"search {name}", resume=study.user_attrs.get(PARENT_RUN_ID),
+                                   objective=(self.metric, direction))
+            study.set_user_attr(PARENT_RUN_ID, parent)
         returns = []
         while todo > 0:
             trials = [study.ask(dists) for _ in range(min(self.n_jobs, todo))]
-            jobs = [fixed + [f"{k}={t.params[k] if k in raw else value_string(t.params[k])}" for k in keys]
+            jobs = [fixed + [f"{k}={t.params[k] if k in raw else override_value(t.params[k])}" for k in keys]
                     for t in trials]
             try:
                 check_jobs(self.hydra_context, self.config, jobs, keys)
@@ -144,7 +175,7 @@ class OptunaSearch:
                 error = failure_of(ret)
                 value, run_id = (None, None) if error is not None else self._value(ret, callback)
                 if run_id:
-                    t.set_user_attr("zoo.run_id", run_id)
+                    t.set_user_attr(RUN_ID, run_id)
                 if error is None and (value is None or not math.isfinite(value)):
                     error = f"no finite value of {self.metric or 'the objective'} (got {value})"
                 if error is not None:
@@ -171,35 +202,39 @@ class OptunaSearch:
         """The trial's value: the named metric of its child run, else the job's returned objective."""
         run = None
         if callback and callback.parent_run_id:
-            import mlflow
-
             out = OmegaConf.select(ret.hydra_cfg, "hydra.runtime.output_dir")
-            client = mlflow.MlflowClient(callback.uri)
-            runs = client.search_runs([callback.experiment_id], max_results=1,
-                                      filter_string=f"tags.mlflow.parentRunId = '{callback.parent_run_id}' "
-                                                    f"and tags.`zoo.output_dir` = '{out}'")
-            run = runs[0] if runs else None
+            run = Runs(callback.uri).child_by_output_dir(callback.parent_run_id, str(out), [callback.experiment_id])
         run_id = run.info.run_id if run else None
         if self.metric and self.metric != "objective":
             if run is None:
                 return None, None
             if self.metric not in run.data.metrics:
                 known = ", ".join(sorted(k for k in run.data.metrics if not k.startswith(("system/", "grad_norm/", "weight_norm/"))))
-                from zoo.sweep import fail
-
                 fail(f"hydra.sweeper.optuna.metric={self.metric!r} is not a metric of the trial's run; it has: {known}")
             return float(run.data.metrics[self.metric]), run_id
-        value = ret.return_value
+        value = ret.return_value  # the job COMPLETED: Hydra's public property returns its value
         return (float(value) if isinstance(value, (int, float)) else None), run_id
 
     @staticmethod
-    def _requeue_stale(study) -> None:
-        """Trials left RUNNING by a process that died: marked failed (interrupted) and queued again."""
+    def _requeue_stale(study, storage_url: str) -> None:
+        """Trials left RUNNING by a process that died: marked failed (interrupted) and queued again.
+
+        Optuna's public API only: a trial object of this process cannot be had for a trial another
+        process started, so its user attribute is written through the storage (``optuna.storages``)
+        and its state through ``study.tell``.
+        """
+        import optuna
         from optuna.trial import TrialState
 
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            study._storage.set_trial_user_attr(t._trial_id, INTERRUPTED, True)
-            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if not stale:
+            return
+        storage = optuna.storages.get_storage(storage_url)
+        study_id = storage.get_study_id_from_name(study.study_name)
+        for t in stale:
+            storage.set_trial_user_attr(storage.get_trial_id_from_study_id_trial_number(study_id, t.number),
+                                        INTERRUPTED, True)
+            study.tell(t.number, state=TrialState.FAIL)
             study.enqueue_trial(t.params, skip_if_exists=False)
             log.warning("trial %d was left running by a process that stopped: it runs again", t.number)
 
@@ -208,17 +243,13 @@ class OptunaSearch:
 
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if callback and callback.parent_run_id:
-            import mlflow
-
-            client = mlflow.MlflowClient(callback.uri)
-            tags = {"zoo.optuna_study": study.study_name, "zoo.optuna_storage": storage,
-                    "zoo.optuna_trials_complete": len(complete)}
+            values = {tags.OPTUNA_STUDY: study.study_name, tags.OPTUNA_STORAGE: storage,
+                      tags.OPTUNA_TRIALS_COMPLETE: len(complete)}
             if complete:
                 best = study.best_trial
-                tags.update({"zoo.optuna_best_trial": best.number,
-                             "zoo.optuna_best_params": " ".join(f"{k}={v}" for k, v in best.params.items())[:5000]})
-            for k, v in tags.items():
-                client.set_tag(callback.parent_run_id, k, str(v))
+                values.update({tags.OPTUNA_BEST_TRIAL: best.number,
+                               tags.OPTUNA_BEST_PARAMS: " ".join(f"{k}={v}" for k, v in best.params.items())[:5000]})
+            parents.tag_run(callback.uri, callback.parent_run_id, values)
         if complete:
             best = study.best_trial
             print(f"zoo search: best trial {best.number} value={best.value:.4f} "

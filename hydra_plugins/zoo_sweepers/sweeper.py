@@ -60,6 +60,13 @@ ConfigStore.instance().store(group="hydra/sweeper", name="zoo", node=ZooSweeperC
 
 
 class ZooSweeper(Sweeper):
+    """Zoo's sweeper: a grid with arms, or an Optuna search (``search``)."""
+
+    # It checks every job's config first and then opens the sweep's parent run itself, through the
+    # callback (:meth:`zoo.experiments.sweep.SweepCallback.open`), so bad input leaves no run. The
+    # callback reads this when the sweep starts: Hydra calls on_multirun_start before setup().
+    opens_sweep_run = True
+
     def __init__(self, search: str = "grid", params: Optional[Dict[str, str]] = None,
                  arms: Optional[List[List[str]]] = None, max_batch_size: Optional[int] = None,
                  description: Optional[str] = None, optuna: Any = None) -> None:
@@ -69,17 +76,20 @@ class ZooSweeper(Sweeper):
         self.max_batch_size = max_batch_size
         self.description = description
         self.optuna = dict(optuna or {})
-        self.hydra_context = self.config = self.launcher = None
+        self.hydra_context = self.config = self.launcher = self.callback = None
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
         from hydra.core.plugins import Plugins
 
+        from ._common import zoo_callback
+
         self.hydra_context, self.config = hydra_context, config
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config)
+        self.callback = zoo_callback(hydra_context)  # the sweep's parent run, when hydra.callbacks has it
 
     def sweep(self, arguments: List[str]) -> Any:
-        from zoo.sweep import fail
+        from zoo.errors import fail
 
         if self.search == "optuna":
             from .optuna_search import run_search
