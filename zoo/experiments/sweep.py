@@ -113,6 +113,10 @@ class SweepCallback(Callback):
             fail(str(exc))
         self.uri = store_uri(config)
         self._experiment = str(OmegaConf.select(config, "tracking.experiment"))
+        try:  # before any job (several processes opening a fresh SQLite store at once break it)
+            self.experiment_id = prepare_store(self.uri, self._experiment)
+        except ZooError as exc:
+            fail(str(exc))
         self._parent = self._describe(config, overrides)
         launcher = str(config.hydra.launcher.get("_target_", ""))
         parallel = any(name in launcher for name in LOCAL_PARALLEL)
@@ -133,10 +137,6 @@ class SweepCallback(Callback):
             objective: ``(metric or None, direction)`` a search optimises (None: the task's monitored metric).
         """
         self.kind, self.objective = kind, objective
-        try:
-            self.experiment_id = prepare_store(self.uri, self._experiment)
-        except ZooError as exc:
-            fail(str(exc))
         if resume and parents.continue_parent(self.uri, self.experiment_id, resume, STALE_CHILD):
             self.parent_run_id = resume
         else:

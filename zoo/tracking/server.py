@@ -30,7 +30,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from zoo.errors import ZooError
+from zoo.errors import ZooError, one_line
 
 MIN_PASSWORD = 12  # MLflow's own policy for basic-auth passwords
 PERMISSIONS = ("READ", "USE", "EDIT", "MANAGE", "NO_PERMISSIONS")
@@ -121,8 +121,8 @@ def check_backend(uri: str) -> None:
             pass
         engine.dispose()
     except Exception as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        first = re.sub(r"^\(.*?\)\s*", "", first)
+        # the whole first line, without the driver's "(class)" prefix: masked before it is cut
+        first = re.sub(r"^\(.*?\)\s*", "", one_line(exc, limit=10_000))
         raise ZooError(f"cannot connect to --backend-store-uri {mask(uri)}: {mask(first)[:300]}; "
                        "is the database running and the role allowed? (scripts/ci-services.sh starts a local PostgreSQL)") from None
 
