@@ -2,9 +2,9 @@
 
 ``default_uri`` and ``sqlite_path``/``artifact_root`` say where a store and its artifacts live;
 ``prepare_store`` opens (creates) a store and an experiment for writing, once, before training,
-so that every problem with it is a one-line :class:`ZooError` now; ``open_existing`` opens a store
-only to read it (``zoo compare``), never creating one. ``bounded_http`` bounds MLflow's HTTP
-retries while a person waits.
+so that every problem with it is a one-line :class:`ZooError` now (reading an existing store
+without creating one is :meth:`zoo.tracking.runs.Runs.open`). ``bounded_http`` bounds MLflow's
+HTTP retries while a person waits.
 """
 
 from __future__ import annotations
