@@ -236,7 +236,10 @@ def _labels(info: zoo.DataInfo, y: torch.Tensor) -> tuple[torch.Tensor, dict[int
     if y.numel() != len(y) or y.is_floating_point():
         return torch.zeros(len(y), dtype=torch.long), {0: "all"}
     y = y.reshape(-1).long()
-    names = list(zoo.get_task(info.task).target_names or info.meta.get("class_names", []))
+    fixed = zoo.get_task(info.task).target_names  # anomaly: 0 normal, 1 anomaly
+    if fixed:
+        return y, dict(enumerate(fixed))
+    names = list(info.meta.get("class_names", []))
     return y, {int(c): (names[int(c)] if 0 <= int(c) < len(names) else str(int(c))) for c in y.unique()}
 
 
