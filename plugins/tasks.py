@@ -25,9 +25,11 @@ import math
 
 import torch
 import torch.nn.functional as F
-import torchmetrics
 
 import zoo
+
+# torchmetrics (and the matplotlib it imports) loads when a run asks for its metrics, not when
+# `zoo list` discovers the plugins.
 
 # ----------------------------------------------------------------------------------- losses
 
@@ -69,35 +71,34 @@ def _anomaly_prepare(output, target, inputs):
 
 # ----------------------------------------------------------------------------------- metrics
 
-
-class Perplexity(torchmetrics.Metric):
-    """exp of the mean cross-entropy per token."""
-
-    def __init__(self):
-        super().__init__()
-        self.add_state("nll", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
-
-    def update(self, preds, target):
-        keep = target != zoo.IGNORE_INDEX
-        self.nll += F.cross_entropy(preds[keep].float(), target[keep], reduction="sum").double()
-        self.count += keep.sum()
-
-    def compute(self):
-        return torch.exp(self.nll / self.count.clamp_min(1))
-
-
 def _classification_metrics(info: zoo.DataInfo):
-    return {"accuracy": torchmetrics.classification.MulticlassAccuracy(
-        num_classes=info.output_dim, average="micro", ignore_index=zoo.IGNORE_INDEX)}
+    from torchmetrics.classification import MulticlassAccuracy
+
+    return {"accuracy": MulticlassAccuracy(num_classes=info.output_dim, average="micro", ignore_index=zoo.IGNORE_INDEX)}
 
 
 def _next_token_metrics(info: zoo.DataInfo):
+    from zoo_builtins.metrics import Perplexity
+
     return {**_classification_metrics(info), "perplexity": Perplexity()}
 
 
 def _regression_metrics(info: zoo.DataInfo):
-    return {"mse": torchmetrics.MeanSquaredError(), "r2": torchmetrics.R2Score()}
+    from torchmetrics import MeanSquaredError, R2Score
+
+    return {"mse": MeanSquaredError(), "r2": R2Score()}
+
+
+def _reconstruction_metrics(info: zoo.DataInfo):
+    from torchmetrics import MeanSquaredError
+
+    return {"mse": MeanSquaredError()}
+
+
+def _anomaly_metrics(info: zoo.DataInfo):
+    from torchmetrics.classification import BinaryAUROC
+
+    return {"auroc": BinaryAUROC()}
 
 
 # ----------------------------------------------------------------------------------- output shapes
@@ -131,11 +132,9 @@ def zoo_tasks():
         zoo.Task("next_token", _ce, _next_token_metrics, "perplexity", "min", _flat_prepare, per_position=True,
                  output_shape=_per_class("tokens in the vocabulary"),
                  description="cross-entropy of the next token at every position"),
-        zoo.Task("reconstruction", _reconstruction_loss, lambda info: {"mse": torchmetrics.MeanSquaredError()},
-                 "mse", "min", _reconstruction_prepare, per_position=True, output_shape=_like_input,
-                 description="MSE of the output against the input"),
-        zoo.Task("anomaly", _reconstruction_loss, lambda info: {"auroc": torchmetrics.classification.BinaryAUROC()},
-                 "auroc", "max", _anomaly_prepare, per_position=True, output_shape=_like_input,
-                 target_names=("normal", "anomaly"),
+        zoo.Task("reconstruction", _reconstruction_loss, _reconstruction_metrics, "mse", "min", _reconstruction_prepare,
+                 per_position=True, output_shape=_like_input, description="MSE of the output against the input"),
+        zoo.Task("anomaly", _reconstruction_loss, _anomaly_metrics, "auroc", "max", _anomaly_prepare,
+                 per_position=True, output_shape=_like_input, target_names=("normal", "anomaly"),
                  description="reconstruction error as the anomaly score (train on normal data only)"),
     ]
