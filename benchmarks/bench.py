@@ -109,20 +109,23 @@ WORKLOADS = {w.name: w for w in (
 # Each variant of (a), (c), (d) runs in a fresh process: ``bench.py _child VARIANT WORKLOAD EPOCHS DIR``
 # prints one JSON line {"steps": ..., "loop_s": ...}.
 
+def _registry(w: Workload):
+    from zoo.plugin.registry import load_registry
+
+    return load_registry([w.plugin_dir] if w.plugin_dir else [])
+
+
 def _setup(w: Workload):
-    """The workload's training split, model, task and optimizer, built exactly as ``zoo train`` builds them."""
+    """The workload's training split, model and task, built through the factory as ``zoo train`` builds them."""
     import torch
 
-    from zoo.registry import load_registry
-    from zoo.tasks import get_task
-
-    reg = load_registry([w.plugin_dir] if w.plugin_dir else [])
-    arch, ds = reg.check_pair(w.model, w.data)
+    reg = _registry(w)
+    reg.check_pair(w.model, w.data)
     torch.manual_seed(SEED)
-    splits = ds.decl.load(seed=SEED, **{**ds.decl.defaults, **w.data_args})
+    splits = reg.load_dataset(w.data, SEED, **w.data_args)
     torch.manual_seed(SEED)
-    model = arch.decl.build(splits.info, **{**arch.decl.defaults, **w.model_args})
-    return splits.train, model, get_task(splits.info.task)
+    model = reg.create_model(w.model, splits.info, **w.model_args)
+    return splits.train, model, reg.task(splits.info.task)
 
 
 def _graphs(split):
@@ -362,12 +365,7 @@ def startup_times(env: dict, folder: Path) -> dict:
 
 
 def steps_per_epoch(w: Workload) -> int:
-    from zoo.registry import load_registry
-
-    reg = load_registry([w.plugin_dir] if w.plugin_dir else [])
-    ds = reg.dataset(w.data).decl
-    train = ds.load(seed=SEED, **{**ds.defaults, **w.data_args}).train
-    return train.num_batches(w.batch)
+    return _registry(w).load_dataset(w.data, SEED, **w.data_args).train.num_batches(w.batch)
 
 
 def wait_quiet(max_load: float | None, patience: float) -> float:

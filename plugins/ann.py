@@ -25,7 +25,7 @@ class Perceptron(nn.Module):
         activation: applied to the weighted sum; ``identity`` leaves logits for the loss's softmax.
     """
 
-    def __init__(self, in_features: int, out_features: int, activation: str = "identity"):
+    def __init__(self, in_features: int, out_features: int, activation: str):
         super().__init__()
         self.flatten = nn.Flatten()
         self.linear = nn.Linear(in_features, out_features)
@@ -47,8 +47,8 @@ class MLP(nn.Module):
         batch_norm: normalise each hidden layer's pre-activations.
     """
 
-    def __init__(self, in_features: int, out_features: int, hidden_sizes=(256, 256),
-                 activation: str = "relu", dropout: float = 0.0, batch_norm: bool = False):
+    def __init__(self, in_features: int, out_features: int, hidden_sizes, activation: str, dropout: float,
+                 batch_norm: bool):
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]
         width = in_features
@@ -67,17 +67,17 @@ class MLP(nn.Module):
         return self.net(x)
 
 
-def build_perceptron(info: zoo.DataInfo, activation: str) -> Perceptron:
+def build_perceptron(info: zoo.DataInfo, activation: str = "identity") -> Perceptron:
     return Perceptron(math.prod(info.input_shape), info.output_dim, activation)
 
 
-def build_mlp(info: zoo.DataInfo, hidden_sizes, activation: str, dropout: float, batch_norm: bool) -> MLP:
+def build_mlp(info: zoo.DataInfo, hidden_sizes=(256, 256), activation: str = "relu", dropout: float = 0.0,
+              batch_norm: bool = False) -> MLP:
     hidden_sizes = list(hidden_sizes)
     if not hidden_sizes:
         raise ValueError("model.hidden_sizes=[] is empty: give at least one hidden layer, e.g. [128,64], or use model=perceptron")
-    for h in hidden_sizes:
-        if not isinstance(h, int) or isinstance(h, bool) or h < 1:
-            raise ValueError(f"model.hidden_sizes={hidden_sizes} is invalid: every size must be an integer >= 1")
+    if any(h < 1 for h in hidden_sizes):
+        raise ValueError(f"model.hidden_sizes={hidden_sizes} is invalid: every size must be an integer >= 1")
     zoo.check_range("model.dropout", dropout, 0, 1, high_open=True)
     return MLP(math.prod(info.input_shape), info.output_dim, hidden_sizes, activation, dropout, batch_norm)
 
@@ -86,14 +86,12 @@ def build_mlp(info: zoo.DataInfo, hidden_sizes, activation: str, dropout: float,
 def zoo_architectures():
     return [
         zoo.Architecture(
-            name="perceptron", family="ann", kinds=("tabular", "image"),
-            build=build_perceptron, defaults={"activation": "identity"},
+            name="perceptron", family="ann", kinds=("tabular", "image"), build=build_perceptron,
             description="one linear layer and an activation: a linear classifier/regressor",
         ),
         zoo.Architecture(
             name="mlp", family="ann", kinds=("tabular", "image"),
             build=build_mlp,
-            defaults={"hidden_sizes": [256, 256], "activation": "relu", "dropout": 0.0, "batch_norm": False},
             description="multi-layer perceptron: fully connected hidden layers with a non-linearity",
         ),
     ]

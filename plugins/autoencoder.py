@@ -14,10 +14,8 @@ notes list three uses, and each has a model or a set-up here:
   reconstructs badly is unlike the training data, so the reconstruction error is the anomaly
   score, measured by ROC-AUC on validation/test splits that mix normal and anomalous examples.
 
-Datasets (nothing downloaded, all from scikit-learn's bundled sets): ``digits_recon`` and
-``digits_image`` (8x8 digits as 64 features or as a 1x8x8 image, pixels / 16 in [0, 1]),
-``digits_anomaly`` and ``digits_image_anomaly`` (one digit class held out as the anomaly) and
-``breast_cancer_anomaly`` (benign tumours are normal, malignant ones the anomaly).
+The datasets they train on are in ``zoo_builtins.tabular`` (``digits_recon``, ``digits_anomaly``,
+``breast_cancer_anomaly``) and ``zoo_builtins.image`` (``digits_image``, ``digits_image_anomaly``).
 """
 
 from __future__ import annotations
@@ -68,7 +66,7 @@ class Autoencoder(nn.Module):
             with probability ``noise``).
     """
 
-    def __init__(self, input_shape, latent_dim: int, noise: float = 0.0, noise_type: str = "gaussian"):
+    def __init__(self, input_shape, latent_dim: int, noise: float, noise_type: str):
         super().__init__()
         self.input_shape = tuple(input_shape)
         self.latent_dim = latent_dim
@@ -107,8 +105,8 @@ class DenseAutoencoder(Autoencoder):
         noise, noise_type: input corruption while training (see :class:`Autoencoder`).
     """
 
-    def __init__(self, input_shape, hidden_sizes=(128, 64), latent_dim: int = 16, activation: str = "relu",
-                 output_activation: str = "identity", noise: float = 0.0, noise_type: str = "gaussian"):
+    def __init__(self, input_shape, hidden_sizes, latent_dim: int, activation: str, output_activation: str,
+                 noise: float, noise_type: str):
         super().__init__(input_shape, latent_dim, noise, noise_type)
         features = math.prod(self.input_shape)
         self.sizes = [features, *hidden_sizes, latent_dim]
@@ -139,8 +137,8 @@ class ConvAutoencoder(Autoencoder):
         noise, noise_type: input corruption while training (see :class:`Autoencoder`).
     """
 
-    def __init__(self, input_shape, channels=(16, 32), latent_dim: int = 16, activation: str = "relu",
-                 output_activation: str = "identity", noise: float = 0.0, noise_type: str = "gaussian"):
+    def __init__(self, input_shape, channels, latent_dim: int, activation: str, output_activation: str,
+                 noise: float, noise_type: str):
         super().__init__(input_shape, latent_dim, noise, noise_type)
         c, h, w = self.input_shape
         sizes = [(h, w)]
@@ -174,9 +172,8 @@ class ConvAutoencoder(Autoencoder):
 
 def _check_sizes(key: str, sizes) -> list[int]:
     sizes = list(sizes)
-    for s in sizes:
-        if not isinstance(s, int) or isinstance(s, bool) or s < 1:
-            raise ValueError(f"{key}={sizes} is invalid: every size must be an integer >= 1")
+    if any(s < 1 for s in sizes):
+        raise ValueError(f"{key}={sizes} is invalid: every size must be an integer >= 1")
     return sizes
 
 
@@ -187,25 +184,31 @@ def _check_common(latent_dim: int, noise: float, noise_type: str, activation: st
         raise ValueError(f"model.noise_type={noise_type!r} is not a noise type: choose one of {', '.join(NOISE_TYPES)}")
     if noise_type == "mask":
         zoo.check_range("model.noise", noise, 0, 1, high_open=True)
-    zoo.activation(activation)
+    zoo.activation(activation)  # checked here too: a linear autoencoder (hidden_sizes=[]) never uses it
     zoo.activation(output_activation, "model.output_activation")
 
 
-def build_autoencoder(info: zoo.DataInfo, hidden_sizes, latent_dim: int, activation: str,
-                      output_activation: str, noise: float = 0.0, noise_type: str = "gaussian") -> DenseAutoencoder:
+def build_autoencoder(info: zoo.DataInfo, hidden_sizes=(128, 64), latent_dim: int = 16, activation: str = "relu",
+                      output_activation: str = "identity") -> DenseAutoencoder:
+    return _dense(info, hidden_sizes, latent_dim, activation, output_activation, 0.0, "gaussian")
+
+
+def build_denoising_autoencoder(info: zoo.DataInfo, hidden_sizes=(128, 64), latent_dim: int = 16,
+                                activation: str = "relu", output_activation: str = "identity", noise: float = 0.2,
+                                noise_type: str = "gaussian") -> DenseAutoencoder:
+    zoo.check_range("model.noise", noise, 0, low_open=True)
+    return _dense(info, hidden_sizes, latent_dim, activation, output_activation, noise, noise_type)
+
+
+def _dense(info, hidden_sizes, latent_dim, activation, output_activation, noise, noise_type) -> DenseAutoencoder:
     hidden_sizes = _check_sizes("model.hidden_sizes", hidden_sizes)
     _check_common(latent_dim, noise, noise_type, activation, output_activation)
     return DenseAutoencoder(info.input_shape, hidden_sizes, latent_dim, activation, output_activation, noise, noise_type)
 
 
-def build_denoising_autoencoder(info: zoo.DataInfo, hidden_sizes, latent_dim: int, activation: str,
-                                output_activation: str, noise: float, noise_type: str) -> DenseAutoencoder:
-    zoo.check_range("model.noise", noise, 0, low_open=True)
-    return build_autoencoder(info, hidden_sizes, latent_dim, activation, output_activation, noise, noise_type)
-
-
-def build_conv_autoencoder(info: zoo.DataInfo, channels, latent_dim: int, activation: str,
-                           output_activation: str, noise: float, noise_type: str) -> ConvAutoencoder:
+def build_conv_autoencoder(info: zoo.DataInfo, channels=(16, 32), latent_dim: int = 16, activation: str = "relu",
+                           output_activation: str = "identity", noise: float = 0.0,
+                           noise_type: str = "gaussian") -> ConvAutoencoder:
     if len(info.input_shape) != 3:
         raise ValueError(f"model=conv_autoencoder needs images shaped (C, H, W); the data gives {tuple(info.input_shape)}")
     channels = _check_sizes("model.channels", channels)
@@ -216,15 +219,6 @@ def build_conv_autoencoder(info: zoo.DataInfo, channels, latent_dim: int, activa
 
 
 # ------------------------------------------------------------------------------ report
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
 
 def _pca_2d(z: torch.Tensor) -> tuple[torch.Tensor, str]:
     """Codes as 2-D points: as they are when the bottleneck has 1 or 2 units, else PCA."""
@@ -242,8 +236,9 @@ def _labels(info: zoo.DataInfo, y: torch.Tensor) -> tuple[torch.Tensor, dict[int
     if y.numel() != len(y) or y.is_floating_point():
         return torch.zeros(len(y), dtype=torch.long), {0: "all"}
     y = y.reshape(-1).long()
-    if info.task == "anomaly":
-        return y, {0: "normal", 1: "anomaly"}
+    fixed = zoo.get_task(info.task).target_names  # anomaly: 0 normal, 1 anomaly
+    if fixed:
+        return y, dict(enumerate(fixed))
     names = list(info.meta.get("class_names", []))
     return y, {int(c): (names[int(c)] if 0 <= int(c) < len(names) else str(int(c))) for c in y.unique()}
 
@@ -270,7 +265,7 @@ def report(model: Autoencoder, splits: zoo.Splits, out_dir, max_examples: int = 
             noisy = noisy.float().cpu()
     x = x.float().cpu()
     y, names = _labels(info, y.cpu())
-    plt = _plt()
+    plt = zoo.pyplot()
     paths: list[Path] = []
 
     shape = info.meta.get("image_shape")
@@ -338,126 +333,26 @@ def report(model: Autoencoder, splits: zoo.Splits, out_dir, max_examples: int = 
     return paths
 
 
-# ------------------------------------------------------------------------------ datasets
-
-def _digits():
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    x = torch.as_tensor(bunch.data, dtype=torch.float32) / 16.0  # pixels 0..16 -> [0, 1]
-    return x, torch.as_tensor(bunch.target, dtype=torch.long)
-
-
-def _digit_meta() -> dict:
-    return {"class_names": [str(d) for d in range(10)], "image_shape": (8, 8), "value_range": (0.0, 1.0)}
-
-
-def _reconstruction_splits(x, y, *, seed: int, kind: str, meta: dict) -> zoo.Splits:
-    tr, va, te = zoo.split_indices(len(x), seed, stratify=y.numpy())
-    info = zoo.DataInfo(kind=kind, task="reconstruction", input_shape=tuple(x.shape[1:]),
-                        output_dim=math.prod(x.shape[1:]), meta=meta)
-    return zoo.Splits(*(zoo.TensorSplit(x[i], y[i]) for i in (tr, va, te)), info=info)
-
-
-def _anomaly_splits(x, y, anomalous: torch.Tensor, *, seed: int, kind: str, meta: dict,
-                    standardize: bool) -> zoo.Splits:
-    """Normal examples split 70/15/15 (stratified by ``y``); anomalies only in val and test.
-
-    Targets are 1 for an anomaly, 0 for a normal example. With ``standardize`` the features are
-    scaled by the statistics of the (normal) training split.
-    """
-    normal = torch.nonzero(~anomalous).flatten()
-    odd = torch.nonzero(anomalous).flatten()
-    tr, va, te = zoo.split_indices(len(normal), seed, stratify=y[normal].numpy())
-    order = torch.randperm(len(odd), generator=torch.Generator().manual_seed(seed))
-    half = len(odd) // 2
-    parts = [normal[tr], torch.cat([normal[va], odd[order[:half]]]), torch.cat([normal[te], odd[order[half:]]])]
-    xs = [x[p] for p in parts]
-    if standardize:
-        xs = zoo.standardize(*xs)
-    info = zoo.DataInfo(kind=kind, task="anomaly", input_shape=tuple(x.shape[1:]),
-                        output_dim=math.prod(x.shape[1:]), meta=meta)
-    return zoo.Splits(*(zoo.TensorSplit(a, anomalous[p].long()) for a, p in zip(xs, parts)), info=info)
-
-
-def load_digits_recon(seed: int) -> zoo.Splits:
-    x, y = _digits()
-    return _reconstruction_splits(x, y, seed=seed, kind="tabular", meta=_digit_meta())
-
-
-def load_digits_image(seed: int) -> zoo.Splits:
-    x, y = _digits()
-    return _reconstruction_splits(x.reshape(-1, 1, 8, 8), y, seed=seed, kind="image", meta=_digit_meta())
-
-
-def _digits_anomaly(image: bool):
-    def load(seed: int, anomaly_class: int) -> zoo.Splits:
-        zoo.check_range("data.anomaly_class", anomaly_class, 0, 9)
-        x, y = _digits()
-        if image:
-            x = x.reshape(-1, 1, 8, 8)
-        meta = {**_digit_meta(), "anomaly_class": anomaly_class}
-        return _anomaly_splits(x, y, y == anomaly_class, seed=seed, kind="image" if image else "tabular",
-                               meta=meta, standardize=False)
-    return load
-
-
-def load_breast_cancer_anomaly(seed: int) -> zoo.Splits:
-    from sklearn.datasets import load_breast_cancer
-
-    bunch = load_breast_cancer()
-    x = torch.as_tensor(bunch.data, dtype=torch.float32)
-    y = torch.as_tensor(bunch.target, dtype=torch.long)  # 0 malignant, 1 benign
-    meta = {"feature_names": [str(n) for n in bunch.feature_names], "anomaly_class": "malignant"}
-    return _anomaly_splits(x, y, y == 0, seed=seed, kind="tabular", meta=meta, standardize=True)
-
-
 # ------------------------------------------------------------------------------ registration
-
-DENSE = {"hidden_sizes": [128, 64], "latent_dim": 16, "activation": "relu", "output_activation": "identity"}
-TASKS = ("reconstruction", "anomaly")
-ANOMALY_CLASS = 7  # held out by default: docs/autoencoder.md lists the test AUROC of every class
-
 
 @zoo.hookimpl
 def zoo_architectures():
+    tasks = ("reconstruction", "anomaly")
     small = {"hidden_sizes": [16], "latent_dim": 4}
     return [
         zoo.Architecture(
-            name="autoencoder", family="autoencoder", kinds=("tabular", "image"), tasks=TASKS,
-            build=build_autoencoder, defaults=dict(DENSE), report=report, smoke=small,
+            name="autoencoder", family="autoencoder", kinds=("tabular", "image"), tasks=tasks,
+            build=build_autoencoder, report=report, smoke=small,
             description="dense encoder -> bottleneck -> mirrored decoder, trained to reconstruct its input",
         ),
         zoo.Architecture(
-            name="denoising_autoencoder", family="autoencoder", kinds=("tabular", "image"), tasks=TASKS,
-            build=build_denoising_autoencoder, defaults={**DENSE, "noise": 0.2, "noise_type": "gaussian"},
-            report=report, smoke=small,
+            name="denoising_autoencoder", family="autoencoder", kinds=("tabular", "image"), tasks=tasks,
+            build=build_denoising_autoencoder, report=report, smoke=small,
             description="dense autoencoder that reconstructs the clean input from a corrupted one",
         ),
         zoo.Architecture(
-            name="conv_autoencoder", family="autoencoder", kinds=("image",), tasks=TASKS,
-            build=build_conv_autoencoder,
-            defaults={"channels": [16, 32], "latent_dim": 16, "activation": "relu",
-                      "output_activation": "identity", "noise": 0.0, "noise_type": "gaussian"},
-            report=report, smoke={"channels": [4], "latent_dim": 4},
+            name="conv_autoencoder", family="autoencoder", kinds=("image",), tasks=tasks,
+            build=build_conv_autoencoder, report=report, smoke={"channels": [4], "latent_dim": 4},
             description="strided convolutions -> bottleneck -> transposed convolutions, for images",
         ),
-    ]
-
-
-@zoo.hookimpl
-def zoo_datasets():
-    return [
-        zoo.Dataset(name="digits_recon", kind="tabular", task="reconstruction", load=load_digits_recon,
-                    description="8x8 digits as 64 features in [0, 1], to reconstruct (1797)"),
-        zoo.Dataset(name="digits_image", kind="image", task="reconstruction", load=load_digits_image,
-                    description="8x8 digits as 1x8x8 images in [0, 1], to reconstruct (1797)"),
-        zoo.Dataset(name="digits_anomaly", kind="tabular", task="anomaly", load=_digits_anomaly(False),
-                    defaults={"anomaly_class": ANOMALY_CLASS},
-                    description="digits as features; one class held out of training is the anomaly"),
-        zoo.Dataset(name="digits_image_anomaly", kind="image", task="anomaly", load=_digits_anomaly(True),
-                    defaults={"anomaly_class": ANOMALY_CLASS},
-                    description="digits as 1x8x8 images; one class held out of training is the anomaly"),
-        zoo.Dataset(name="breast_cancer_anomaly", kind="tabular", task="anomaly", load=load_breast_cancer_anomaly,
-                    description="tumours, 30 standardised features; trained on benign, malignant is the anomaly"),
     ]

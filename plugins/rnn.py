@@ -1,4 +1,4 @@
-"""RNN family: the Elman recurrent network of the notes, LSTM and GRU, and three sequence datasets.
+"""RNN family: the Elman recurrent network of the notes, LSTM and GRU.
 
 A recurrent unit keeps a hidden state that it feeds back at every step, so it remembers what it
 read earlier in the sequence (the notes, "Recurrent Neural Network"):
@@ -14,19 +14,10 @@ shows it). All three share :class:`RecurrentNet`, which owns the input handling 
 readout ``y = O(V·h + C)`` and asks each variant for its recurrent layers through one factory,
 :meth:`RecurrentNet.make_rnn`.
 
-The readout reads the last state (one prediction per sequence: ``classification``,
-``regression``) or every step (one prediction per position: ``next_token``, ``reconstruction``,
-``anomaly``; a dataset may force either with ``meta["readout"]``).
-
-Datasets (kind ``sequence``, generated from the seed or bundled with scikit-learn, never
-downloaded):
-
-* ``sine``: forecast the next ``horizon`` values of a sine wave from ``length`` noisy values;
-  the target is standardised, so ``test/mse`` is the MSE relative to the signal's variance.
-* ``adding``: the adding problem (Hochreiter & Schmidhuber, 1997): each step is a
-  (value, marker) pair, two steps are marked, and the target is the sum of the two marked
-  values; predicting the mean scores an MSE of 1/6 ≈ 0.17.
-* ``digits_rows``: scikit-learn's 8x8 digits read top to bottom as 8 rows of 8 features.
+The readout reads every step when the dataset's task predicts one output per position
+(``next_token``, ``reconstruction``, ``anomaly``; ``zoo.Task.per_position``), else the last
+state (one prediction per sequence: ``classification``, ``regression``); a dataset may say which
+with ``meta["per_token"]``. The sequence datasets are in ``zoo_builtins.sequence``.
 """
 
 from __future__ import annotations
@@ -152,11 +143,6 @@ class Readout(nn.Module):
 
 # ============================================================================ main classes
 
-#: Which states the readout reads for each task: the last one, or every step.
-READOUT = {"classification": "last", "regression": "last",
-           "next_token": "all", "reconstruction": "all", "anomaly": "all"}
-
-
 class RecurrentNet(nn.Module):
     """Input handling -> recurrent layers from :meth:`make_rnn` -> readout ``y = O(V·h + C)``.
 
@@ -176,7 +162,10 @@ class RecurrentNet(nn.Module):
         **rnn_options: passed on to :meth:`make_rnn` (the Elman rnn's ``activation``).
     """
 
-    def __init__(self, in_features: int, out_features: int, hidden_size: int = 64, num_layers: int = 1,
+    #: the hyperparameters (``model.<key>``) and their defaults; a variant extends them
+    defaults = {"hidden_size": 64, "num_layers": 1, "dropout": 0.0, "bidirectional": False}
+
+    def __init__(self, in_features: int, out_features: int, hidden_size: int, num_layers: int,
                  dropout: float = 0.0, bidirectional: bool = False, readout: str = "last",
                  vocab_size: int | None = None, **rnn_options):
         super().__init__()
@@ -216,20 +205,24 @@ class RecurrentNet(nn.Module):
         return (f"{type(self).__name__}({inputs}, hidden={self.hidden_size}, layers={self.num_layers}{bi}, "
                 f"out={self.out_features}, readout={self.readout})")
 
+    @classmethod
+    def from_info(cls, info: zoo.DataInfo, **hp) -> "RecurrentNet":
+        """The factory every variant registers as ``build``: the data decides the features per
+        step, the readout and whether the inputs are token ids (see :func:`_layout`)."""
+        zoo.check_range("model.hidden_size", hp["hidden_size"], 1)
+        zoo.check_range("model.num_layers", hp["num_layers"], 1)
+        zoo.check_range("model.dropout", hp["dropout"], 0, 1, high_open=True)
+        return cls(**_layout(info, hp["bidirectional"]), **hp)
+
 
 class ElmanNet(RecurrentNet):
     """The notes' recurrent network: :class:`ElmanRNN` layers and the readout ``y = O(V·h + C)``.
 
-    Args:
+    Args (besides :class:`RecurrentNet`'s):
         activation: σ of the hidden-state equation (``tanh`` as ``torch.nn.RNN``, or ``relu``...).
-        (the rest as :class:`RecurrentNet`)
     """
 
-    def __init__(self, in_features: int, out_features: int, hidden_size: int = 64, num_layers: int = 1,
-                 dropout: float = 0.0, bidirectional: bool = False, readout: str = "last",
-                 vocab_size: int | None = None, activation: str = "tanh"):
-        super().__init__(in_features, out_features, hidden_size, num_layers, dropout, bidirectional,
-                         readout, vocab_size, activation=activation)
+    defaults = {**RecurrentNet.defaults, "activation": "tanh"}
 
     def make_rnn(self, input_size, hidden_size, num_layers, dropout, bidirectional, activation="tanh"):
         return ElmanRNN(input_size, hidden_size, num_layers, activation, dropout, bidirectional)
@@ -256,19 +249,8 @@ class GRUNet(RecurrentNet):
 # ============================================================================ builders
 
 
-def _check_common(hidden_size, num_layers, dropout, bidirectional) -> None:
-    for key, value in (("hidden_size", hidden_size), ("num_layers", num_layers)):
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ValueError(f"model.{key}={value!r} is not an integer")
-        zoo.check_range(f"model.{key}", value, 1)
-    zoo.check_range("model.dropout", dropout, 0, 1, high_open=True)
-    if not isinstance(bidirectional, bool):
-        raise ValueError(f"model.bidirectional={bidirectional!r} is not a boolean: use true or false")
-
-
 def _layout(info: zoo.DataInfo, bidirectional: bool) -> dict:
     """What the data decides: features per step, readout, and whether inputs are token ids."""
-    readout = info.meta.get("readout", READOUT.get(info.task, "last"))
     tokens = info.task == "next_token"
     if tokens and bidirectional:
         raise ValueError("model.bidirectional=True cannot predict the next token: its backward direction "
@@ -278,165 +260,28 @@ def _layout(info: zoo.DataInfo, bidirectional: bool) -> dict:
                          f"have shape {tuple(info.input_shape)}")
     in_features = 1 if len(info.input_shape) == 1 else info.input_shape[-1]
     vocab = int(info.meta.get("vocab_size", info.output_dim)) if tokens else None
-    return {"in_features": in_features, "out_features": info.output_dim, "readout": readout, "vocab_size": vocab}
-
-
-def build_rnn(info: zoo.DataInfo, hidden_size: int, num_layers: int, activation: str, dropout: float,
-              bidirectional: bool) -> ElmanNet:
-    _check_common(hidden_size, num_layers, dropout, bidirectional)
-    zoo.activation(activation)  # a bad name raises ValueError listing the choices
-    return ElmanNet(hidden_size=hidden_size, num_layers=num_layers, dropout=dropout, bidirectional=bidirectional,
-                    activation=activation, **_layout(info, bidirectional))
-
-
-def _gated_builder(cls):
-    def build(info: zoo.DataInfo, hidden_size: int, num_layers: int, dropout: float, bidirectional: bool):
-        _check_common(hidden_size, num_layers, dropout, bidirectional)
-        return cls(hidden_size=hidden_size, num_layers=num_layers, dropout=dropout, bidirectional=bidirectional,
-                   **_layout(info, bidirectional))
-    build.__name__ = f"build_{cls.__name__.lower()}"
-    return build
-
-
-build_lstm = _gated_builder(LSTMNet)
-build_gru = _gated_builder(GRUNet)
-
-
-# ============================================================================ datasets
-
-
-def _check_int(key: str, value, low: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"{key}={value!r} is not an integer")
-    zoo.check_range(key, value, low)
-
-
-def _splits(x: torch.Tensor, y: torch.Tensor, *, seed: int, task: str, output_dim: int, meta: dict,
-            stratify=None) -> zoo.Splits:
-    tr, va, te = zoo.split_indices(len(x), seed, stratify=stratify)
-    info = zoo.DataInfo(kind="sequence", task=task, input_shape=tuple(x.shape[1:]), output_dim=output_dim, meta=meta)
-    return zoo.Splits(*(zoo.TensorSplit(x[i], y[i]) for i in (tr, va, te)), info=info)
-
-
-def make_sine(seed: int, n_samples: int, length: int, horizon: int, noise: float):
-    """Raw sine waves: noisy inputs (N, length, 1) and the clean continuation (N, horizon).
-
-    Each wave has its own period (10 to 40 steps), amplitude (0.5 to 1.5) and phase.
-    """
-    g = torch.Generator().manual_seed(seed)
-    period = 10 + 30 * torch.rand(n_samples, 1, generator=g)
-    amplitude = 0.5 + torch.rand(n_samples, 1, generator=g)
-    phase = 2 * math.pi * torch.rand(n_samples, 1, generator=g)
-    t = torch.arange(length + horizon, dtype=torch.float32)
-    clean = amplitude * torch.sin(2 * math.pi * t / period + phase)
-    x = clean[:, :length] + noise * torch.randn(n_samples, length, generator=g)
-    return x.unsqueeze(-1), clean[:, length:]
-
-
-def load_sine(seed: int, n_samples: int, length: int, horizon: int, noise: float) -> zoo.Splits:
-    """Forecast the next ``horizon`` values of a sine wave from ``length`` noisy ones (regression).
-
-    Inputs and targets are standardised by the training split's mean and standard deviation
-    (one scalar each), so the test MSE is relative to the signal's variance and predicting the
-    mean scores about 1; ``meta["target_std"]`` converts back (raw MSE = MSE · target_std²).
-    """
-    _check_int("data.n_samples", n_samples, 20)
-    _check_int("data.length", length, 2)
-    _check_int("data.horizon", horizon, 1)
-    zoo.check_range("data.noise", noise, 0)
-    x, y = make_sine(seed, n_samples, length, horizon, noise)
-    tr, va, te = zoo.split_indices(n_samples, seed)
-    target_mean, target_std = y[tr].mean(), y[tr].std()
-    xs = zoo.standardize(x[tr], x[va], x[te], dim=(0, 1, 2))
-    ys = zoo.standardize(y[tr], y[va], y[te], dim=(0, 1))
-    info = zoo.DataInfo(kind="sequence", task="regression", input_shape=(length, 1), output_dim=horizon,
-                        meta={"target_mean": float(target_mean), "target_std": float(target_std), "noise": noise})
-    return zoo.Splits(*(zoo.TensorSplit(a, b) for a, b in zip(xs, ys)), info=info)
-
-
-def make_adding(seed: int, n_samples: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The adding problem: inputs (N, length, 2) of (value, marker) and targets (N, 1).
-
-    Values are uniform in [0, 1); one step in the first half and one in the second half are
-    marked with 1; the target is the sum of the two marked values.
-    """
-    g = torch.Generator().manual_seed(seed)
-    values = torch.rand(n_samples, length, generator=g)
-    half = length // 2
-    first = torch.randint(0, half, (n_samples, 1), generator=g)
-    second = torch.randint(half, length, (n_samples, 1), generator=g)
-    markers = torch.zeros(n_samples, length)
-    markers.scatter_(1, first, 1.0)
-    markers.scatter_(1, second, 1.0)
-    target = (values * markers).sum(1, keepdim=True)
-    return torch.stack([values, markers], -1), target
-
-
-def load_adding(seed: int, n_samples: int, length: int) -> zoo.Splits:
-    """The adding problem as regression; nothing is standardised (the mean predictor scores 1/6)."""
-    _check_int("data.n_samples", n_samples, 20)
-    _check_int("data.length", length, 2)
-    x, y = make_adding(seed, n_samples, length)
-    return _splits(x, y, seed=seed, task="regression", output_dim=1, meta={"mean_predictor_mse": 1 / 6})
-
-
-def load_digits_rows(seed: int) -> zoo.Splits:
-    """scikit-learn's digits as sequences of 8 rows of 8 pixels, standardised per column."""
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    x = torch.as_tensor(bunch.data, dtype=torch.float32).reshape(-1, 8, 8)
-    y = torch.as_tensor(bunch.target, dtype=torch.long)
-    tr, va, te = zoo.split_indices(len(x), seed, stratify=y.numpy())
-    xs = zoo.standardize(x[tr], x[va], x[te], dim=(0, 1))
-    info = zoo.DataInfo(kind="sequence", task="classification", input_shape=(8, 8), output_dim=10,
-                        meta={"class_names": [str(n) for n in bunch.target_names], "image_shape": (8, 8)})
-    return zoo.Splits(*(zoo.TensorSplit(a, y[i]) for a, i in zip(xs, (tr, va, te))), info=info)
+    return {"in_features": in_features, "out_features": info.output_dim, "vocab_size": vocab,
+            "readout": "all" if zoo.per_position(info) else "last"}
 
 
 # ============================================================================ registration
 
-_COMMON = {"hidden_size": 64, "num_layers": 1, "dropout": 0.0, "bidirectional": False}
-_SMOKE = {"hidden_size": 8}
-
 
 @zoo.hookimpl
 def zoo_architectures():
+    smoke = {"hidden_size": 8}
     return [
         zoo.Architecture(
-            name="rnn", family="rnn", kinds=("sequence",), build=build_rnn,
-            defaults={"hidden_size": 64, "num_layers": 1, "activation": "tanh", "dropout": 0.0, "bidirectional": False},
+            name="rnn", family="rnn", kinds=("sequence",), build=ElmanNet.from_info, defaults=ElmanNet.defaults,
             description="Elman recurrent network of the notes: h_t = σ(U·x_t + W·h_{t-1} + B), y = O(V·h + C)",
-            smoke=_SMOKE,
+            smoke=smoke,
         ),
         zoo.Architecture(
-            name="lstm", family="rnn", kinds=("sequence",), build=build_lstm, defaults=dict(_COMMON),
-            description="long short-term memory (torch.nn.LSTM) with the family's readout", smoke=_SMOKE,
+            name="lstm", family="rnn", kinds=("sequence",), build=LSTMNet.from_info, defaults=LSTMNet.defaults,
+            description="long short-term memory (torch.nn.LSTM) with the family's readout", smoke=smoke,
         ),
         zoo.Architecture(
-            name="gru", family="rnn", kinds=("sequence",), build=build_gru, defaults=dict(_COMMON),
-            description="gated recurrent unit (torch.nn.GRU) with the family's readout", smoke=_SMOKE,
-        ),
-    ]
-
-
-@zoo.hookimpl
-def zoo_datasets():
-    return [
-        zoo.Dataset(
-            name="sine", kind="sequence", task="regression", load=load_sine,
-            defaults={"n_samples": 2000, "length": 50, "horizon": 5, "noise": 0.1},
-            description="forecast the next values of noisy sine waves (standardised target: MSE relative to variance)",
-            smoke={"n_samples": 64, "length": 12, "horizon": 2},
-        ),
-        zoo.Dataset(
-            name="adding", kind="sequence", task="regression", load=load_adding,
-            defaults={"n_samples": 10000, "length": 50},
-            description="adding problem: sum the two marked values of a (value, marker) sequence (mean predictor: 0.17)",
-            smoke={"n_samples": 64, "length": 10},
-        ),
-        zoo.Dataset(
-            name="digits_rows", kind="sequence", task="classification", load=load_digits_rows,
-            description="8x8 handwritten digits read as 8 rows of 8 features, 10 classes (1797)",
+            name="gru", family="rnn", kinds=("sequence",), build=GRUNet.from_info, defaults=GRUNet.defaults,
+            description="gated recurrent unit (torch.nn.GRU) with the family's readout", smoke=smoke,
         ),
     ]

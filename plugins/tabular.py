@@ -1,12 +1,19 @@
-"""Tabular datasets: scikit-learn's bundled sets and two synthetic 2-D problems.
+"""Tabular datasets (kind ``tabular``): scikit-learn's bundled sets and two synthetic 2-D problems.
 
 Nothing is downloaded: ``digits``, ``iris``, ``wine``, ``breast_cancer`` and ``diabetes`` ship
 inside scikit-learn; ``moons`` and ``circles`` are generated from the seed. Features are
 standardised with the training split's statistics; the train/val/test split (70/15/15,
 stratified for classification) is fixed by the seed.
+
+For the autoencoders: ``digits_recon`` (the 8x8 digits as 64 features, pixels / 16 in [0, 1], to
+reconstruct), ``digits_anomaly`` (one digit class held out of training is the anomaly) and
+``breast_cancer_anomaly`` (benign tumours are normal, malignant ones the anomaly). The helpers
+that split reconstruction and anomaly data serve ``zoo_builtins.image`` too.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -41,8 +48,8 @@ def _sklearn(loader_name: str, task: str):
     return load
 
 
-def _synthetic(maker: str, **fixed):
-    def load(seed: int, n_samples: int, noise: float):
+def _synthetic(maker: str, noise: float, **fixed):
+    def load(seed: int, n_samples: int = 1000, noise: float = noise):
         from sklearn import datasets
 
         zoo.check_range("data.n_samples", n_samples, 20)
@@ -50,6 +57,81 @@ def _synthetic(maker: str, **fixed):
         x, y = getattr(datasets, maker)(n_samples=n_samples, noise=noise, random_state=seed, **fixed)
         return make_splits(x, y, seed=seed, task="classification", meta={"class_names": ["0", "1"]})
     return load
+
+
+ANOMALY_CLASS = 7  # held out by default: docs/autoencoder.md lists the test AUROC of every class
+
+
+def digit_pixels() -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's 8x8 digits as (1797, 64) pixels in [0, 1] and their labels."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = torch.as_tensor(bunch.data, dtype=torch.float32) / 16.0  # pixels 0..16 -> [0, 1]
+    return x, torch.as_tensor(bunch.target, dtype=torch.long)
+
+
+def digit_meta() -> dict:
+    return {"class_names": [str(d) for d in range(10)], "image_shape": (8, 8), "value_range": (0.0, 1.0)}
+
+
+def reconstruction_splits(x, y, *, seed: int, kind: str, meta: dict) -> zoo.Splits:
+    """70/15/15 stratified by the label ``y``; the task is to give back the input."""
+    tr, va, te = zoo.split_indices(len(x), seed, stratify=y.numpy())
+    info = zoo.DataInfo(kind=kind, task="reconstruction", input_shape=tuple(x.shape[1:]),
+                        output_dim=math.prod(x.shape[1:]), meta=meta)
+    return zoo.Splits(*(zoo.TensorSplit(x[i], y[i]) for i in (tr, va, te)), info=info)
+
+
+def anomaly_splits(x, y, anomalous: torch.Tensor, *, seed: int, kind: str, meta: dict,
+                   standardize: bool) -> zoo.Splits:
+    """Normal examples split 70/15/15 (stratified by ``y``); anomalies only in val and test.
+
+    Targets are 1 for an anomaly, 0 for a normal example. With ``standardize`` the features are
+    scaled by the statistics of the (normal) training split.
+    """
+    normal = torch.nonzero(~anomalous).flatten()
+    odd = torch.nonzero(anomalous).flatten()
+    tr, va, te = zoo.split_indices(len(normal), seed, stratify=y[normal].numpy())
+    order = torch.randperm(len(odd), generator=torch.Generator().manual_seed(seed))
+    half = len(odd) // 2
+    parts = [normal[tr], torch.cat([normal[va], odd[order[:half]]]), torch.cat([normal[te], odd[order[half:]]])]
+    xs = [x[p] for p in parts]
+    if standardize:
+        xs = zoo.standardize(*xs)
+    info = zoo.DataInfo(kind=kind, task="anomaly", input_shape=tuple(x.shape[1:]),
+                        output_dim=math.prod(x.shape[1:]), meta=meta)
+    return zoo.Splits(*(zoo.TensorSplit(a, anomalous[p].long()) for a, p in zip(xs, parts)), info=info)
+
+
+def digit_anomaly_splits(seed: int, anomaly_class: int, *, image: bool) -> zoo.Splits:
+    """The digits with one class held out of training as the anomaly, as features or 1x8x8 images."""
+    zoo.check_range("data.anomaly_class", anomaly_class, 0, 9)
+    x, y = digit_pixels()
+    if image:
+        x = x.reshape(-1, 1, 8, 8)
+    meta = {**digit_meta(), "anomaly_class": anomaly_class}
+    return anomaly_splits(x, y, y == anomaly_class, seed=seed, kind="image" if image else "tabular",
+                          meta=meta, standardize=False)
+
+
+def load_digits_recon(seed: int) -> zoo.Splits:
+    x, y = digit_pixels()
+    return reconstruction_splits(x, y, seed=seed, kind="tabular", meta=digit_meta())
+
+
+def load_digits_anomaly(seed: int, anomaly_class: int = ANOMALY_CLASS) -> zoo.Splits:
+    return digit_anomaly_splits(seed, anomaly_class, image=False)
+
+
+def load_breast_cancer_anomaly(seed: int) -> zoo.Splits:
+    from sklearn.datasets import load_breast_cancer
+
+    bunch = load_breast_cancer()
+    x = torch.as_tensor(bunch.data, dtype=torch.float32)
+    y = torch.as_tensor(bunch.target, dtype=torch.long)  # 0 malignant, 1 benign
+    meta = {"feature_names": [str(n) for n in bunch.feature_names], "anomaly_class": "malignant"}
+    return anomaly_splits(x, y, y == 0, seed=seed, kind="tabular", meta=meta, standardize=True)
 
 
 @zoo.hookimpl
@@ -60,8 +142,14 @@ def zoo_datasets():
           ("breast_cancer", "load_breast_cancer", "classification", "tumours, 30 features, malignant or benign (569)"),
           ("diabetes", "load_diabetes", "regression", "diabetes progression, 10 features, standardised target (442)")]
     return [zoo.Dataset(name=n, kind="tabular", task=t, load=_sklearn(f, t), description=d) for n, f, t, d in sk] + [
-        zoo.Dataset(name="moons", kind="tabular", task="classification", load=_synthetic("make_moons"),
-                    defaults={"n_samples": 1000, "noise": 0.2}, description="two interleaving half circles in 2-D"),
-        zoo.Dataset(name="circles", kind="tabular", task="classification", load=_synthetic("make_circles", factor=0.5),
-                    defaults={"n_samples": 1000, "noise": 0.1}, description="a circle inside a circle in 2-D"),
+        zoo.Dataset(name="moons", kind="tabular", task="classification", load=_synthetic("make_moons", noise=0.2),
+                    description="two interleaving half circles in 2-D"),
+        zoo.Dataset(name="circles", kind="tabular", task="classification",
+                    load=_synthetic("make_circles", noise=0.1, factor=0.5), description="a circle inside a circle in 2-D"),
+        zoo.Dataset(name="digits_recon", kind="tabular", task="reconstruction", load=load_digits_recon,
+                    description="8x8 digits as 64 features in [0, 1], to reconstruct (1797)"),
+        zoo.Dataset(name="digits_anomaly", kind="tabular", task="anomaly", load=load_digits_anomaly,
+                    description="digits as features; one class held out of training is the anomaly"),
+        zoo.Dataset(name="breast_cancer_anomaly", kind="tabular", task="anomaly", load=load_breast_cancer_anomaly,
+                    description="tumours, 30 standardised features; trained on benign, malignant is the anomaly"),
     ]

@@ -10,18 +10,16 @@ token and position embeddings into features for a linear head.
 Both models share :class:`TransformerBase` (embeddings, blocks, head, attention maps):
 
 * ``transformer``: a bidirectional encoder (like BERT): every position attends to every position.
-  It predicts one class per position (``reverse``, ``sort``) or, when the dataset has one target
-  per sequence (``DataInfo.meta["per_token"]`` false, or ``kind="sequence"`` data), pools the
-  positions (mean or max) for sequence classification or regression.
+  It predicts one class per position when the data's targets are one per position
+  (``zoo.per_position(info)``: ``DataInfo.meta["per_token"]``, else the task's ``per_position``;
+  ``reverse``, ``sort``), otherwise it pools the positions (mean or max) for sequence
+  classification or regression.
 * ``gpt``: a causal decoder (like nanoGPT's ``model.py``): position ``t`` attends only to
   positions ``<= t``, so its output at ``t`` predicts token ``t + 1``; the output layer shares its
   weights with the token embedding, and ``generate()`` samples new text.
 
-Datasets, kind ``text``: inputs are ``LongTensor (B, T)`` token ids and ``meta`` holds the
-vocabulary (``itos``, ``vocab_size``). ``reverse`` and ``sort`` are algorithmic per-token
-classification tasks on digit sequences; ``text`` is character-level next-token prediction on a
-corpus file (by default the corpus shipped in ``plugins/data/corpus.txt``), with the corpus's
-unigram entropy in ``meta["unigram_nats"]`` as the baseline a model must beat.
+The text datasets (``reverse``, ``sort``, ``text``) are in ``zoo_builtins.text``: token ids
+``(B, T)`` with the vocabulary in ``meta`` (``itos``, ``vocab_size``).
 
 Training uses ``F.scaled_dot_product_attention`` (fused kernels on GPU); the attention weights of
 the report's plot are recomputed with an explicit softmax for one example only.
@@ -30,7 +28,6 @@ the report's plot are recomputed with an explicit softmax for one example only.
 from __future__ import annotations
 
 import math
-import unicodedata
 from pathlib import Path
 
 import torch
@@ -38,10 +35,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import zoo
-
-DEFAULT_CORPUS = Path(__file__).resolve().parent / "data" / "corpus.txt"
-CHUNK_WINDOWS = 8  # a text chunk holds 8 non-overlapping windows; chunks are what the seed splits
-
 
 # ----------------------------------------------------------------------------------- building blocks
 
@@ -133,9 +126,8 @@ class TransformerBase(nn.Module):
     causal = False
 
     def __init__(self, *, out_features: int, max_len: int, vocab_size: int | None = None,
-                 in_features: int | None = None, d_model: int = 64, n_heads: int = 4, n_layers: int = 2,
-                 d_ff: int = 256, dropout: float = 0.1, activation: str = "gelu", per_token: bool = True,
-                 pool: str = "mean"):
+                 in_features: int | None = None, d_model: int, n_heads: int, n_layers: int, d_ff: int,
+                 dropout: float, activation: str, per_token: bool, pool: str = "mean"):
         super().__init__()
         if (vocab_size is None) == (in_features is None):
             raise ValueError("give either vocab_size (token ids) or in_features (float features)")
@@ -229,14 +221,13 @@ class GPT(TransformerBase):
 
 # ----------------------------------------------------------------------------------- builders
 
-def _check_hparams(d_model, n_heads, n_layers, d_ff, dropout, activation) -> None:
+def _check_hparams(d_model, n_heads, n_layers, d_ff, dropout) -> None:
     for key, value in (("d_model", d_model), ("n_heads", n_heads), ("n_layers", n_layers), ("d_ff", d_ff)):
         zoo.check_range(f"model.{key}", value, 1)
     if d_model % n_heads:
         raise ValueError(f"model.d_model={d_model} is not a multiple of model.n_heads={n_heads}: "
                          f"each head gets d_model / n_heads dimensions")
     zoo.check_range("model.dropout", dropout, 0, 1, high_open=True)
-    zoo.activation(activation)
 
 
 def _input_args(info: zoo.DataInfo) -> dict:
@@ -250,20 +241,19 @@ def _input_args(info: zoo.DataInfo) -> dict:
                      f"expected token ids (T,) with meta vocab_size, or features (T, F)")
 
 
-def build_transformer(info: zoo.DataInfo, d_model: int, n_heads: int, n_layers: int, d_ff: int,
-                      dropout: float, activation: str, pool: str) -> TransformerEncoder:
-    _check_hparams(d_model, n_heads, n_layers, d_ff, dropout, activation)
+def build_transformer(info: zoo.DataInfo, d_model: int = 64, n_heads: int = 4, n_layers: int = 2, d_ff: int = 256,
+                      dropout: float = 0.1, activation: str = "gelu", pool: str = "mean") -> TransformerEncoder:
+    _check_hparams(d_model, n_heads, n_layers, d_ff, dropout)
     if pool not in ("mean", "max"):
         raise ValueError(f"model.pool={pool!r} is not a pooling: choose mean or max")
-    per_token = bool(info.meta.get("per_token", info.kind == "text"))
     return TransformerEncoder(out_features=info.output_dim, **_input_args(info), d_model=d_model, n_heads=n_heads,
                               n_layers=n_layers, d_ff=d_ff, dropout=dropout, activation=activation,
-                              per_token=per_token, pool=pool)
+                              per_token=zoo.per_position(info), pool=pool)
 
 
-def build_gpt(info: zoo.DataInfo, d_model: int, n_heads: int, n_layers: int, d_ff: int,
-              dropout: float, activation: str) -> GPT:
-    _check_hparams(d_model, n_heads, n_layers, d_ff, dropout, activation)
+def build_gpt(info: zoo.DataInfo, d_model: int = 128, n_heads: int = 4, n_layers: int = 4, d_ff: int = 512,
+              dropout: float = 0.1, activation: str = "gelu") -> GPT:
+    _check_hparams(d_model, n_heads, n_layers, d_ff, dropout)
     return GPT(out_features=info.output_dim, **_input_args(info), d_model=d_model, n_heads=n_heads,
                n_layers=n_layers, d_ff=d_ff, dropout=dropout, activation=activation, per_token=True)
 
@@ -279,11 +269,7 @@ def _token_labels(x: torch.Tensor, itos) -> list[str]:
 
 def plot_attention(maps: torch.Tensor, labels: list[str], path: Path, title: str) -> Path:
     """One heat-map per head (columns) and layer (rows): row = query position, column = key."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = zoo.pyplot()
     layers, heads, t, _ = maps.shape
     fig, axes = plt.subplots(layers, heads, figsize=(2.4 * heads + 0.4, 2.6 * layers + 0.7), squeeze=False)
     ticks = t <= 40
@@ -365,145 +351,22 @@ def report_gpt(model: GPT, splits: zoo.Splits, out_dir, n_chars: int = 400, temp
     return paths
 
 
-# ----------------------------------------------------------------------------------- datasets
-
-def _digit_task(name: str, target):
-    """A loader for an algorithmic task on random digit sequences: per-token classification."""
-
-    def load(seed: int, length: int, n_samples: int, vocab_size: int) -> zoo.Splits:
-        zoo.check_range("data.length", length, 2)
-        zoo.check_range("data.n_samples", n_samples, 20)
-        zoo.check_range("data.vocab_size", vocab_size, 2)
-        g = torch.Generator().manual_seed(seed)
-        x = torch.randint(vocab_size, (n_samples, length), generator=g)
-        y = target(x)
-        meta = {"name": name, "vocab_size": vocab_size, "itos": [str(i) for i in range(vocab_size)],
-                "per_token": True}
-        info = zoo.DataInfo(kind="text", task="classification", input_shape=(length,), output_dim=vocab_size,
-                            meta=meta)
-        return zoo.Splits(*(zoo.TensorSplit(x[i], y[i]) for i in zoo.split_indices(n_samples, seed)), info=info)
-
-    return load
-
-
-def _path_key(path) -> str:
-    return f"data.path={str(path)!r}"
-
-
-def read_corpus(path) -> tuple[Path, str]:
-    """The corpus as text; a one-line ``ValueError`` naming ``data.path`` when it cannot be used."""
-    if path is not None and not isinstance(path, (str, Path)):
-        raise ValueError(f"{_path_key(path)} is not a path: give a file path, or null for the bundled corpus")
-    p = DEFAULT_CORPUS if path in (None, "") else Path(path).expanduser()
-    fix = "point data.path at a UTF-8 text file (or leave it unset for the bundled corpus)"
-    if not p.exists():
-        raise ValueError(f"{_path_key(p)} does not exist: {fix}")
-    if not p.is_file():
-        raise ValueError(f"{_path_key(p)} is not a file: {fix}")
-    raw = p.read_bytes()
-    if not raw.strip():
-        raise ValueError(f"{_path_key(p)} is empty: {fix}")
-    if b"\x00" in raw:
-        raise ValueError(f"{_path_key(p)} is not text (it contains NUL bytes, like a binary file): {fix}")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{_path_key(p)} is not UTF-8 text (byte {exc.start}: {exc.reason}): "
-                         f"convert it to UTF-8 or {fix}") from None
-    text = text.replace("\r\n", "\n")
-    control = sum(1 for c in text if c not in "\n\t" and unicodedata.category(c) == "Cc")
-    if control > 0.01 * len(text):
-        raise ValueError(f"{_path_key(p)} is not text ({control} of {len(text)} characters are control "
-                         f"characters, like a binary file): {fix}")
-    return p, text
-
-
-def unigram_entropy(ids: torch.Tensor, vocab_size: int) -> float:
-    """Entropy of the character frequencies, in nats per character: the loss of a model without context."""
-    p = torch.bincount(ids, minlength=vocab_size).double()
-    p = p[p > 0] / p.sum()
-    return float(-(p * p.log()).sum())
-
-
-def load_text(seed: int, path, block_size: int, stride: int, max_chars) -> zoo.Splits:
-    """Character-level next-token prediction on a text file.
-
-    The corpus is cut into chunks of ``8 * block_size + 1`` characters; the seed assigns whole chunks
-    to train/val/test (70/15/15), so no window straddles two splits. Validation and test windows
-    tile their chunks (each character is a target once); training windows start every ``stride``.
-    """
-    zoo.check_range("data.block_size", block_size, 2)
-    zoo.check_range("data.stride", stride, 1)
-    if max_chars is not None:
-        if not isinstance(max_chars, int) or isinstance(max_chars, bool):
-            raise ValueError(f"data.max_chars={max_chars!r} is not an integer: give a character count or null for all")
-        zoo.check_range("data.max_chars", max_chars, 1)
-    p, text = read_corpus(path)
-    if max_chars is not None:
-        text = text[:max_chars]
-    chars = sorted(set(text))
-    stoi = {c: i for i, c in enumerate(chars)}
-    ids = torch.tensor([stoi[c] for c in text], dtype=torch.long)
-    chunk = CHUNK_WINDOWS * block_size + 1
-    n_chunks = len(ids) // chunk
-    if n_chunks < 4:
-        raise ValueError(f"{_path_key(p)} is too short: {len(ids)} characters make {n_chunks} chunks of "
-                         f"{chunk} (8 * data.block_size + 1), at least 4 are needed: use a longer file "
-                         f"or a smaller data.block_size")
-    chunks = ids[:n_chunks * chunk].view(n_chunks, chunk)
-
-    def windows(rows: torch.Tensor, step: int):
-        starts = torch.arange(0, chunk - block_size, step)
-        w = rows[:, starts[:, None] + torch.arange(block_size + 1)].reshape(-1, block_size + 1)
-        return zoo.TensorSplit(w[:, :-1].contiguous(), w[:, 1:].contiguous())
-
-    tr, va, te = zoo.split_indices(n_chunks, seed)
-    meta = {"name": "text", "vocab_size": len(chars), "itos": chars, "char_level": True, "per_token": True,
-            "unigram_nats": unigram_entropy(ids, len(chars)), "path": str(p), "chars": len(ids)}
-    info = zoo.DataInfo(kind="text", task="next_token", input_shape=(block_size,), output_dim=len(chars), meta=meta)
-    return zoo.Splits(windows(chunks[tr], stride), windows(chunks[va], block_size), windows(chunks[te], block_size),
-                      info=info)
-
-
 # ----------------------------------------------------------------------------------- registration
-
-_MODEL = {"d_model": 64, "n_heads": 4, "n_layers": 2, "d_ff": 256, "dropout": 0.1, "activation": "gelu"}
-_SMOKE = {"d_model": 16, "n_heads": 2, "n_layers": 1, "d_ff": 32}
-
 
 @zoo.hookimpl
 def zoo_architectures():
+    smoke = {"d_model": 16, "n_heads": 2, "n_layers": 1, "d_ff": 32}
     return [
         zoo.Architecture(
             name="transformer", family="transformer", kinds=("text", "sequence"),
-            tasks=("classification", "regression"),
-            build=build_transformer, defaults={**_MODEL, "pool": "mean"}, report=report_transformer,
+            tasks=("classification", "regression"), build=build_transformer, report=report_transformer,
             description="bidirectional self-attention encoder: per-token or pooled sequence prediction",
-            smoke=_SMOKE,
+            smoke=smoke,
         ),
         zoo.Architecture(
             name="gpt", family="transformer", kinds=("text",), tasks=("next_token",),
-            build=build_gpt, defaults={**_MODEL, "d_model": 128, "n_layers": 4, "d_ff": 512},
-            report=report_gpt,
+            build=build_gpt, report=report_gpt,
             description="causal self-attention decoder (nanoGPT-like): next-token prediction and sampling",
-            smoke=_SMOKE,
+            smoke=smoke,
         ),
-    ]
-
-
-@zoo.hookimpl
-def zoo_datasets():
-    digits = {"length": 16, "n_samples": 10000, "vocab_size": 10}
-    digits_smoke = {"length": 6, "n_samples": 200}
-    return [
-        zoo.Dataset(name="reverse", kind="text", task="classification",
-                    load=_digit_task("reverse", lambda x: x.flip(1)), defaults=digits, smoke=digits_smoke,
-                    description="reverse a sequence of random digits: per-token classification"),
-        zoo.Dataset(name="sort", kind="text", task="classification",
-                    load=_digit_task("sort", lambda x: x.sort(dim=1).values), defaults=digits, smoke=digits_smoke,
-                    description="sort a sequence of random digits: per-token classification"),
-        zoo.Dataset(name="text", kind="text", task="next_token", load=load_text,
-                    defaults={"path": None, "block_size": 64, "stride": 32, "max_chars": None},
-                    smoke={"block_size": 16, "stride": 16, "max_chars": 8000},
-                    description="character-level next-token prediction on a text file (default: bundled corpus)"),
     ]

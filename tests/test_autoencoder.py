@@ -8,20 +8,27 @@ import torch
 
 import zoo
 from zoo_builtins import autoencoder as ae
+from zoo_builtins import image as image_data
+from zoo_builtins import tabular
 from zoo.config import CONF_DIR, validate
 from zoo.train import train
+
+
+def _digits_anomaly(image: bool):
+    """The loader of digits_image_anomaly or digits_anomaly (the datasets live in image.py and tabular.py)."""
+    return image_data.load_digits_image_anomaly if image else tabular.load_digits_anomaly
 
 PRESETS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("autoencoder_*.yaml"))
 
 
 @pytest.fixture(scope="module")
 def digits():
-    return ae.load_digits_recon(seed=0)
+    return tabular.load_digits_recon(seed=0)
 
 
 @pytest.fixture(scope="module")
 def images():
-    return ae.load_digits_image(seed=0)
+    return image_data.load_digits_image(seed=0)
 
 
 def test_dense_autoencoder_reconstructs_the_input_shape_through_its_bottleneck(digits, images):
@@ -92,7 +99,7 @@ def test_digits_anomaly_trains_on_normal_digits_only(image):
     from sklearn.datasets import load_digits
 
     counts = torch.bincount(torch.as_tensor(load_digits().target))
-    splits = ae._digits_anomaly(image)(seed=1, anomaly_class=3)
+    splits = _digits_anomaly(image)(seed=1, anomaly_class=3)
     ys = [next(iter(s.batches(None)))[1] for s in (splits.train, splits.val, splits.test)]
     assert splits.info.task == "anomaly" and splits.info.meta["anomaly_class"] == 3
     assert int(ys[0].sum()) == 0  # no anomaly in train
@@ -101,11 +108,11 @@ def test_digits_anomaly_trains_on_normal_digits_only(image):
     assert sum(int(y.sum()) for y in ys) == int(counts[3])  # every 3, and nothing else, is an anomaly
     assert sum(len(y) for y in ys) == int(counts.sum())
     with pytest.raises(ValueError, match=r"data.anomaly_class=10 is out of range"):
-        ae._digits_anomaly(image)(seed=0, anomaly_class=10)
+        _digits_anomaly(image)(seed=0, anomaly_class=10)
 
 
 def test_breast_cancer_anomaly_is_malignant_and_standardised_on_benign():
-    splits = ae.load_breast_cancer_anomaly(seed=0)
+    splits = tabular.load_breast_cancer_anomaly(seed=0)
     (xt, yt), (_, yv), (_, ye) = (next(iter(s.batches(None))) for s in (splits.train, splits.val, splits.test))
     assert int(yt.sum()) == 0 and int(yv.sum()) > 0 and int(ye.sum()) > 0
     assert int(yv.sum() + ye.sum()) == 212  # the malignant tumours
@@ -113,13 +120,13 @@ def test_breast_cancer_anomaly_is_malignant_and_standardised_on_benign():
 
 
 def test_report_draws_reconstructions_codes_and_scores(tmp_path, images):
-    splits = ae._digits_anomaly(True)(seed=0, anomaly_class=7)
+    splits = _digits_anomaly(True)(seed=0, anomaly_class=7)
     model = ae.build_conv_autoencoder(splits.info, [4], 3, "relu", "sigmoid", 0.1, "mask").eval()
     paths = ae.report(model, splits, tmp_path)
     assert sorted(p.name for p in paths) == ["anomaly_scores.png", "latent.png", "reconstructions.png"]
     assert all(p.stat().st_size > 1000 for p in paths)
     # a bottleneck of 1, tabular data with no image shape: only the latent plot
-    splits = ae.load_breast_cancer_anomaly(seed=0)
+    splits = tabular.load_breast_cancer_anomaly(seed=0)
     model = ae.build_autoencoder(splits.info, [8], 1, "relu", "identity").eval()
     assert [p.name for p in ae.report(model, splits, tmp_path / "bc")] == ["latent.png", "anomaly_scores.png"]
 

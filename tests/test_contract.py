@@ -173,3 +173,60 @@ def test_override_value_parses_back_to_the_same_value(value):
     (override,) = OverridesParser.create().parse_overrides([f"model.k={override_value(value)}"])
     parsed = override.value()
     assert parsed == value and type(parsed) is type(value), (override_value(value), parsed)
+
+
+# ------------------------------------------------------------------- a plugin's own task
+
+PAIRS_PLUGIN = '''
+import torch
+import torchmetrics
+import zoo
+
+
+@zoo.hookimpl
+def zoo_tasks():
+    return [zoo.Task(
+        name="pairs", loss=lambda output, target, inputs: ((output - target) ** 2).mean(),
+        metrics=lambda info: {"mse": torchmetrics.MeanSquaredError()}, monitor="mse", mode="min",
+        prepare=lambda output, target, inputs: (output.reshape(-1), target.reshape(-1)),
+        output_shape=lambda info, inputs, target: ([target], "one value per target column"))]
+
+
+def load_pairs(seed, n_samples=64):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n_samples, 4, generator=g)
+    y = torch.stack([x[:, 0] + x[:, 1], x[:, 2] - x[:, 3]], 1)
+    info = zoo.DataInfo(kind="pairs_table", task="pairs", input_shape=(4,), output_dim=2)
+    return zoo.Splits(*(zoo.TensorSplit(x[i], y[i]) for i in zoo.split_indices(n_samples, seed)), info=info)
+
+
+@zoo.hookimpl
+def zoo_datasets():
+    return [zoo.Dataset(name="pairs_data", kind="pairs_table", task="pairs", load=load_pairs)]
+
+
+@zoo.hookimpl
+def zoo_architectures():
+    return [
+        zoo.Architecture(name="pairs_ok", family="t", kinds=("pairs_table",),
+                         build=lambda info, hidden=8: torch.nn.Sequential(
+                             torch.nn.Linear(4, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, info.output_dim))),
+        zoo.Architecture(name="pairs_short", family="t", kinds=("pairs_table",),
+                         build=lambda info: torch.nn.Linear(4, 1)),
+    ]
+'''
+
+
+def test_a_plugin_task_decides_the_expected_output_shape(tmp_path):
+    from zoo.testing.kit import ContractFailure, Kit
+
+    (tmp_path / "pairs.py").write_text(PAIRS_PLUGIN)
+    kit = Kit((str(tmp_path),), ("pairs",))
+    cases = {p.name: p for p in kit.params("zoo_case")}
+    assert set(cases) == {"pairs_ok", "pairs_short"}
+    for check in ("builds", "output shape", "gradients", "overfit", "state_dict", "determinism"):
+        kit.run(cases["pairs_ok"], check)
+    kit.run(next(p for p in kit.params("zoo_dataset")), "loads")
+    with pytest.raises(ContractFailure, match=r"^contract\[pairs:pairs_short\] output shape: expected \(16, 2\), "
+                                              r"got \(16, 1\) for data=pairs_data \(pairs: one value per target column\)$"):
+        kit.run(cases["pairs_short"], "output shape")

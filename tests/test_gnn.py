@@ -12,7 +12,7 @@ import torch
 from torch_geometric.data import Data
 
 import zoo
-from zoo_builtins import gnn
+from zoo_builtins import gnn, graph
 from zoo.train import train
 
 ARCHS = {a.name: a for a in gnn.zoo_architectures()}
@@ -41,7 +41,7 @@ def test_heads_on_a_batch_of_mixed_sizes(name):
     arch = ARCHS[name]
     hp = {**arch.defaults, "hidden_channels": 8}
     # graph level: one row per graph, and batching never mixes graphs
-    split = gnn.GraphSplit(_mixed_graphs())
+    split = graph.GraphSplit(_mixed_graphs())
     (batch, y), = split.batches(None)
     torch.manual_seed(0)
     model = arch.build(_info("graph"), **hp).eval()
@@ -51,7 +51,7 @@ def test_heads_on_a_batch_of_mixed_sizes(name):
     assert out.shape == (3, 3) and y.shape == (3,)
     torch.testing.assert_close(out, alone, rtol=1e-4, atol=1e-5)
     # node level: one row per node of every graph
-    nodes = gnn.GraphSplit(_mixed_graphs(node_level=True), level="node")
+    nodes = graph.GraphSplit(_mixed_graphs(node_level=True), level="node")
     (batch, y), = nodes.batches(None)
     model = arch.build(_info("node"), **hp).eval()
     with torch.no_grad():
@@ -60,7 +60,7 @@ def test_heads_on_a_batch_of_mixed_sizes(name):
 
 
 def test_graph_split_batches_and_shuffles_reproducibly():
-    split = gnn.load_cycles(seed=0, n_graphs=100, min_nodes=5, max_nodes=9, min_ring=3, max_ring=5, atom_types=3).train
+    split = graph.load_cycles(seed=0, n_graphs=100, min_nodes=5, max_nodes=9, min_ring=3, max_ring=5, atom_types=3).train
     assert split.num_batches(16) == len(list(split.batches(16))) == 5
 
     def order(seed):
@@ -93,7 +93,7 @@ def _components(n: int, edge_index: torch.Tensor) -> int:
 def test_cycles_label_is_structural_and_features_carry_no_signal():
     from torch_geometric.utils import degree, is_undirected
 
-    splits = gnn.load_cycles(seed=3, n_graphs=400, min_nodes=8, max_nodes=20, min_ring=3, max_ring=8, atom_types=4)
+    splits = graph.load_cycles(seed=3, n_graphs=400, min_nodes=8, max_nodes=20, min_ring=3, max_ring=8, atom_types=4)
     graphs = [g for s in (splits.train, splits.val, splits.test) for g in s.graphs]
     assert splits.info.meta["level"] == "graph" and splits.info.input_shape == (4,)
     for g in graphs:
@@ -101,37 +101,37 @@ def test_cycles_label_is_structural_and_features_carry_no_signal():
         assert is_undirected(g.edge_index, num_nodes=n)
         assert _components(n, g.edge_index) == 1  # connected: it has a cycle iff edges >= nodes
         assert int(g.y) == int(m >= n) and m in (n - 1, n)
-        assert int(degree(g.edge_index[0], n).max()) <= gnn.MAX_DEGREE
+        assert int(degree(g.edge_index[0], n).max()) <= graph.MAX_DEGREE
     by_class = [[g for g in graphs if int(g.y) == c] for c in (0, 1)]
     assert abs(len(by_class[0]) - len(by_class[1])) <= 1
     types = [torch.cat([g.x for g in gs]).mean(0) for gs in by_class]
     assert (types[0] - types[1]).abs().max() < 0.03  # the same atom-type frequencies
     sizes = [sum(g.num_nodes for g in gs) / len(gs) for gs in by_class]
     assert abs(sizes[0] - sizes[1]) < 1.0  # the same node-count distribution
-    again = gnn.load_cycles(seed=3, n_graphs=400, min_nodes=8, max_nodes=20, min_ring=3, max_ring=8, atom_types=4)
+    again = graph.load_cycles(seed=3, n_graphs=400, min_nodes=8, max_nodes=20, min_ring=3, max_ring=8, atom_types=4)
     assert torch.equal(again.test.graphs[0].edge_index, splits.test.graphs[0].edge_index)
 
 
 def test_edge_index_out_of_range_is_rejected():
     bad = Data(x=torch.zeros(3, 2), edge_index=torch.tensor([[0, 1], [1, 3]]), y=torch.tensor([0]))
     with pytest.raises(ValueError, match=r"graph 1: edge_index out of range: it refers to node 3 but the graph has 3 nodes"):
-        gnn.GraphSplit([_graph(4, [(0, 1)], torch.tensor([0]), features=2), bad])
+        graph.GraphSplit([_graph(4, [(0, 1)], torch.tensor([0]), features=2), bad])
     negative = Data(x=torch.zeros(3, 2), edge_index=torch.tensor([[0], [-1]]), y=torch.tensor([0]))
     with pytest.raises(ValueError, match="node -1"):
-        gnn.GraphSplit([negative])
+        graph.GraphSplit([negative])
 
 
 def test_builders_name_the_bad_setting():
     info = _info("graph")
     with pytest.raises(ValueError, match=r"model.hidden_channels=0 is out of range"):
-        gnn.build_gcn(info, **{**ARCHS["gcn"].defaults, "hidden_channels": 0})
+        gnn.GCNNet.from_info(info, **{**ARCHS["gcn"].defaults, "hidden_channels": 0})
     with pytest.raises(ValueError, match=r"model.heads=3 does not divide model.hidden_channels=64"):
-        gnn.build_gat(info, **{**ARCHS["gat"].defaults, "heads": 3})
+        gnn.GATNet.from_info(info, **{**ARCHS["gat"].defaults, "heads": 3})
     with pytest.raises(ValueError, match=r"model.pool='sum' is not a pooling: choose one of mean, add, max"):
-        gnn.build_gin(info, **{**ARCHS["gin"].defaults, "pool": "sum"})
+        gnn.GINNet.from_info(info, **{**ARCHS["gin"].defaults, "pool": "sum"})
     no_level = zoo.DataInfo(kind="graph", task="classification", input_shape=(4,), output_dim=2)
     with pytest.raises(ValueError, match="meta\\['level'\\]"):
-        gnn.build_sage(no_level, **ARCHS["sage"].defaults)
+        gnn.SAGENet.from_info(no_level, **ARCHS["sage"].defaults)
 
 
 def _run(make_cfg, client, *overrides):
@@ -155,13 +155,13 @@ def test_karate_trains_and_logs_a_state_dict(make_cfg, client, tmp_path):
     assert acc == pytest.approx(metrics["test/accuracy"])
     assert acc >= 0.6  # the majority community of the 30 unlabelled members is 12/30 = 0.4
     state = _logged_state_dict(client, run, tmp_path)
-    splits = gnn.load_karate(seed=0)
-    model = gnn.build_gcn(splits.info, **{**ARCHS["gcn"].defaults, "hidden_channels": 16, "dropout": 0.5}).eval()
+    splits = graph.load_karate(seed=0)
+    model = gnn.GCNNet.from_info(splits.info, **{**ARCHS["gcn"].defaults, "hidden_channels": 16, "dropout": 0.5}).eval()
     model.load_state_dict(state)
     (batch, y), = splits.test.batches(None)
     with torch.no_grad():
         pred = model(batch).argmax(-1)
-    keep = y != gnn.IGNORE_INDEX
+    keep = y != zoo.IGNORE_INDEX
     assert keep.sum() == 30
     assert (pred[keep] == y[keep]).float().mean().item() == pytest.approx(acc, abs=1e-6)
 

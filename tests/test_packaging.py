@@ -35,6 +35,7 @@ def test_wheel_ships_configs_and_builtins_under_their_own_names(wheel):
     tops = {n.split("/", 1)[0] for n in names if not n.split("/", 1)[0].endswith(".dist-info")}
     assert tops == {"zoo", "zoo_builtins", "hydra_plugins"}  # no top-level `plugins` or `conf`
     assert "zoo_builtins/data/corpus.txt" in names and "hydra_plugins/zoo_sweepers/sweeper.py" in names
+    assert "zoo/testing/test_checks.py" in names and "zoo_builtins/tasks.py" in names  # the kit, the tasks
     assert not any(n.startswith("hydra_plugins/__init__") for n in names)  # Hydra's namespace stays open
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "ann = zoo_builtins.ann" in entry_points and "plugins." not in entry_points

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import zoo
-from zoo_builtins import rnn
+from zoo_builtins import rnn, sequence
 from zoo.train import train
 
 
@@ -61,7 +61,7 @@ def test_elman_net_equals_torch_rnn_and_linear_readout():
     """The whole model, y = O(V·h_T + C), against torch.nn.RNN followed by torch.nn.Linear."""
     torch.manual_seed(1)
     info = zoo.DataInfo(kind="sequence", task="regression", input_shape=(7, 2), output_dim=3)
-    model = rnn.build_rnn(info, hidden_size=5, num_layers=2, activation="tanh", dropout=0.0, bidirectional=False).eval()
+    model = rnn.ElmanNet.from_info(info, hidden_size=5, num_layers=2, activation="tanh", dropout=0.0, bidirectional=False).eval()
     ref = torch.nn.RNN(2, 5, num_layers=2, batch_first=True)
     _copy_torch_weights(ref, model.rnn)
     x = torch.randn(4, 7, 2)
@@ -85,12 +85,12 @@ def test_readout_last_and_every_step(cls, bidirectional):
 
 def test_layout_follows_the_task():
     tokens = zoo.DataInfo(kind="sequence", task="next_token", input_shape=(10,), output_dim=13)
-    model = rnn.build_lstm(tokens, hidden_size=8, num_layers=1, dropout=0.0, bidirectional=False)
+    model = rnn.LSTMNet.from_info(tokens, hidden_size=8, num_layers=1, dropout=0.0, bidirectional=False)
     assert model(torch.randint(0, 13, (2, 10))).shape == (2, 10, 13)
     with pytest.raises(ValueError, match="model.bidirectional"):
-        rnn.build_gru(tokens, hidden_size=8, num_layers=1, dropout=0.0, bidirectional=True)
+        rnn.GRUNet.from_info(tokens, hidden_size=8, num_layers=1, dropout=0.0, bidirectional=True)
     univariate = zoo.DataInfo(kind="sequence", task="reconstruction", input_shape=(10,), output_dim=1)
-    model = rnn.build_gru(univariate, hidden_size=8, num_layers=1, dropout=0.0, bidirectional=True)
+    model = rnn.GRUNet.from_info(univariate, hidden_size=8, num_layers=1, dropout=0.0, bidirectional=True)
     assert model(torch.randn(2, 10)).shape == (2, 10, 1)
 
 
@@ -104,7 +104,7 @@ def test_builder_names_the_bad_setting(kwargs, message):
     info = zoo.DataInfo(kind="sequence", task="regression", input_shape=(5, 1), output_dim=1)
     hp = {"hidden_size": 4, "num_layers": 1, "activation": "tanh", "dropout": 0.0, "bidirectional": False, **kwargs}
     with pytest.raises(ValueError, match=re.escape(message)):
-        rnn.build_rnn(info, **hp)
+        rnn.ElmanNet.from_info(info, **hp)
 
 
 @pytest.mark.parametrize("name,params,x_shape,y_shape,task,output_dim", [
@@ -113,7 +113,7 @@ def test_builder_names_the_bad_setting(kwargs, message):
     ("digits_rows", {}, (8, 8), (), "classification", 10),
 ])
 def test_dataset_shapes(name, params, x_shape, y_shape, task, output_dim):
-    load = {d.name: d.load for d in rnn.zoo_datasets()}[name]
+    load = {d.name: d.load for d in sequence.zoo_datasets()}[name]
     splits = load(seed=0, **params)
     assert splits.info.kind == "sequence" and splits.info.task == task
     assert splits.info.input_shape == x_shape and splits.info.output_dim == output_dim
@@ -126,7 +126,7 @@ def test_dataset_shapes(name, params, x_shape, y_shape, task, output_dim):
 
 
 def test_adding_target_is_the_sum_of_the_two_marked_values():
-    x, y = rnn.make_adding(seed=3, n_samples=500, length=20)
+    x, y = sequence.make_adding(seed=3, n_samples=500, length=20)
     values, markers = x[..., 0], x[..., 1]
     assert torch.equal(markers.sum(1), torch.full((500,), 2.0))
     first, second = markers[:, :10].argmax(1), markers[:, 10:].argmax(1) + 10  # one mark in each half
@@ -135,12 +135,12 @@ def test_adding_target_is_the_sum_of_the_two_marked_values():
 
 
 def test_sine_target_is_standardised_continuation():
-    splits = rnn.load_sine(seed=0, n_samples=300, length=20, horizon=3, noise=0.0)
+    splits = sequence.load_sine(seed=0, n_samples=300, length=20, horizon=3, noise=0.0)
     y = splits.train.y
     assert abs(float(y.mean())) < 1e-5 and abs(float(y.std()) - 1) < 1e-5
     # meta undoes the scaling: the raw target is the clean continuation of each training wave
     raw = y * splits.info.meta["target_std"] + splits.info.meta["target_mean"]
-    x, clean = rnn.make_sine(seed=0, n_samples=300, length=20, horizon=3, noise=0.0)
+    x, clean = sequence.make_sine(seed=0, n_samples=300, length=20, horizon=3, noise=0.0)
     train_idx = zoo.split_indices(300, 0)[0]
     torch.testing.assert_close(raw, clean[train_idx], atol=1e-5, rtol=1e-5)
     assert x.shape == (300, 20, 1) and splits.info.meta["target_std"] > 0.5  # amplitudes 0.5 to 1.5
@@ -152,7 +152,7 @@ def test_sine_target_is_standardised_continuation():
 ])
 def test_adding_names_the_bad_setting(bad, message):
     with pytest.raises(ValueError, match=re.escape(message)):
-        rnn.load_adding(seed=0, **{"n_samples": 100, "length": 10, **bad})
+        sequence.load_adding(seed=0, **{"n_samples": 100, "length": 10, **bad})
 
 
 PRESETS = ["rnn_adding", "rnn_adding_gru", "rnn_digits_rows", "rnn_sine", "rnn_sine_elman"]

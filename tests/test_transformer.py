@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import zoo
+from zoo_builtins import text as text_data
 from zoo_builtins import transformer as tf
 from zoo.train import train
 
@@ -115,7 +116,7 @@ def test_text_loader_on_a_small_file(tmp_path):
     text = "".join(SENTENCES[i % 4] + f"({i}) " for i in range(40))
     path = tmp_path / "tiny.txt"
     path.write_text(text, encoding="utf-8")
-    splits = tf.load_text(seed=0, path=str(path), block_size=8, stride=4, max_chars=None)
+    splits = text_data.load_text(seed=0, path=str(path), block_size=8, stride=4, max_chars=None)
     info = splits.info
     assert (info.kind, info.task, info.input_shape) == ("text", "next_token", (8,))
     assert info.meta["itos"] == sorted(set(text)) and info.output_dim == len(set(text))
@@ -128,18 +129,18 @@ def test_text_loader_on_a_small_file(tmp_path):
         for x, y in zip(split.x[:5].tolist(), split.y[:5].tolist()):
             assert "".join(itos[i] for i in x + y[-1:]) in text
     # validation windows tile whole chunks: each of their characters is predicted exactly once
-    assert len(splits.val) % tf.CHUNK_WINDOWS == 0 and len(splits.test) % tf.CHUNK_WINDOWS == 0
+    assert len(splits.val) % text_data.CHUNK_WINDOWS == 0 and len(splits.test) % text_data.CHUNK_WINDOWS == 0
     assert len(splits.train) > 2 * len(splits.val)  # train windows overlap (stride 4 < block 8)
-    short = tf.load_text(seed=0, path=str(path), block_size=8, stride=8, max_chars=400)
+    short = text_data.load_text(seed=0, path=str(path), block_size=8, stride=8, max_chars=400)
     assert short.info.meta["chars"] == 400
     with pytest.raises(ValueError, match=r"is too short: 400 characters make 3 chunks of 129 .* data.block_size"):
-        tf.load_text(seed=0, path=str(path), block_size=16, stride=8, max_chars=400)
+        text_data.load_text(seed=0, path=str(path), block_size=16, stride=8, max_chars=400)
 
 
 def test_default_corpus_ships_with_the_plugin():
-    raw = tf.DEFAULT_CORPUS.read_bytes()
+    raw = text_data.DEFAULT_CORPUS.read_bytes()
     assert len(raw) >= 100_000
-    _, text = tf.read_corpus(None)
+    _, text = text_data.read_corpus(None)
     assert len(set(text.split())) > 3000  # varied prose, not a template repeated
 
 
@@ -155,7 +156,7 @@ def test_text_loader_rejects_unusable_files(tmp_path, case):
     elif case == "directory":
         path.mkdir()
     with pytest.raises(ValueError) as info:
-        tf.load_text(seed=0, path=str(path), block_size=8, stride=4, max_chars=None)
+        text_data.load_text(seed=0, path=str(path), block_size=8, stride=4, max_chars=None)
     message = str(info.value)
     expected = {"missing": "does not exist", "empty": "is empty", "binary": "is not text",
                 "not_utf8": "is not UTF-8 text", "directory": "is not a file"}[case]
@@ -184,7 +185,7 @@ def test_short_gpt_training_logs_sample_and_attention(make_cfg, client, tmp_path
     metrics = train(cfg)
     run = client.get_run(metrics["run_id"])
     assert run.info.status == "FINISHED"
-    vocab = len(set(tf.read_corpus(None)[1][:6000]))
+    vocab = len(set(text_data.read_corpus(None)[1][:6000]))
     val_loss = run.data.metrics["val/loss"]
     assert val_loss < math.log(vocab) - 0.3  # nats per character: clearly better than a uniform guess
     assert run.data.metrics["val/perplexity"] == pytest.approx(math.exp(val_loss), rel=1e-3)

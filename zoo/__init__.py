@@ -1,20 +1,28 @@
 """Zoo: a plugin-based deep-learning model zoo and experiment tracker.
 
 The public contract for plugins is what this module exports: ``hookimpl`` to mark hook
-implementations (see ``zoo.hookspecs``), the declaration types, and a few helpers.
+implementations (see ``zoo.plugin.hookspecs``), the declaration types (``Architecture``,
+``Dataset``, ``Task``, ``DataInfo``, ``Split``, ``Splits``), the factory (``create_model``,
+``load_dataset``, ``get_task``) and a few helpers. A plugin imports nothing else from Zoo.
+
+Every name loads on first use, so ``import zoo`` stays light: pytest imports ``zoo.testing``
+(the contract kit) in every run through its pytest11 entry point.
 """
 
 __version__ = "0.1.0"
 
-from .plugin.declarations import KINDS, Architecture, DataInfo, Dataset, Split, Splits
-from .errors import ConfigError, ZooError
-from .plugin.hookspecs import hookimpl
-
-# The torch-backed helpers load on first use, so `import zoo` stays light: pytest imports
-# zoo.testing (the contract kit) in every run through its pytest11 entry point.
-_LAZY = {"ACTIVATIONS": "plugin.nn", "activation": "plugin.nn", "check_range": "plugin.nn",
-         "TensorSplit": "plugin.data", "split_indices": "plugin.data", "standardize": "plugin.data",
-         "pyplot": "plots"}
+# name -> the module (under zoo) that defines it
+_EXPORTS = {
+    **dict.fromkeys(("Architecture", "DataInfo", "Dataset", "IGNORE_INDEX", "Split", "Splits", "Task"),
+                    "plugin.declarations"),
+    "hookimpl": "plugin.hookspecs",
+    **dict.fromkeys(("create_model", "load_dataset", "get_task"), "plugin.registry"),
+    "per_position": "plugin.tasks",
+    **dict.fromkeys(("ConfigError", "ZooError"), "errors"),
+    **dict.fromkeys(("ACTIVATIONS", "activation", "check_range"), "plugin.nn"),
+    **dict.fromkeys(("TensorSplit", "num_batches", "split_indices", "standardize"), "plugin.data"),
+    "pyplot": "plots",
+}
 
 
 def __getattr__(name: str):
@@ -22,14 +30,15 @@ def __getattr__(name: str):
 
     if name in ("nn", "data"):
         return importlib.import_module(f"{__name__}.plugin.{name}")
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-__all__ = [
-    "ACTIVATIONS", "Architecture", "ConfigError", "DataInfo", "Dataset", "KINDS", "Split", "Splits",
-    "TensorSplit", "ZooError", "activation", "check_range", "hookimpl", "pyplot", "split_indices", "standardize",
-    "__version__",
-]
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])
+
+
+__all__ = [*sorted(_EXPORTS), "__version__"]

@@ -6,11 +6,15 @@ slicing, never a per-sample Python loop (no ``DataLoader`` collate on the hot pa
 
 from __future__ import annotations
 
+import math
 from typing import Iterator
 
 import torch
 
-from zoo.plugin.declarations import num_batches
+
+def num_batches(n: int, batch_size: int | None) -> int:
+    """Batches an epoch over ``n`` items takes (``batch_size=None``: one batch of everything)."""
+    return 1 if batch_size is None else max(1, math.ceil(n / batch_size))
 
 
 class TensorSplit:
@@ -62,9 +66,6 @@ class TensorSplit:
 
     def example(self, n: int = 2) -> torch.Tensor:
         return self.x[:n]
-
-    def subset(self, mask: torch.Tensor) -> "TensorSplit":
-        return TensorSplit(self.x[mask], self.y[mask])
 
 
 def split_indices(n: int, seed: int, val: float = 0.15, test: float = 0.15, stratify=None):

@@ -1,4 +1,4 @@
-"""What a plugin declares: architectures, datasets, and the data they exchange.
+"""What a plugin declares: architectures, datasets, tasks, and the data they exchange.
 
 These are small frozen dataclasses. The core validates every declaration a plugin returns, so a
 malformed one is reported against the plugin that returned it.
@@ -6,12 +6,13 @@ malformed one is reported against the plugin that returned it.
 
 from __future__ import annotations
 
-import math
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
-#: Data kinds the built-ins use. Plugins may declare new kinds; these are the known ones.
-KINDS = ("tabular", "sequence", "graph", "text", "image")
+#: A target with this value does not count: the built-in tasks' losses and metrics skip it
+#: (the unlabelled nodes of a node-level graph, padding). ``torch.nn.functional.cross_entropy``'s default.
+IGNORE_INDEX = -100
 
 
 @dataclass(frozen=True)
@@ -20,13 +21,14 @@ class DataInfo:
 
     Args:
         kind: the data kind (``tabular``, ``sequence``, ``graph``, ``text``, ``image`` ...).
-        task: the task name that turns a batch into a loss (see ``zoo.tasks``).
+        task: the name of the :class:`Task` that turns a batch into a loss.
         input_shape: the shape of one example's input, without the batch dimension
             (``(64,)`` for digits as features, ``(T, F)`` for sequences, ``(F,)`` node features).
         output_dim: classes for classification, targets for regression, vocabulary size for
             next-token prediction, features for reconstruction.
         meta: anything else a builder or a report may want (class names, vocabulary, image
-            shape, graph level ``"node"`` or ``"graph"``).
+            shape, graph level ``"node"`` or ``"graph"``; ``per_token`` says whether a sequence's
+            targets are one per position, overriding the task's ``per_position``).
     """
 
     kind: str
@@ -62,6 +64,21 @@ class Splits:
     info: DataInfo
 
 
+def keyword_defaults(fn: Callable, skip: int = 0) -> dict[str, Any]:
+    """The keyword defaults of ``fn``'s signature, in order, after its first ``skip`` parameters.
+
+    A tuple becomes a list, the type the value has in the config (``hidden_sizes=(256, 256)``
+    is the default ``[256, 256]``).
+    """
+    try:
+        params = list(inspect.signature(fn).parameters.values())[skip:]
+    except (TypeError, ValueError):  # not a callable, or a builtin without a signature
+        return {}
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {p.name: list(p.default) if isinstance(p.default, tuple) else p.default
+            for p in params if p.kind in kinds and p.default is not inspect.Parameter.empty}
+
+
 @dataclass(frozen=True)
 class Architecture:
     """An architecture a plugin provides.
@@ -73,7 +90,8 @@ class Architecture:
         build: ``build(info: DataInfo, **hparams) -> torch.nn.Module``. Raise ``ValueError``
             naming the setting for a bad hyperparameter; Zoo reports it as ``model.<key>``.
         defaults: default hyperparameters; each becomes ``model.<key>`` in the config, and its
-            type is the type a command-line override must have.
+            type is the type a command-line override must have. Not given: the keyword
+            defaults of ``build``'s signature (after ``info``), so a value is declared once.
         description: one line for ``zoo list``.
         tasks: the tasks it can serve (``None``: any task of its kinds).
         report: optional ``report(model, splits, out_dir) -> list[path]`` called after
@@ -86,11 +104,15 @@ class Architecture:
     family: str
     kinds: tuple[str, ...]
     build: Callable[..., Any]
-    defaults: Mapping[str, Any] = field(default_factory=dict)
+    defaults: Mapping[str, Any] | None = None
     description: str = ""
     tasks: tuple[str, ...] | None = None
     report: Callable[..., Sequence[Any]] | None = None
     smoke: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.defaults is None:
+            object.__setattr__(self, "defaults", keyword_defaults(self.build, skip=1))
 
 
 @dataclass(frozen=True)
@@ -99,11 +121,12 @@ class Dataset:
 
     Args:
         name: the registry name, used as ``data=<name>``.
-        kind: its data kind (see :data:`KINDS`).
-        task: the task it poses (``classification``, ``regression`` ...; see ``zoo.tasks``).
+        kind: its data kind (``tabular``, ``sequence``, ``graph``, ``text``, ``image``, or a new one).
+        task: the name of the :class:`Task` it poses (``classification``, ``regression`` ...).
         load: ``load(seed: int, **params) -> Splits``; generated or read from an installed
             package, never downloaded. Raise ``ValueError`` naming the setting for bad params.
-        defaults: default parameters; each becomes ``data.<key>`` in the config.
+        defaults: default parameters; each becomes ``data.<key>`` in the config. Not given:
+            the keyword defaults of ``load``'s signature (besides ``seed``).
         description: one line for ``zoo list``.
         smoke: parameter overrides that make a tiny version for tests (e.g. ``{"n_samples": 64}``).
     """
@@ -112,9 +135,73 @@ class Dataset:
     kind: str
     task: str
     load: Callable[..., Splits]
-    defaults: Mapping[str, Any] = field(default_factory=dict)
+    defaults: Mapping[str, Any] | None = None
     description: str = ""
     smoke: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.defaults is None:
+            found = keyword_defaults(self.load)
+            found.pop("seed", None)
+            object.__setattr__(self, "defaults", found)
+
+
+def _identity(output, target, inputs):
+    return output, target
+
+
+@dataclass(frozen=True)
+class Task:
+    """How a batch becomes a loss, what to measure, and what a model must output for it.
+
+    For each batch ``(inputs, target)`` the loop computes ``loss(output, target, inputs)`` and
+    feeds ``prepare(output, target, inputs)`` to every metric.
+
+    Args:
+        name: the registry name, as datasets declare it (``Dataset.task``, ``DataInfo.task``).
+        loss: ``loss(output, target, inputs) -> scalar tensor``.
+        metrics: ``metrics(info) -> dict[name, torchmetrics.Metric]``, reported as ``val/<name>``
+            and ``test/<name>``; they accumulate on the device and reduce across processes.
+        monitor: the metric (one of ``metrics``) that picks the best checkpoint and drives early
+            stopping and sweeps.
+        mode: ``max`` or ``min``: which way ``monitor`` improves.
+        prepare: ``prepare(output, target, inputs) -> (preds, target)`` given to every metric.
+        per_position: a sequence model predicts one output per position (``next_token``,
+            ``reconstruction``) instead of one per sequence; a dataset overrides it with
+            ``DataInfo.meta["per_token"]`` (see :func:`zoo.per_position`).
+        output_shape: ``output_shape(info, input_shape, target_shape) -> (shapes, why)``: the
+            output shapes a model may give for a batch with these shapes (the first is the
+            natural one; a shape is ``None`` when the batch's input or target is not a tensor)
+            and a few words saying why, e.g. ``([(16, 3)], "target (16,) + 3 classes")``; the
+            contract kit checks every architecture against it. ``None``: only the loss decides.
+        target_names: names of the target values when the task fixes them (``anomaly``:
+            ``("normal", "anomaly")``); otherwise a dataset's ``meta["class_names"]`` name them.
+        description: one line for ``zoo list``.
+    """
+
+    name: str
+    loss: Callable[..., Any]
+    metrics: Callable[[DataInfo], Mapping[str, Any]]
+    monitor: str
+    mode: str
+    prepare: Callable[..., tuple] = _identity
+    per_position: bool = False
+    output_shape: Callable[..., tuple[Sequence[tuple[int, ...]], str] | None] | None = None
+    target_names: tuple[str, ...] = ()
+    description: str = ""
+
+    @property
+    def direction(self) -> str:
+        """``maximize`` or ``minimize``: which way ``monitor`` improves (Optuna's words)."""
+        return "maximize" if self.mode == "max" else "minimize"
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether ``a`` is a better value of ``monitor`` than ``b``."""
+        return a > b if self.mode == "max" else a < b
+
+    def expected_output(self, info: DataInfo, input_shape, target_shape):
+        """``(shapes, why)`` for a batch with these input and target shapes, or ``None`` when the task does not say."""
+        return None if self.output_shape is None else self.output_shape(info, input_shape, target_shape)
 
 
 def check_declaration(obj: Any, cls: type) -> str | None:
@@ -123,6 +210,8 @@ def check_declaration(obj: Any, cls: type) -> str | None:
         return f"expected zoo.{cls.__name__}, got {type(obj).__name__}: {obj!r:.80}"
     if not isinstance(obj.name, str) or not obj.name.isidentifier():
         return f"name {obj.name!r} is not a valid identifier"
+    if cls is Task:
+        return _check_task(obj)
     if not callable(obj.build if cls is Architecture else obj.load):
         return f"{obj.name}: {'build' if cls is Architecture else 'load'} is not callable"
     if not isinstance(obj.defaults, Mapping) or not all(isinstance(k, str) for k in obj.defaults):
@@ -134,5 +223,14 @@ def check_declaration(obj: Any, cls: type) -> str | None:
     return None
 
 
-def num_batches(n: int, batch_size: int | None) -> int:
-    return 1 if batch_size is None else max(1, math.ceil(n / batch_size))
+def _check_task(task: Task) -> str | None:
+    for key in ("loss", "metrics", "prepare"):
+        if not callable(getattr(task, key)):
+            return f"{task.name}: {key} is not callable"
+    if task.output_shape is not None and not callable(task.output_shape):
+        return f"{task.name}: output_shape must be callable or None"
+    if not isinstance(task.monitor, str) or not task.monitor:
+        return f"{task.name}: monitor must name one of its metrics, got {task.monitor!r}"
+    if task.mode not in ("max", "min"):
+        return f"{task.name}: mode={task.mode!r} must be 'max' or 'min'"
+    return None

@@ -5,11 +5,16 @@ there too, so they arrive exactly like third-party ones) and from ``*.py`` files
 folder. Each plugin is loaded and called on its own: one that fails to import or returns a
 malformed declaration is recorded in ``Registry.failures`` and everything else keeps working,
 unless ``ZOO_STRICT_PLUGINS=1``. Two plugins declaring the same name is always an error.
+
+:func:`default_registry` is the registry behind ``zoo.create_model``, ``zoo.load_dataset`` and
+``zoo.get_task``: the entry points and ``ZOO_PLUGIN_DIR``, loaded once and cached.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import functools
 import importlib.util
 import os
 import sys
@@ -22,7 +27,7 @@ from typing import Iterable
 import pluggy
 
 from zoo.plugin import hookspecs
-from zoo.plugin.declarations import Architecture, Dataset, check_declaration
+from zoo.plugin.declarations import Architecture, DataInfo, Dataset, Task, check_declaration
 from zoo.errors import ZooError, one_line
 
 ENTRY_POINT_GROUP = "zoo.plugins"
@@ -33,7 +38,7 @@ SELF_DISTRIBUTION = "zoo"
 class Entry:
     """A declaration together with the plugin that provided it and where that came from."""
 
-    decl: Architecture | Dataset
+    decl: Architecture | Dataset | Task
     plugin: str
     source: str
 
@@ -50,6 +55,7 @@ class Registry:
     pm: pluggy.PluginManager
     architectures: dict[str, Entry] = field(default_factory=dict)
     datasets: dict[str, Entry] = field(default_factory=dict)
+    tasks: dict[str, Entry] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
 
     def architecture(self, name: str) -> Entry:
@@ -58,21 +64,32 @@ class Registry:
     def dataset(self, name: str) -> Entry:
         return _lookup(self.datasets, name, "data")
 
-    def task(self, name: str):
-        """The :class:`zoo.plugin.tasks.Task` named ``name`` (a dataset's ``task``)."""
-        from zoo.plugin.tasks import get_task
+    def task(self, name: str) -> Task:
+        """The registered :class:`zoo.Task` named ``name`` (a dataset's ``task``)."""
+        return _lookup(self.tasks, name, "task").decl
 
-        return get_task(name)
+    def create_model(self, name: str, info: DataInfo, **overrides):
+        """Build architecture ``name`` for data described by ``info``, its defaults updated by ``overrides``.
 
-    def create_model(self, name: str, info, **overrides):
-        """Build architecture ``name`` for data described by ``info``, its defaults updated by ``overrides``."""
+        A dataset that does not say whether its targets are one per position gets its task's
+        answer in ``info.meta["per_token"]`` (see :func:`zoo.per_position`).
+        """
         entry = self.architecture(name)
+        if "per_token" not in info.meta and info.task in self.tasks:
+            info = dataclasses.replace(info, meta={**info.meta, "per_token": self.tasks[info.task].decl.per_position})
         return call_plugin(f"model={name}", entry.decl.build, info, **{**entry.decl.defaults, **overrides})
 
     def load_dataset(self, name: str, seed: int = 0, **overrides):
         """Load dataset ``name``'s splits for ``seed``, its defaults updated by ``overrides``."""
         entry = self.dataset(name)
         return call_plugin(f"data={name}", entry.decl.load, seed=seed, **{**entry.decl.defaults, **overrides})
+
+    def only(self, *names: str) -> "Registry":
+        """This registry with only the architectures and datasets named (all its tasks), e.g. to
+        register one config node: ``register_configs(registry.only("mlp"))``."""
+        return dataclasses.replace(
+            self, architectures={n: e for n, e in self.architectures.items() if n in names},
+            datasets={n: e for n, e in self.datasets.items() if n in names}, failures=list(self.failures))
 
     def compatible_datasets(self, arch: Architecture) -> list[str]:
         return sorted(n for n, e in self.datasets.items() if _accepts(arch, e.decl))
@@ -188,7 +205,8 @@ def load_registry(plugin_dirs: Iterable[str | os.PathLike] = (), *, entry_points
     for name, obj in plugins:
         _register(pm, reg, name, getattr(obj, "__file__", "registered in code"), obj, sources, fail)
 
-    for hook, cls, table in (("zoo_architectures", Architecture, reg.architectures),
+    for hook, cls, table in (("zoo_tasks", Task, reg.tasks),
+                             ("zoo_architectures", Architecture, reg.architectures),
                              ("zoo_datasets", Dataset, reg.datasets)):
         for impl in getattr(pm.hook, hook).get_hookimpls():
             name = impl.plugin_name
@@ -228,3 +246,29 @@ def _register(pm, reg, name, source, obj, sources, fail) -> None:
         fail(name, source, _one_line(exc))
         return
     sources[name] = source
+
+
+def default_registry() -> Registry:
+    """The registry of the entry points and ``ZOO_PLUGIN_DIR``, loaded on first use and cached (per folder)."""
+    folder = os.environ.get("ZOO_PLUGIN_DIR")
+    return _cached_registry((folder,) if folder else ())
+
+
+@functools.lru_cache(maxsize=None)
+def _cached_registry(plugin_dirs: tuple[str, ...]) -> Registry:
+    return load_registry(plugin_dirs)
+
+
+def create_model(name: str, info: DataInfo, **overrides):
+    """Build architecture ``name`` for ``info``: its defaults updated by ``overrides`` (the default registry)."""
+    return default_registry().create_model(name, info, **overrides)
+
+
+def load_dataset(name: str, seed: int = 0, **overrides):
+    """Dataset ``name``'s :class:`zoo.Splits` for ``seed``: its defaults updated by ``overrides`` (the default registry)."""
+    return default_registry().load_dataset(name, seed, **overrides)
+
+
+def get_task(name: str) -> Task:
+    """The registered :class:`zoo.Task` named ``name`` (the default registry)."""
+    return default_registry().task(name)

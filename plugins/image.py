@@ -1,0 +1,32 @@
+"""Image datasets (kind ``image``): inputs are ``(C, H, W)`` float tensors.
+
+* ``digits_image``: scikit-learn's 8x8 digits as 1x8x8 images, pixels / 16 in [0, 1], to reconstruct.
+* ``digits_image_anomaly``: the same images with one digit class held out of training as the anomaly.
+
+Nothing is downloaded; the splits are those of their tabular twins in ``zoo_builtins.tabular``
+(``digits_recon``, ``digits_anomaly``), the same examples reshaped.
+"""
+
+from __future__ import annotations
+
+import zoo
+from zoo_builtins.tabular import ANOMALY_CLASS, digit_anomaly_splits, digit_meta, digit_pixels, reconstruction_splits
+
+
+def load_digits_image(seed: int) -> zoo.Splits:
+    x, y = digit_pixels()
+    return reconstruction_splits(x.reshape(-1, 1, 8, 8), y, seed=seed, kind="image", meta=digit_meta())
+
+
+def load_digits_image_anomaly(seed: int, anomaly_class: int = ANOMALY_CLASS) -> zoo.Splits:
+    return digit_anomaly_splits(seed, anomaly_class, image=True)
+
+
+@zoo.hookimpl
+def zoo_datasets():
+    return [
+        zoo.Dataset(name="digits_image", kind="image", task="reconstruction", load=load_digits_image,
+                    description="8x8 digits as 1x8x8 images in [0, 1], to reconstruct (1797)"),
+        zoo.Dataset(name="digits_image_anomaly", kind="image", task="anomaly", load=load_digits_image_anomaly,
+                    description="digits as 1x8x8 images; one class held out of training is the anomaly"),
+    ]

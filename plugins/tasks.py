@@ -1,0 +1,140 @@
+"""The built-in tasks: how a batch becomes a loss, which metrics to report, what a model outputs.
+
+A dataset names its task; for each batch ``(inputs, target)`` the loop asks the task for
+``loss(output, target, inputs)`` and feeds ``prepare(output, target, inputs)`` to the task's
+metrics. Metrics are torchmetrics objects: they accumulate on the device without a host sync per
+step, and reduce across processes under DDP. Targets equal to ``zoo.IGNORE_INDEX`` do not count.
+
+=================  ==========================================  ==============================
+task               loss                                        metrics (``val/``, ``test/``)
+=================  ==========================================  ==============================
+classification     cross-entropy over examples or positions    accuracy
+regression         mean squared error                          mse, r2
+next_token         cross-entropy per position (nats per token)  accuracy, perplexity
+reconstruction     MSE of the output against the input         mse
+anomaly            MSE against the input (train on normal      auroc of the per-example
+                   data only)                                  reconstruction error
+=================  ==========================================  ==============================
+
+These are declared through the ``zoo_tasks`` hook like any plugin's tasks.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+import zoo
+
+# torchmetrics (and the matplotlib it imports) loads when a run asks for its metrics, not when
+# `zoo list` discovers the plugins.
+
+# ----------------------------------------------------------------------------------- losses
+
+
+def _flat_logits(output: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Classification over examples (B, C) or over positions (B, T, C) -> (N, C), (N,)."""
+    return output.reshape(-1, output.shape[-1]), target.reshape(-1)
+
+
+def _ce(output, target, inputs=None):
+    return F.cross_entropy(*_flat_logits(output, target), ignore_index=zoo.IGNORE_INDEX)
+
+
+def _flat_prepare(output, target, inputs):
+    return _flat_logits(output, target)
+
+
+def _mse(output, target, inputs=None):
+    return F.mse_loss(output.reshape(target.shape), target)
+
+
+def _flat_regression(output, target, inputs):
+    return output.reshape(-1), target.reshape(-1)
+
+
+def _reconstruction_loss(output, target, inputs):
+    return F.mse_loss(output.reshape(inputs.shape), inputs)
+
+
+def _reconstruction_prepare(output, target, inputs):
+    return output.reshape(-1), inputs.reshape(-1)
+
+
+def _anomaly_prepare(output, target, inputs):
+    """Score each example by its reconstruction error; the target says whether it is an anomaly."""
+    err = (output.reshape(inputs.shape) - inputs).pow(2).flatten(1).mean(1)
+    return err, target.reshape(-1).long()
+
+
+# ----------------------------------------------------------------------------------- metrics
+
+def _classification_metrics(info: zoo.DataInfo):
+    from torchmetrics.classification import MulticlassAccuracy
+
+    return {"accuracy": MulticlassAccuracy(num_classes=info.output_dim, average="micro", ignore_index=zoo.IGNORE_INDEX)}
+
+
+def _next_token_metrics(info: zoo.DataInfo):
+    from zoo_builtins.metrics import Perplexity
+
+    return {**_classification_metrics(info), "perplexity": Perplexity()}
+
+
+def _regression_metrics(info: zoo.DataInfo):
+    from torchmetrics import MeanSquaredError, R2Score
+
+    return {"mse": MeanSquaredError(), "r2": R2Score()}
+
+
+def _reconstruction_metrics(info: zoo.DataInfo):
+    from torchmetrics import MeanSquaredError
+
+    return {"mse": MeanSquaredError()}
+
+
+def _anomaly_metrics(info: zoo.DataInfo):
+    from torchmetrics.classification import BinaryAUROC
+
+    return {"auroc": BinaryAUROC()}
+
+
+# ----------------------------------------------------------------------------------- output shapes
+
+
+def _per_class(unit: str):
+    """``(*target, output_dim)``: a score per class (or token) for every target."""
+    def shape(info, inputs, target):
+        if target is not None:
+            return [(*target, info.output_dim)], f"target {target} + {info.output_dim} {unit}"
+    return shape
+
+
+def _like_target(info, inputs, target):
+    if target is not None:
+        return [target], "the target's shape"
+
+
+def _like_input(info, inputs, target):
+    if inputs is not None:
+        return [inputs, (inputs[0], math.prod(inputs[1:]))], "the input's shape, or it flattened"
+
+
+@zoo.hookimpl
+def zoo_tasks():
+    return [
+        zoo.Task("classification", _ce, _classification_metrics, "accuracy", "max", _flat_prepare,
+                 output_shape=_per_class("classes"), description="cross-entropy over examples or positions"),
+        zoo.Task("regression", _mse, _regression_metrics, "mse", "min", _flat_regression,
+                 output_shape=_like_target, description="mean squared error"),
+        zoo.Task("next_token", _ce, _next_token_metrics, "perplexity", "min", _flat_prepare, per_position=True,
+                 output_shape=_per_class("tokens in the vocabulary"),
+                 description="cross-entropy of the next token at every position"),
+        zoo.Task("reconstruction", _reconstruction_loss, _reconstruction_metrics, "mse", "min", _reconstruction_prepare,
+                 per_position=True, output_shape=_like_input, description="MSE of the output against the input"),
+        zoo.Task("anomaly", _reconstruction_loss, _anomaly_metrics, "auroc", "max", _anomaly_prepare,
+                 per_position=True, output_shape=_like_input, target_names=("normal", "anomaly"),
+                 description="reconstruction error as the anomaly score (train on normal data only)"),
+    ]
