@@ -6,10 +6,13 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import mlflow
 import pytest
 import torch
+
+from zoo.train import train
 
 from .conftest import ZOO, run_zoo, runs_in
 
@@ -72,7 +75,6 @@ def test_killed_mid_epoch_resumes_to_the_same_weights(tmp_path, sig):
 
 def test_resume_errors(tmp_path, make_cfg, registry, store):
     from zoo import ZooError
-    from zoo.train import train
 
     with pytest.raises(ZooError, match="resume=0123abcd: no run with this id"):
         train(make_cfg("resume=0123abcd"), registry)
@@ -90,3 +92,37 @@ def test_resume_errors(tmp_path, make_cfg, registry, store):
     with pytest.raises(ZooError, match="already FINISHED"):
         train(make_cfg(f"resume={done['run_id']}"), registry)
     assert all(r.info.status == "FINISHED" for r in runs_in(store))
+
+
+# Written by the loop as it was before the reshape of issue 11 (commit 27f7a18): `zoo train model=perceptron
+# data=iris trainer.max_epochs=3 trainer.batch_size=8 trainer.log_every=4 tracking.hist_every=0 optimizer.lr=0.05`
+# stopped by Ctrl-C at step 18, mid-way through epoch 2 of 3 (13 steps an epoch). See tests/fixtures/README.md.
+V1_CHECKPOINT = Path(__file__).parent / "fixtures" / "last_v1_perceptron_iris_step18.pt"
+V1_ARGS = ["model=perceptron", "data=iris", "trainer.max_epochs=3", "trainer.batch_size=8", "trainer.log_every=4",
+           "tracking.hist_every=0", "optimizer.lr=0.05", "tracking.log_model=false"]
+
+
+def test_a_checkpoint_written_before_the_reshape_resumes_to_the_same_weights(tmp_path, make_cfg, registry, client):
+    straight = train(make_cfg(*V1_ARGS), registry)
+    state = torch.load(V1_CHECKPOINT, weights_only=True)
+    assert (state["step"], state["epoch"], state["batch_in_epoch"]) == (18, 1, 5)  # the fixture is mid-epoch
+    # The fixture's own run lives in a store that is gone: let it continue a stopped run of this store.
+    run = client.create_run(straight["experiment_id"])
+    client.set_terminated(run.info.run_id, "KILLED")
+    state["run_id"] = run.info.run_id
+    folder = tmp_path / "resumed" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.save(state, folder / "last.pt")
+
+    resumed = train(make_cfg(f"resume={folder / 'last.pt'}"), registry)
+    assert resumed["run_id"] == run.info.run_id
+    assert client.get_run(run.info.run_id).info.status == "FINISHED"
+    steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "train/loss"))
+    assert steps == list(range(19, 3 * 13 + 1))  # the rest of epoch 2 and all of epoch 3, nothing twice
+    a = torch.load(folder / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "out" / "checkpoints" / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 3 * 13
+    for key in b["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    for key in ("test/accuracy", "best/val_accuracy"):
+        assert resumed[key] == straight[key], key
