@@ -8,6 +8,7 @@ the weights follow the single-process run with the same global batch.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -60,9 +61,25 @@ class Dist:
     def mean(self, t: torch.Tensor) -> torch.Tensor:
         return t if self.world == 1 else self.sum(t) / self.world
 
+    def broadcast(self, module: torch.nn.Module) -> None:
+        """Give every rank rank 0's weights."""
+        if self.world > 1:
+            for t in module.state_dict().values():
+                dist.broadcast(t, 0)
+
     def close(self) -> None:
         if self.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def process_group(trainer: dict, device: torch.device):
+    """Yield ``(dist, device)``: this process's place in the job, and its device; leave the group at the end."""
+    d, device = setup(trainer, device)
+    try:
+        yield d, device
+    finally:
+        d.close()
 
 
 def setup(trainer: dict, device: torch.device) -> tuple[Dist, torch.device]:
@@ -93,4 +110,3 @@ def check_splittable(example) -> None:
     if not isinstance(example, torch.Tensor):
         raise ZooError("trainer=ddp needs a dataset of in-memory tensors; this dataset yields "
                        f"{type(example).__name__} batches: train it with trainer=default")
-

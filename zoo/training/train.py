@@ -1,18 +1,22 @@
-"""``train(cfg) -> metrics``: data, model, optimizer and task from the config, then the loop.
+"""``train(cfg) -> metrics``: one run, as a short list of named steps.
 
-Everything that can be wrong with the input is checked before the MLflow run is created, so a
-bad value never leaves a run behind; once the run exists, a ``try/finally`` ends it FINISHED,
-FAILED (error tag and traceback artifact) or KILLED (Ctrl-C or SIGTERM), never RUNNING.
+1. :func:`resume_state`: with ``resume=...``, the run's own config and its last checkpoint;
+2. ``validate``: everything that can be wrong with the input is checked before the MLflow run
+   exists, so a bad value never leaves a run behind;
+3. :func:`build`: the data, the model, its optimizer and scheduler;
+4. ``tracker.run(...)``: the run, which ends FINISHED, FAILED (error tag and traceback) or KILLED
+   (Ctrl-C or SIGTERM, with how to resume), never RUNNING;
+5. the loop with its callbacks, :meth:`Loop.fit`;
+6. :func:`log_outputs`: the best checkpoint, plots, the family's report, the model;
+7. the metrics, returned (and logged).
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import tempfile
 import time
-import traceback
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -20,16 +24,81 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import zoo
-
-from zoo.training import distributed
 from zoo.config import validate
-from zoo.errors import ConfigError, ZooError
-from zoo.training.loop import Loop, NonFiniteLoss
+from zoo.errors import ConfigError, ZooError, one_line
 from zoo.plugin.registry import Registry, call_plugin, load_registry
-from zoo.plugin.tasks import get_task
-from zoo.tracking import NullTracker, Tracker, default_uri, git_commit
+from zoo.tracking import NullTracker, Tracker, default_uri, git_commit, tags
+from zoo.training import distributed
+from zoo.training.callbacks import NonFiniteLoss, Perf, Progress, StepLog
+from zoo.training.checkpoint import Checkpointer, find_checkpoint, load_checkpoint, restore
+from zoo.training.loop import Loop
+from zoo.training.settings import TrainerSettings
 
-log = logging.getLogger(__name__)
+
+def train(cfg: DictConfig, registry: Registry | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Train the configured model on the configured dataset and record the run in MLflow.
+
+    Args:
+        cfg: the composed config (``conf/config.yaml`` plus overrides). With ``resume=<run id,
+            folder or checkpoint file>`` the run's own config and last checkpoint are used
+            instead, and the same MLflow run continues.
+        registry: the plugin registry (default: discovered from ``cfg.plugins.dir``).
+        overrides: the command-line overrides, recorded with the run.
+
+    Returns:
+        the final metrics (``test/<metric>``, ``best/val_<metric>``, ...), ``objective`` (what a
+        sweeper optimises), ``run_id`` and ``experiment_id``.
+    """
+    registry = registry or registry_for(cfg)
+    cfg, state, checkpoint_dir = resume_state(cfg)
+    plain = validate(cfg, registry)
+    arch, dataset = registry.check_pair(plain["model"]["name"], plain["data"]["name"])
+    task = registry.task(dataset.decl.task)
+    settings = TrainerSettings.from_config(plain)
+    with distributed.process_group(plain["trainer"], resolve_device(plain["trainer"]["device"])) as (dist, device):
+        splits, model, optimizer, scheduler = build(registry, cfg, plain, arch, dataset, device, dist)
+        out_dir = checkpoint_dir.parent if checkpoint_dir else new_output_dir(plain)
+        folder = checkpoint_dir or out_dir / "checkpoints"
+        tracker = open_tracker(plain["tracking"], dist)
+        step_log = StepLog(tracker, settings)
+        checkpointer = Checkpointer(folder, run=tracker, config=plain, dist=dist)
+        loop = Loop(model, splits, task, optimizer, scheduler, settings, device=device, seed=plain["seed"], dist=dist,
+                    callbacks=[Perf(tracker), step_log, checkpointer, Progress(step_log.history)])  # Perf first: timing.py
+        if state is not None:
+            restore(loop, state)
+        with tracker.run(run_name=plain["tracking"].get("run_name") or f"{arch.decl.name}-{dataset.decl.name}",
+                         params=plain, tags=run_tags(plain, arch, dataset, task, device, dist, out_dir, overrides),
+                         run_id=state["run_id"] if state else None) as run, \
+                _kept_when_stopped(run, loop, checkpointer, step_log):
+            started = time.time()
+            record_inputs(run, plain, overrides, state, task, folder)
+            metrics = loop.fit()
+            run.metrics(metrics, step=loop.step)
+            if dist.main:
+                log_outputs(run, checkpointer, step_log.history, model, splits, arch, out_dir,
+                            plain["tracking"]["log_model"])
+            metrics["duration_s"] = time.time() - started
+            run.metrics({"duration_s": metrics["duration_s"]}, step=loop.step)
+    return {**metrics, "objective": metrics.get(f"best/val_{task.monitor}"),
+            "run_id": tracker.run_id, "experiment_id": tracker.experiment_id}
+
+
+# ------------------------------------------------------------------------------ before the run
+def registry_for(cfg: DictConfig | dict) -> Registry:
+    folder = (cfg.get("plugins") or {}).get("dir")
+    return load_registry([folder] if folder else [])
+
+
+def resume_state(cfg: DictConfig) -> tuple[DictConfig, dict | None, Path | None]:
+    """With ``resume=<run id, folder or file>``: the run's own config (for this store), its checkpoint, its folder."""
+    if not cfg.get("resume"):
+        return cfg, None, None
+    uri = cfg.tracking.get("uri") or default_uri()
+    path = find_checkpoint(cfg.resume, uri)
+    state = load_checkpoint(path)
+    config = dict(state["config"], resume=None)
+    config["tracking"] = dict(config["tracking"], uri=uri)
+    return OmegaConf.create(config), state, path.parent
 
 
 def resolve_device(name: str) -> torch.device:
@@ -46,197 +115,126 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def registry_for(cfg: DictConfig | dict) -> Registry:
-    folder = (cfg.get("plugins") or {}).get("dir")
-    return load_registry([folder] if folder else [])
-
-
-def find_checkpoint(resume: str, uri: str) -> Path:
-    """The ``last.pt`` to continue from: ``resume`` is a run id, a run's output folder or a file."""
-    path = Path(str(resume)).expanduser()
-    if path.is_file():
-        return path
-    if path.is_dir():
-        for candidate in (path / "checkpoints" / "last.pt", path / "last.pt"):
-            if candidate.is_file():
-                return candidate
-        raise ZooError(f"resume={resume}: no checkpoints/last.pt in that folder; give a run id or the run's output folder")
-    from zoo.tracking.runs import checkpoint_of
-
-    return checkpoint_of(uri, str(resume))
-
-
-REQUIRED_STATE = {"model", "optimizer", "epoch", "step", "rng", "run_id", "config"}
-
-
-def load_checkpoint(path: Path) -> dict:
-    """Load a Zoo checkpoint safely (``weights_only=True``: tensors and plain data, never code)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise ZooError(f"checkpoint {path} is corrupt or not a Zoo checkpoint ({msg}); "
-                       f"resume from another run or start a new one") from None
-    if not isinstance(state, dict) or not REQUIRED_STATE <= set(state):
-        missing = sorted(REQUIRED_STATE - set(state)) if isinstance(state, dict) else "everything"
-        raise ZooError(f"checkpoint {path} is not a Zoo checkpoint (missing {missing}); resume from a run's last.pt")
-    return state
-
-
-def train(cfg: DictConfig, registry: Registry | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """Train the configured model on the configured dataset and record the run in MLflow.
-
-    Args:
-        cfg: the composed config (``conf/config.yaml`` plus overrides). With ``resume=<run id
-            or folder>`` the run's own config and last checkpoint are used instead, and the same
-            MLflow run continues.
-        registry: the plugin registry (default: discovered from ``cfg.plugins.dir``).
-        overrides: the command-line overrides, recorded with the run.
-
-    Returns:
-        the final metrics (``test/<metric>``, ``best/val_<metric>``, ...) and ``run_id``.
-    """
-    registry = registry or registry_for(cfg)
-    state, checkpoint_dir = None, None
-    if cfg.get("resume"):
-        uri = cfg.tracking.get("uri") or default_uri()
-        path = find_checkpoint(cfg.resume, uri)
-        state = load_checkpoint(path)
-        checkpoint_dir = path.parent
-        config = dict(state["config"], resume=None)
-        config["tracking"] = dict(config["tracking"], uri=uri)
-        cfg = OmegaConf.create(config)
-    plain = validate(cfg, registry)
-    arch, dataset = registry.check_pair(plain["model"]["name"], plain["data"]["name"])
-    device = resolve_device(plain["trainer"]["device"])
-    dist, device = distributed.setup(plain["trainer"], device)
-    try:
-        return _train(cfg, plain, registry, arch, dataset, device, dist, state, checkpoint_dir, overrides)
-    finally:
-        dist.close()
-
-
-def _train(cfg, plain, registry, arch, dataset, device, dist, state, checkpoint_dir, overrides) -> dict[str, Any]:
-    task = get_task(dataset.decl.task)
+def build(registry: Registry, cfg: DictConfig, plain: dict, arch, dataset, device: torch.device, dist):
+    """The splits (on the device), the model, its optimizer and scheduler, each seeded with ``seed``."""
     seed = plain["seed"]
-
     torch.manual_seed(seed)
-    data_params = {k: v for k, v in plain["data"].items() if k != "name"}
-    splits = registry.load_dataset(dataset.decl.name, seed, **data_params)
-    hparams = {k: v for k, v in plain["model"].items() if k != "name"}
+    splits = registry.load_dataset(dataset.decl.name, seed, **_settings_of(plain["data"]))
     torch.manual_seed(seed)
-    model = registry.create_model(arch.decl.name, splits.info, **hparams).to(device)
+    model = registry.create_model(arch.decl.name, splits.info, **_settings_of(plain["model"])).to(device)
     splits = zoo.Splits(splits.train.to(device), splits.val.to(device), splits.test.to(device), splits.info)
     if dist.world > 1:
         distributed.check_splittable(splits.train.example(1))
     from hydra.utils import instantiate
 
+    group = "optimizer"
     try:
         optimizer = instantiate(cfg.optimizer)(model.parameters())
+        group = "scheduler"
         scheduler = instantiate(cfg.scheduler)(optimizer) if cfg.get("scheduler") else None
     except Exception as exc:
-        msg = str(exc).splitlines()[0]
-        group = "scheduler" if "optimizer" in locals() else "optimizer"
-        raise ZooError(f"{group}: cannot build {plain[group].get('_target_')}: {msg}") from None
+        raise ZooError(f"{group}: cannot build {plain[group].get('_target_')}: {one_line(exc)}") from None
+    return splits, model, optimizer, scheduler
 
-    if checkpoint_dir is not None:
-        out_dir = checkpoint_dir.parent
-    else:
-        out_dir = Path(plain.get("paths", {}).get("output_dir") or tempfile.mkdtemp(prefix="zoo-"))
-        checkpoint_dir = out_dir / "checkpoints"
-    tr = plain["tracking"]
-    uri = tr["uri"] or default_uri()
-    tracker = Tracker(uri, tr["experiment"], tr["system_metrics"], tr["system_metrics_interval"]) \
-        if dist.main else NullTracker()
-    tags = {
-        "zoo.model": arch.decl.name, "zoo.family": arch.decl.family, "zoo.plugin": arch.plugin,
-        "zoo.plugin_source": arch.source, "zoo.dataset": dataset.decl.name, "zoo.data_plugin": dataset.plugin,
-        "zoo.task": task.name, "zoo.device": str(device), "zoo.torch_version": torch.__version__,
-        "zoo.version": zoo.__version__, "zoo.output_dir": str(out_dir),
-        "zoo.overrides": " ".join(overrides)[:5000], "zoo.world_size": dist.world,
-    }
+
+def _settings_of(group: dict) -> dict:
+    return {k: v for k, v in group.items() if k != "name"}
+
+
+def new_output_dir(plain: dict) -> Path:
+    return Path(plain.get("paths", {}).get("output_dir") or tempfile.mkdtemp(prefix="zoo-"))
+
+
+def open_tracker(tr: dict, dist: distributed.Dist):
+    """The MLflow run's tracker; under DDP only rank 0 has one (the others report to nothing)."""
+    if not dist.main:
+        return NullTracker()
+    return Tracker(tr["uri"] or default_uri(), tr["experiment"], tr["system_metrics"], tr["system_metrics_interval"])
+
+
+def task_tags(task) -> dict[str, str]:
+    """What readers of the store need to rank runs without loading plugins: the metric and its direction."""
+    return {tags.MONITOR: f"best/val_{task.monitor}", tags.DIRECTION: task.direction}
+
+
+def run_tags(plain: dict, arch, dataset, task, device, dist, out_dir: Path, overrides: Sequence[str]) -> dict:
+    t = {tags.MODEL: arch.decl.name, tags.FAMILY: arch.decl.family, tags.PLUGIN: arch.plugin,
+         tags.PLUGIN_SOURCE: arch.source, tags.DATASET: dataset.decl.name, tags.DATA_PLUGIN: dataset.plugin,
+         tags.TASK: task.name, **task_tags(task), tags.DEVICE: str(device), tags.TORCH_VERSION: torch.__version__,
+         tags.VERSION: zoo.__version__, tags.OUTPUT_DIR: str(out_dir), tags.OVERRIDES: " ".join(overrides)[:5000],
+         tags.WORLD_SIZE: dist.world}
     commit = git_commit(os.getcwd())
     if commit:
-        tags["mlflow.source.git.commit"] = commit
-    if tr.get("parent_run_id"):  # a sweep's job, nested under the sweep's parent run (zoo/sweep.py)
-        tags["mlflow.parentRunId"] = str(tr["parent_run_id"])
-    run_name = tr.get("run_name") or f"{arch.decl.name}-{dataset.decl.name}"
-    tracker.start(run_name=run_name, params=plain, tags=tags, run_id=state["run_id"] if state else None)
-    # -- from here on a run exists: it must end FINISHED, FAILED or KILLED ------------------
-    status, error, loop = "FAILED", None, None
-    started = time.time()
+        t[tags.GIT_COMMIT] = commit
+    if plain["tracking"].get("parent_run_id"):  # a sweep's job, nested under the sweep's parent run
+        t[tags.PARENT] = str(plain["tracking"]["parent_run_id"])
+    return t
+
+
+# ------------------------------------------------------------------------------ in the run
+def record_inputs(run, plain: dict, overrides: Sequence[str], state: dict | None, task, folder: Path) -> None:
+    """A new run keeps its config and overrides; a continued one notes its step; both, where checkpoints go."""
+    noted = {tags.CHECKPOINT_DIR: folder}
+    if state is None:
+        run.text(OmegaConf.to_yaml(OmegaConf.create(plain)), "config.yaml")
+        run.text("\n".join(overrides) + "\n", "overrides.txt")
+    else:  # a run started before zoo.monitor and zoo.direction existed gets them now
+        noted.update({tags.RESUMED_FROM_STEP: state["step"], **task_tags(task)})
+    run.tags(noted)
+
+
+@contextlib.contextmanager
+def _kept_when_stopped(run, loop: Loop, checkpointer: Checkpointer, step_log: StepLog):
+    """A stopped run saves last.pt and says how to resume; a failed one keeps its checkpoints and says why.
+
+    (The run's status, its error tag and the traceback are ``Tracker.run``'s.)
+    """
     try:
-        if state is None:
-            tracker.text(OmegaConf.to_yaml(OmegaConf.create(plain)), "config.yaml")
-            tracker.text("\n".join(overrides) + "\n", "overrides.txt")
-        else:
-            tracker.tags({"zoo.resumed_from_step": state["step"]})
-        loop = Loop(model, splits, task, optimizer, scheduler, plain["trainer"], tracker,
-                    device=device, seed=seed, grad_every=tr["grad_every"], hist_every=tr["hist_every"],
-                    checkpoint_dir=checkpoint_dir, state=state, dist=dist,
-                    extra_state={"run_id": tracker.run_id, "config": plain})
-        tracker.tags({"zoo.checkpoint_dir": loop.checkpoint_dir})
-        try:
-            with loop.stop_on_signals():
-                metrics = loop.fit()
-        except NonFiniteLoss as exc:
-            error = f"non-finite loss at step {exc.step}: {exc.value}"
-            tracker.tags({"zoo.failure": "non_finite_loss", "zoo.failure_step": exc.step})
-            raise ZooError(f"{error}; lower optimizer.lr or set trainer.grad_clip "
-                           f"(run {tracker.run_id} ended FAILED, last good checkpoint kept)") from None
-        finally:
-            tracker.tags({"zoo.grad_every": loop.grad_every})
-        if dist.main:
-            _log_outputs(tracker, loop, model, splits, arch, out_dir, tr)
-        metrics["duration_s"] = time.time() - started
-        tracker.metrics({"duration_s": metrics["duration_s"]}, step=loop.step)
-        status = "FINISHED"
-    except KeyboardInterrupt as exc:
-        exc.zoo_run_id = tracker.run_id  # the command line prints how to resume
-        status, error = "KILLED", f"interrupted at step {loop.step if loop else 0}; continue with: zoo train resume={tracker.run_id}"
-        _save_on_interrupt(tracker, loop)
-        raise
-    except BaseException as exc:
-        error = error or f"{type(exc).__name__}: {exc}"
+        yield
+    except NonFiniteLoss as exc:
+        run.tags({tags.FAILURE: "non_finite_loss", tags.FAILURE_STEP: exc.step})
+        run.error = f"non-finite loss at step {exc.step}: {exc.value}"
+        _log_checkpoints(run, checkpointer)
+        raise ZooError(f"{run.error}; lower optimizer.lr or set trainer.grad_clip "
+                       f"(run {run.run_id} ended FAILED, last good checkpoint kept)") from None
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM
+        exc.zoo_run_id = run.run_id  # the command line prints how to resume
+        run.error = f"interrupted at step {loop.step}; continue with: zoo train resume={run.run_id}"
         with contextlib.suppress(Exception):
-            tracker.text(traceback.format_exc(), "error/traceback.txt")
-            for name in ("best.pt", "last.pt"):
-                if loop is not None and (loop.checkpoint_dir / name).exists():
-                    tracker.artifact(loop.checkpoint_dir / name, "checkpoints")
+            run.artifact(checkpointer.save(loop, "last.pt"), "checkpoints")
+        raise
+    except BaseException:
+        _log_checkpoints(run, checkpointer)
         raise
     finally:
-        tracker.finish(status, error)
-    metrics["objective"] = metrics.get(f"best/val_{task.monitor}")  # what a sweeper optimises
-    metrics["run_id"] = tracker.run_id
-    metrics["experiment_id"] = tracker.experiment_id
-    return metrics
+        run.tags({tags.GRAD_EVERY: step_log.grad_every})
 
 
-def _save_on_interrupt(tracker: Tracker, loop: Loop | None) -> None:
-    if loop is None:
-        return
+def _log_checkpoints(run, checkpointer: Checkpointer) -> None:
     with contextlib.suppress(Exception):
-        path = loop.save("last.pt")
-        tracker.artifact(path, "checkpoints")
+        for path in checkpointer.saved():
+            run.artifact(path, "checkpoints")
 
 
-def _log_outputs(tracker: Tracker, loop: Loop, model, splits, arch, out_dir: Path, tr: dict) -> None:
-    """Checkpoint, plots, the family's own report, and the model itself."""
+def log_outputs(run, checkpointer: Checkpointer, history, model, splits, arch, out_dir: Path, log_model: bool) -> None:
+    """The best checkpoint, plots, the family's own report, and the model itself."""
     from zoo import plots
 
-    tracker.artifact(loop.checkpoint_dir / "best.pt", "checkpoints")
+    best = checkpointer.folder / "best.pt"
+    if best.exists():  # a run resumed from a lone last.pt that never improved has none
+        run.artifact(best, "checkpoints")
     figs = out_dir / "figures"
     figs.mkdir(parents=True, exist_ok=True)
-    tracker.artifact(plots.loss_curve(loop.history, figs / "loss_curve.png"), "plots")
-    if loop.history.hist:
-        npz, png = plots.histograms(loop.history.hist, figs / "histograms.npz", figs / "histograms.png")
-        tracker.artifact(npz, "histograms")
-        tracker.artifact(png, "plots")
+    run.artifact(plots.loss_curve(history, figs / "loss_curve.png"), "plots")
+    if history.hist:
+        npz, png = plots.histograms(history.hist, figs / "histograms.npz", figs / "histograms.png")
+        run.artifact(npz, "histograms")
+        run.artifact(png, "plots")
     if arch.decl.report is not None:
         model.eval()
         for path in call_plugin(f"model={arch.decl.name} report", arch.decl.report, model, splits, figs) or ():
-            tracker.artifact(path, "plots")
-    if tr["log_model"]:
+            run.artifact(path, "plots")
+    if log_model:
         import copy
 
         cpu_model = copy.deepcopy(model).cpu().eval()
@@ -245,8 +243,8 @@ def _log_outputs(tracker: Tracker, loop: Loop, model, splits, arch, out_dir: Pat
             example = example.cpu()
             with torch.no_grad():
                 output = cpu_model(example)
-            tracker.model(cpu_model, example, output)
+            run.model(cpu_model, example, output)
         else:  # inputs that are not one tensor (graphs): the state dict is the model
             path = out_dir / "model_state_dict.pt"
             torch.save(cpu_model.state_dict(), path)
-            tracker.artifact(path, "model")
+            run.artifact(path, "model")

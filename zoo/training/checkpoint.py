@@ -1,0 +1,212 @@
+"""Checkpoints: the format, when they are written, and finding and loading one to resume from.
+
+A checkpoint is one flat dict saved with ``torch.save`` and read with ``weights_only=True``
+(tensors and plain data, never code): the model, optimizer, scheduler and gradient-scaler
+states; where training stands (``epoch``, ``step``, ``batch_in_epoch``, ``best``,
+``bad_epochs``); the random-number generators (``rng``); the top-level keys each callback adds
+(the step log's ``grad_every``, ``epoch_sum``, ``epoch_count``); and the run's ``run_id`` and
+resolved ``config``. The keys are those the loop wrote before its callbacks existed, so either
+reads the other's files.
+
+The :class:`Checkpointer` writes ``last.pt`` at the end of an epoch when that costs under
+CHECKPOINT_BUDGET of the time since the last write, at the last epoch, and (through ``train``)
+on Ctrl-C or SIGTERM. A better epoch in between is kept in memory and written as ``best.pt`` with
+the next ``last.pt`` (a hard link when both hold the same step). At the end it loads the best
+epoch's weights back, for the test pass.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from zoo.errors import ZooError, one_line
+from zoo.training.distributed import Dist
+from zoo.training.loop import Callback, Loop
+
+CHECKPOINT_BUDGET = 0.01
+SNAPSHOT_BYTES = 256 * 2**20  # a better epoch's state larger than this is written at once instead of copied
+REQUIRED_STATE = {"model", "optimizer", "epoch", "step", "rng", "run_id", "config"}
+
+
+# ------------------------------------------------------------------------------ resuming
+def find_checkpoint(resume: str, uri: str) -> Path:
+    """The ``last.pt`` to continue from: ``resume`` is a run id, a run's output folder or a file."""
+    path = Path(str(resume)).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        for candidate in (path / "checkpoints" / "last.pt", path / "last.pt"):
+            if candidate.is_file():
+                return candidate
+        raise ZooError(f"resume={resume}: no checkpoints/last.pt in that folder; give a run id or the run's output folder")
+    from zoo.tracking.runs import checkpoint_of
+
+    return checkpoint_of(uri, str(resume))
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Load a Zoo checkpoint safely (``weights_only=True``: tensors and plain data, never code)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ZooError(f"checkpoint {path} is corrupt or not a Zoo checkpoint ({one_line(exc, 200)}); "
+                       f"resume from another run or start a new one") from None
+    if not isinstance(state, dict) or not REQUIRED_STATE <= set(state):
+        missing = sorted(REQUIRED_STATE - set(state)) if isinstance(state, dict) else "everything"
+        raise ZooError(f"checkpoint {path} is not a Zoo checkpoint (missing {missing}); resume from a run's last.pt")
+    return state
+
+
+# ------------------------------------------------------------------------------ the format
+def state_of(loop: Loop, run_id: str | None, config: dict) -> dict:
+    """The checkpoint of ``loop`` as it stands, for the run ``run_id`` trained with ``config``."""
+    state = {
+        "model": loop.model.state_dict(),
+        "optimizer": loop.optimizer.state_dict(),
+        "scheduler": loop.scheduler.state_dict() if loop.scheduler is not None else None,
+        "scaler": loop.scaler.state_dict() if loop.scaler is not None else None,
+        "epoch": loop.epoch, "step": loop.step, "best": loop.best, "bad_epochs": loop.bad_epochs,
+        "batch_in_epoch": loop.batch_in_epoch,
+        "rng": {"torch": torch.get_rng_state(), "generator": loop.generator.get_state(),
+                "epoch": loop.epoch_rng if loop.epoch_rng is not None else loop.generator.get_state(),
+                "cuda": torch.cuda.get_rng_state_all() if loop.device.type == "cuda" else []},
+    }
+    for cb in loop.callbacks:
+        state.update(cb.state_dict())
+    return {**state, "run_id": run_id, "config": config}
+
+
+def restore(loop: Loop, state: dict) -> None:
+    """Put ``loop`` (and its callbacks) back where ``state`` was written."""
+    loop.model.load_state_dict(state["model"])
+    loop.optimizer.load_state_dict(state["optimizer"])
+    if loop.scheduler is not None and state.get("scheduler") is not None:
+        loop.scheduler.load_state_dict(state["scheduler"])
+    if loop.scaler is not None and state.get("scaler") is not None:
+        loop.scaler.load_state_dict(state["scaler"])
+    loop.epoch, loop.step = state["epoch"], state["step"]
+    loop.best, loop.bad_epochs = state["best"], state["bad_epochs"]
+    loop.batch_in_epoch = state.get("batch_in_epoch", 0)
+    loop.epoch_rng = state["rng"].get("epoch")
+    torch.set_rng_state(state["rng"]["torch"])
+    loop.generator.set_state(state["rng"]["generator"])
+    if state["rng"]["cuda"]:
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    for cb in loop.callbacks:
+        cb.load_state_dict(state)
+
+
+def _copied(obj):
+    """``obj`` with every tensor cloned, so later steps do not change it."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {k: _copied(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_copied(v) for v in obj)
+    return obj
+
+
+def _write(state: dict, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # never leave a half-written checkpoint behind, never rewrite a file in place
+
+
+# ------------------------------------------------------------------------------ the policy
+class Checkpointer(Callback):
+    """Writes ``last.pt`` and ``best.pt`` into ``folder`` (rank 0 only) and tests the best epoch's weights.
+
+    Args:
+        folder: the checkpoint folder (created).
+        run: the tracker whose ``run_id`` every checkpoint records (``zoo train resume=<run id>``).
+        config: the validated config, recorded too (a resume trains with it).
+        dist: this process's place in a DDP job; only rank 0 writes.
+    """
+
+    def __init__(self, folder: Path, *, run, config: dict, dist: Dist | None = None):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.run, self.config, self.main = run, config, (dist or Dist()).main
+        self._saved_at, self._save_seconds = time.perf_counter(), 0.0
+        self._best_state: tuple[int, dict | None] | None = None  # (step, state) of a best epoch not yet in best.pt
+        self._last_saved_step: int | None = None  # the step last.pt holds
+
+    def on_fit_start(self, loop: Loop) -> None:
+        self._saved_at = time.perf_counter()
+
+    def on_epoch_end(self, loop: Loop, row: dict) -> None:
+        t0 = time.perf_counter()
+        if loop.improved:
+            self.keep_best(loop)
+        if (loop.last_epoch or self._due()) and self._last_saved_step != loop.step:
+            self.save(loop, "last.pt")  # and best.pt, when a better epoch is waiting in memory
+        loop.perf["checkpoint_s"] += time.perf_counter() - t0
+
+    def on_exception(self, loop: Loop, exc: BaseException) -> None:
+        self.save_best()  # a failed or interrupted run keeps its best epoch too
+
+    def on_fit_end(self, loop: Loop) -> None:
+        """Load the best epoch's weights for the test pass (under DDP: rank 0's, on every rank)."""
+        best = self.folder / "best.pt"
+        if self.main and best.exists():
+            loop.model.load_state_dict(torch.load(best, map_location=loop.device, weights_only=True)["model"])
+        loop.dist.broadcast(loop.model)
+
+    def save(self, loop: Loop, name: str) -> Path:
+        """Write the loop's state as ``name`` now; ``last.pt`` also writes a best epoch kept in memory."""
+        path = self.folder / name
+        if not self.main:
+            return path
+        t0 = time.perf_counter()
+        _write(self._state(loop), path)
+        if name == "last.pt":
+            self._last_saved_step = loop.step
+            self.save_best()
+        self._saved_at = time.perf_counter()
+        self._save_seconds = self._saved_at - t0
+        return path
+
+    def _state(self, loop: Loop) -> dict:
+        return state_of(loop, self.run.run_id, self.config)
+
+    def keep_best(self, loop: Loop) -> None:
+        """This epoch is the best so far: best.pt is written with the next last.pt (or now, for a large state)."""
+        if not self.main:
+            return
+        size = sum(t.numel() * t.element_size() for t in loop.model.state_dict().values())
+        if 3 * size > SNAPSHOT_BYTES:  # weights and the optimizer's state: too large to copy, write them now
+            self._best_state = (loop.step, None)
+            self.save(loop, "last.pt")
+            return
+        self._best_state = (loop.step, _copied(self._state(loop)))
+
+    def save_best(self) -> None:
+        """Write the best epoch kept in memory as best.pt (a link to last.pt when that holds the same step)."""
+        if self._best_state is None or not self.main:
+            return
+        (step, state), self._best_state = self._best_state, None
+        best, last = self.folder / "best.pt", self.folder / "last.pt"
+        if step == self._last_saved_step:  # last.pt holds this very state: no second write
+            tmp = best.with_suffix(".tmp")
+            tmp.unlink(missing_ok=True)
+            try:
+                os.link(last, tmp)
+            except OSError:  # a file system without hard links
+                shutil.copyfile(last, tmp)
+            tmp.replace(best)
+        else:
+            _write(state, best)
+
+    def _due(self) -> bool:
+        """Whether writing ``last.pt`` now costs under CHECKPOINT_BUDGET of the time since the last write."""
+        return (time.perf_counter() - self._saved_at) * CHECKPOINT_BUDGET >= self._save_seconds
+
+    def saved(self) -> list[Path]:
+        """The checkpoint files in the folder, best first."""
+        return [p for p in (self.folder / "best.pt", self.folder / "last.pt") if p.exists()]
