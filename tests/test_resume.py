@@ -116,7 +116,10 @@ def test_a_checkpoint_written_before_the_reshape_resumes_to_the_same_weights(tmp
 
     resumed = train(make_cfg(f"resume={folder / 'last.pt'}"), registry)
     assert resumed["run_id"] == run.info.run_id
-    assert client.get_run(run.info.run_id).info.status == "FINISHED"
+    after = client.get_run(run.info.run_id)
+    assert after.info.status == "FINISHED" and after.data.tags["zoo.resumed_from_step"] == "18"
+    # a run from before the tags zoo.monitor and zoo.direction existed gets them when it continues
+    assert after.data.tags["zoo.monitor"] == "best/val_accuracy" and after.data.tags["zoo.direction"] == "maximize"
     steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "train/loss"))
     assert steps == list(range(19, 3 * 13 + 1))  # the rest of epoch 2 and all of epoch 3, nothing twice
     a = torch.load(folder / "last.pt", weights_only=True)

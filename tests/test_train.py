@@ -41,6 +41,7 @@ def test_run_finishes_with_params_and_tags(digits_run):
     assert t["zoo.model"] == "mlp" and t["zoo.family"] == "ann" and t["zoo.plugin"] == "ann"
     assert t["zoo.plugin_source"] == "built-in" and t["zoo.dataset"] == "digits" and t["zoo.device"] == "cpu"
     assert t["zoo.torch_version"] == torch.__version__ and t["zoo.overrides"] == "trainer.max_epochs=2"
+    assert t["zoo.monitor"] == "best/val_accuracy" and t["zoo.direction"] == "maximize"  # readable without plugins
     assert metrics["test/accuracy"] > 0.8
 
 
@@ -120,9 +121,11 @@ def test_stochastic_and_batch_gradient_descent(make_cfg, registry, client, batch
     assert [h.step for h in history] == list(range(1, steps + 1))
 
 
-def test_regression_task(make_cfg, registry):
+def test_regression_task(make_cfg, registry, client):
     m = train(make_cfg("data=diabetes", "trainer.max_epochs=3", "tracking.log_model=false"), registry)
     assert {"test/mse", "test/r2", "best/val_mse"} <= set(m)
+    t = client.get_run(m["run_id"]).data.tags
+    assert t["zoo.monitor"] == "best/val_mse" and t["zoo.direction"] == "minimize"
     assert m["test/mse"] < 1.0  # standardised target: predicting the mean scores ~1
 
 

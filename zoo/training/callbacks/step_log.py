@@ -175,9 +175,11 @@ class StepLog(Callback):
         self.epoch_count += len(values)
         for step, row in zip(self.norm_steps, self.norm_rows[:len(self.norm_steps)].tolist()):
             self.tracker.metrics(dict(zip(self.norm_names, row)), step=step, timestamp=times[-1])
-        for step, names, rows in self.hists:
-            for name, (lo, hi, *counts) in zip(names, rows.tolist()):
-                self.history.hist.setdefault(name, []).append((step, lo, hi, counts))
+        if self.hists:
+            fetched = iter(torch.cat([rows for _, _, rows in self.hists]).tolist())
+            for step, names, _ in self.hists:
+                for name, (lo, hi, *counts) in zip(names, fetched):
+                    self.history.hist.setdefault(name, []).append((step, lo, hi, counts))
         if self.grad_auto and self.norm_count:
             self._adapt(seconds / len(steps))
 
