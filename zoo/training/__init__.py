@@ -1,6 +1,14 @@
 """Training: ``train(cfg) -> metrics`` and the learning loop.
 
-Owns the run's steps (``train``), the loop core (the notes' step, epochs, evaluation, early
-stopping), its callbacks, the checkpoint format and DistributedDataParallel. It may import
-``zoo.plugin``, ``zoo.config`` and ``zoo.tracking`` (never ``mlflow`` itself).
+Owns one run's steps (``train.py``: resume, validate, build, run, fit, outputs, metrics), the
+loop core (``loop.py``: the notes' step, epochs with exact mid-epoch resume, evaluation, the best
+epoch, early stopping; and the :class:`~zoo.training.loop.Callback` base), the typed trainer
+settings (``settings.py``), the callbacks, one concern each (``callbacks/``: the step log,
+progress bars, timings), the checkpoint format and policy with finding and loading a checkpoint
+(``checkpoint.py``), and DistributedDataParallel (``distributed.py``).
+
+It may import ``zoo.errors``, ``zoo._runtime``, ``zoo.plugin``, ``zoo.config`` (validation) and
+``zoo.tracking`` (the run and its metrics; never ``mlflow`` itself), and torch, torchmetrics,
+Hydra's ``instantiate`` and tqdm. Nothing in it imports a plugin by name. The loop core itself
+knows no tracker: what a run reports goes through its callbacks.
 """
