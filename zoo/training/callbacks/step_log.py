@@ -192,4 +192,7 @@ class StepLog(Callback):
         self.history.epochs.append({"step": loop.step, **row})
 
     def on_exception(self, loop: Loop, exc: BaseException) -> None:
-        self.flush(loop)  # every step up to the stop is logged
+        # every step up to the stop is logged. Under DDP the fetch averages over the ranks, which only
+        # ranks stopping together (a signal, at a step boundary) can do; a rank failing alone must not wait for it
+        if loop.dist.world == 1 or loop.stop_requested:
+            self.flush(loop)
