@@ -103,9 +103,9 @@ class StepLog(Callback):
         self.window_start = time.perf_counter()
 
     def on_after_backward(self, loop: Loop, loss: torch.Tensor) -> None:
-        if self.check_each_step and not torch.isfinite(loss):  # the CPU only: no device to wait for
+        if self.check_each_step and not math.isfinite(value := float(loss)):  # the CPU only: no device to wait for
             self.flush(loop)
-            raise NonFiniteLoss(loop.step, float(loss))
+            raise NonFiniteLoss(loop.step, value)
         if self.grad_every and loop.step % self.grad_every == 0:
             self.norm_rows[len(self.norm_steps)] = self._norms()
             self.norm_steps.append(loop.step)
