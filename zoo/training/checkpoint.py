@@ -113,6 +113,7 @@ def _copied(obj):
 
 
 def _write(state: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     tmp.replace(path)  # never leave a half-written checkpoint behind, never rewrite a file in place
@@ -123,7 +124,7 @@ class Checkpointer(Callback):
     """Writes ``last.pt`` and ``best.pt`` into ``folder`` (rank 0 only) and tests the best epoch's weights.
 
     Args:
-        folder: the checkpoint folder (created).
+        folder: the checkpoint folder (created with the first checkpoint).
         run: the tracker whose ``run_id`` every checkpoint records (``zoo train resume=<run id>``).
         config: the validated config, recorded too (a resume trains with it).
         dist: this process's place in a DDP job; only rank 0 writes.
@@ -131,7 +132,6 @@ class Checkpointer(Callback):
 
     def __init__(self, folder: Path, *, run, config: dict, dist: Dist | None = None):
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
         self.run, self.config, self.main = run, config, (dist or Dist()).main
         self._saved_at, self._save_seconds = time.perf_counter(), 0.0
         self._best_state: tuple[int, dict | None] | None = None  # (step, state) of a best epoch not yet in best.pt

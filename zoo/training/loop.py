@@ -115,8 +115,12 @@ class Loop:
             with frozen_collector():
                 self._call("on_fit_start")
                 try:
-                    while self.epoch < self.settings.max_epochs and not self._stopped_early():
+                    while self.epoch < self.settings.max_epochs:
                         self.run_epoch()
+                        if self._out_of_patience():
+                            log.info("early stopping at epoch %d: %s has not improved for %d epochs",
+                                     self.epoch, self.monitor, self.settings.patience)
+                            break
                 except BaseException as exc:
                     for cb in self.callbacks:  # the step log flushes, the checkpointer keeps the best epoch
                         with contextlib.suppress(Exception):
@@ -125,12 +129,8 @@ class Loop:
                 self._call("on_fit_end")
             return self.test()
 
-    def _stopped_early(self) -> bool:
-        patience = self.settings.patience
-        if patience is None or self.bad_epochs < patience:
-            return False
-        log.info("early stopping at epoch %d: %s has not improved for %d epochs", self.epoch, self.monitor, patience)
-        return True
+    def _out_of_patience(self) -> bool:
+        return self.settings.patience is not None and self.bad_epochs >= self.settings.patience
 
     def run_epoch(self) -> None:
         """Train one epoch, validate, step the scheduler, keep the best score; then the callbacks."""
@@ -145,8 +145,7 @@ class Loop:
         score = val[self.monitor]
         self.improved = self.best is None or self.task.better(score, self.best)
         self.best, self.bad_epochs = (score, 0) if self.improved else (self.best, self.bad_epochs + 1)
-        patience = self.settings.patience
-        self.last_epoch = self.epoch >= self.settings.max_epochs or (patience is not None and self.bad_epochs >= patience)
+        self.last_epoch = self.epoch >= self.settings.max_epochs or self._out_of_patience()
         self._call("on_epoch_end", row)
         self.last_row = row
 
