@@ -44,6 +44,9 @@ class Recorder(Callback):
     def on_fit_start(self, loop):
         self.events.append("fit_start")
 
+    def on_epoch_start(self, loop):
+        self.events.append(("epoch_start", loop.epoch + 1))
+
     def on_after_backward(self, loop, loss):
         p = loop.model.linear.weight
         assert p.grad is not None and p.grad.norm() > loop.settings.grad_clip  # not clipped yet
@@ -70,8 +73,8 @@ def test_the_hooks_come_in_the_notes_order(registry):
     per_epoch = 13  # 104 training examples, batch 8
     steps = [e for s in range(1, 2 * per_epoch + 1) for e in (("after_backward", s), ("step_end", s))]
     row = ["epoch", "lr", "val/accuracy", "val/loss"]
-    assert recorder.events == ["fit_start", *steps[:2 * per_epoch], ("epoch_end", 1, row),
-                               *steps[2 * per_epoch:], ("epoch_end", 2, row), "fit_end"]
+    assert recorder.events == ["fit_start", ("epoch_start", 1), *steps[:2 * per_epoch], ("epoch_end", 1, row),
+                               ("epoch_start", 2), *steps[2 * per_epoch:], ("epoch_end", 2, row), "fit_end"]
     assert {"best/val_accuracy", "test/accuracy", "test/loss", "final/val_accuracy"} <= set(results)
     assert loop.step == 2 * per_epoch and loop.batch_in_epoch == 0
 

@@ -37,6 +37,9 @@ class Callback:
     def on_fit_start(self, loop: Loop) -> None:
         """Before the first step (after a resume, with the checkpoint's state already back)."""
 
+    def on_epoch_start(self, loop: Loop) -> None:
+        """Before the epoch's first step (after a resume mid-epoch: before the rest of it)."""
+
     def on_after_backward(self, loop: Loop, loss: torch.Tensor) -> None:
         """The gradients exist; the clip and the optimizer step come next. ``loop.step`` counts this step."""
 
@@ -156,6 +159,7 @@ class Loop:
             self.epoch_rng = self.generator.get_state()
         else:  # resuming mid-epoch: draw the same order again and skip what was done
             self.generator.set_state(self.epoch_rng)
+        self._call("on_epoch_start")
         batches = self.splits.train.batches(self.settings.batch_size, shuffle=True, generator=self.generator)
         for x, y in itertools.islice(batches, self.batch_in_epoch, None):
             # under DDP: this rank's part of the global batch

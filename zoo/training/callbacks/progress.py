@@ -22,11 +22,11 @@ class Progress(Callback):
         self.epochs = tqdm(total=loop.settings.max_epochs, initial=loop.epoch, desc="epochs", unit="epoch",
                            disable=None, leave=False)
 
+    def on_epoch_start(self, loop: Loop) -> None:
+        self.steps = tqdm(total=loop.splits.train.num_batches(loop.settings.batch_size), initial=loop.batch_in_epoch,
+                          desc=f"epoch {loop.epoch + 1}", unit="step", disable=None, leave=False)
+
     def on_step_end(self, loop: Loop, loss) -> None:
-        if self.steps is None:  # the epoch's first step (or the first after a resume)
-            self.steps = tqdm(total=loop.splits.train.num_batches(loop.settings.batch_size),
-                              initial=loop.batch_in_epoch - 1, desc=f"epoch {loop.epoch + 1}", unit="step",
-                              disable=None, leave=False)
         self.steps.update()
         if len(self.history.losses) != self._shown:
             self._shown = len(self.history.losses)

@@ -100,7 +100,10 @@ class StepLog(Callback):
 
     def _new_window(self) -> None:
         self.losses, self.steps, self.times, self.norm_steps, self.hists = [], [], [], [], []
-        self.window_start = time.perf_counter()
+        self.window_start = time.time()  # the clock of self.times
+
+    def on_epoch_start(self, loop: Loop) -> None:
+        self.window_start = time.time()  # the window's steps, not the validation and checkpoints before them
 
     def on_after_backward(self, loop: Loop, loss: torch.Tensor) -> None:
         if self.check_each_step and not math.isfinite(value := float(loss)):  # the CPU only: no device to wait for
@@ -110,7 +113,7 @@ class StepLog(Callback):
             self.norm_rows[len(self.norm_steps)] = self._norms()
             self.norm_steps.append(loop.step)
             if self.grad_auto and self.norm_count == GRAD_PROBE:  # timed enough: adapt now, not at the flush
-                self._adapt((time.perf_counter() - self.window_start) / (len(self.steps) + 1))
+                self._adapt((time.time() - self.window_start) / (len(self.steps) + 1))
         if self.hist_every and loop.step % self.hist_every == 0:
             self.hists.append((loop.step, *self._histograms()))
 
@@ -151,7 +154,7 @@ class StepLog(Callback):
         """Fetch the window from the device (one wait), hand it to the tracker, start the next window."""
         if not self.steps:
             return
-        seconds = time.perf_counter() - self.window_start
+        seconds = self.times[-1] - self.window_start  # to the end of the last step: not the validation after it
         t0 = time.perf_counter()
         try:
             self._hand_over(loop, seconds)
