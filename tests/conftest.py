@@ -16,7 +16,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from zoo.config import CONF_DIR, register_configs
-from zoo.registry import load_registry
+from zoo.plugin.registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 ZOO = [sys.executable, "-m", "zoo.cli"]

@@ -12,8 +12,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from zoo.config import override_value
-from zoo.registry import load_registry
-from zoo.train import train
+from zoo.plugin.registry import load_registry
+from zoo.training.train import train
 
 REGISTRY = load_registry()
 PAIRS = sorted((a, d) for a, ae in REGISTRY.architectures.items() for d, de in REGISTRY.datasets.items()

@@ -11,7 +11,7 @@ from zoo_builtins import autoencoder as ae
 from zoo_builtins import image as image_data
 from zoo_builtins import tabular
 from zoo.config import CONF_DIR, validate
-from zoo.train import train
+from zoo.training.train import train
 
 
 def _digits_anomaly(image: bool):

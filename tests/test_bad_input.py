@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import zoo
-from zoo.train import train
+from zoo.training.train import train
 
 from .conftest import run_zoo, runs_in
 

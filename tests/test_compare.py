@@ -1,6 +1,6 @@
 """``zoo compare`` over a real store filled by real training runs.
 
-Three tiny runs (iris, two epochs) are trained once for the module with ``zoo.train.train`` into a
+Three tiny runs (iris, two epochs) are trained once for the module with ``zoo.train`` into a
 SQLite store in a temporary folder; the command line is then run as a user runs it (a subprocess
 for the exit code and stderr, ``zoo.cli.main`` in-process where only the output matters).
 """
@@ -16,7 +16,7 @@ from hydra import compose, initialize_config_dir
 from zoo.cli import main as zoo_main
 from zoo.experiments.table import lower_is_better
 from zoo.config import CONF_DIR
-from zoo.train import train
+from zoo.training.train import train
 
 from .conftest import FAST, run_zoo
 

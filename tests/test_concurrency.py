@@ -15,7 +15,7 @@ import subprocess
 import mlflow
 import pytest
 
-from zoo.registry import load_registry
+from zoo.plugin.registry import load_registry
 
 from ._servers import fresh_postgres_database, zoo_env, zoo_server
 from .conftest import ZOO

@@ -154,7 +154,7 @@ def test_importing_the_kit_is_cheap_and_adds_no_tests(tmp_path):
         "import sys\n\n"
         "def test_other():\n"
         "    assert 'zoo.testing' in sys.modules\n"
-        "    heavy = [m for m in ('torch', 'mlflow', 'zoo.registry') if m in sys.modules]\n"
+        "    heavy = [m for m in ('torch', 'mlflow', 'zoo.plugin.registry') if m in sys.modules]\n"
         "    assert heavy == [], heavy\n")
     r = run_pytest("-q", cwd=tmp_path)
     assert r.returncode == 0 and "1 passed" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]

@@ -35,7 +35,7 @@ def test_ddp_settings_are_validated(make_cfg, registry):
     import pytest
 
     from zoo import ZooError
-    from zoo.train import train
+    from zoo.training.train import train
 
     with pytest.raises(ZooError, match="trainer.nproc=0 is invalid"):
         train(make_cfg("trainer=ddp", "trainer.nproc=0"), registry)

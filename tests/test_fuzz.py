@@ -28,7 +28,7 @@ from omegaconf import OmegaConf
 
 from zoo.config import CONF_DIR, GROUPS, check_choices, group_choices, validate
 from zoo.errors import ZooError, fail
-from zoo.train import resolve_device
+from zoo.training.train import resolve_device
 from zoo.tracking import flatten
 
 from .conftest import run_zoo

@@ -13,7 +13,7 @@ from torch_geometric.data import Data
 
 import zoo
 from zoo_builtins import gnn, graph
-from zoo.train import train
+from zoo.training.train import train
 
 ARCHS = {a.name: a for a in gnn.zoo_architectures()}
 

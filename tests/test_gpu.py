@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from zoo.train import train
+from zoo.training.train import train
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
 

@@ -19,7 +19,7 @@ import torch
 
 from zoo import ZooError
 from zoo.tracking import Tracker
-from zoo.train import train
+from zoo.training.train import train
 
 from .conftest import run_zoo, runs_in
 
@@ -161,7 +161,7 @@ def test_the_loop_keeps_what_was_set_up_out_of_the_collectors_passes(make_cfg, t
     (tmp_path / "plugins" / "gc_watched.py").write_text(GC_PLUGIN)
     note = tmp_path / "note.jsonl"
     from zoo.config import register_configs
-    from zoo.registry import load_registry
+    from zoo.plugin.registry import load_registry
 
     reg = load_registry([str(tmp_path / "plugins")])
     register_configs(reg)

@@ -37,6 +37,11 @@ def test_wheel_ships_configs_and_builtins_under_their_own_names(wheel):
     assert "zoo_builtins/data/corpus.txt" in names and "hydra_plugins/zoo_sweepers/sweeper.py" in names
     assert "zoo/testing/test_checks.py" in names and "zoo_builtins/tasks.py" in names  # the kit, the tasks
     assert not any(n.startswith("hydra_plugins/__init__") for n in names)  # Hydra's namespace stays open
+    # every Python file of the source tree is in the wheel (pyproject.toml lists the packages by hand)
+    sources = {f"zoo/{p.relative_to(ROOT / 'zoo').as_posix()}" for p in (ROOT / "zoo").rglob("*.py")}
+    sources |= {f"zoo_builtins/{p.relative_to(ROOT / 'plugins').as_posix()}" for p in (ROOT / "plugins").rglob("*.py")}
+    sources |= {p.relative_to(ROOT).as_posix() for p in (ROOT / "hydra_plugins").rglob("*.py")}
+    assert sources - set(names) == set()
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "ann = zoo_builtins.ann" in entry_points and "plugins." not in entry_points
 

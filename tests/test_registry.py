@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 import zoo
-from zoo.registry import load_registry
+from zoo.plugin.registry import load_registry
 
 from .conftest import ROOT, run_zoo, runs_in
 

@@ -12,7 +12,7 @@ import mlflow
 import pytest
 import torch
 
-from zoo.train import train
+from zoo.training.train import train
 
 from .conftest import ZOO, run_zoo, runs_in
 

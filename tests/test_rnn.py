@@ -11,7 +11,7 @@ import torch
 
 import zoo
 from zoo_builtins import rnn, sequence
-from zoo.train import train
+from zoo.training.train import train
 
 
 def _copy_torch_weights(ref: torch.nn.RNN, net: rnn.ElmanRNN) -> None:

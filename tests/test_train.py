@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from zoo.train import train
+from zoo.training.train import train
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +145,7 @@ def test_scheduler_and_other_optimizer(make_cfg, registry, client):
 
 
 def test_plugin_exception_ends_failed_with_traceback(tmp_path, make_cfg, client):
-    from zoo.registry import load_registry
+    from zoo.plugin.registry import load_registry
 
     folder = tmp_path / "plugs"
     folder.mkdir()

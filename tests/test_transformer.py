@@ -13,7 +13,7 @@ import torch
 import zoo
 from zoo_builtins import text as text_data
 from zoo_builtins import transformer as tf
-from zoo.train import train
+from zoo.training.train import train
 
 SMALL = dict(d_model=16, n_heads=2, n_layers=2, d_ff=32, dropout=0.0, activation="gelu")
 

@@ -23,7 +23,7 @@ from urllib.parse import quote
 import mlflow
 import pytest
 
-from zoo.train import train
+from zoo.training.train import train
 
 from .conftest import ROOT, ZOO
 

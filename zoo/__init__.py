@@ -4,6 +4,7 @@ The public contract for plugins is what this module exports: ``hookimpl`` to mar
 implementations (see ``zoo.plugin.hookspecs``), the declaration types (``Architecture``,
 ``Dataset``, ``Task``, ``DataInfo``, ``Split``, ``Splits``), the factory (``create_model``,
 ``load_dataset``, ``get_task``) and a few helpers. A plugin imports nothing else from Zoo.
+``zoo.train(cfg)`` trains a composed config and returns its metrics.
 
 Every name loads on first use, so ``import zoo`` stays light: pytest imports ``zoo.testing``
 (the contract kit) in every run through its pytest11 entry point.
@@ -22,6 +23,7 @@ _EXPORTS = {
     **dict.fromkeys(("ACTIVATIONS", "activation", "check_range"), "plugin.nn"),
     **dict.fromkeys(("TensorSplit", "num_batches", "split_indices", "standardize"), "plugin.data"),
     "pyplot": "plots",
+    "train": "training.train",  # train(cfg) -> metrics, for notebooks and scripts
 }
 
 

@@ -9,7 +9,7 @@ that are handed only a :class:`zoo.DataInfo`.
 from __future__ import annotations
 
 from zoo.plugin.declarations import DataInfo
-from zoo.plugin.registry import default_registry, get_task
+from zoo.plugin.registry import get_task
 
 __all__ = ["get_task", "per_position"]
 
@@ -24,10 +24,3 @@ def per_position(info: DataInfo) -> bool:
         return bool(info.meta["per_token"])
     return get_task(info.task).per_position
 
-
-def __getattr__(name: str):
-    # TASKS, the closed table tasks used to be: {name: Task} of the default registry, for readers
-    # not yet moved to Registry.task (remove with the alias modules).
-    if name == "TASKS":
-        return {n: e.decl for n, e in default_registry().tasks.items()}
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,5 +1,0 @@
-"""Moved to :mod:`zoo.plugin.registry`: this alias keeps old imports working until they are updated."""
-import importlib
-import sys
-
-sys.modules[__name__] = importlib.import_module("zoo.plugin.registry")
