@@ -152,7 +152,7 @@ def test_missing_plugin_folder(tmp_path):
 
 
 def test_hookspecs_are_documented():
-    from zoo import hookspecs
+    from zoo.plugin import hookspecs
 
     hooks = sorted(n for n, f in vars(hookspecs).items() if hasattr(f, f"{hookspecs.PROJECT}_spec"))
     assert hooks == ["zoo_architectures", "zoo_datasets", "zoo_tasks"]
@@ -167,7 +167,7 @@ def test_hookspecs_are_documented():
 
 def hookspec_example(hook: str) -> str:
     """The example plugin in a hook's docstring, as source (the tests run what the docs show)."""
-    from zoo import hookspecs
+    from zoo.plugin import hookspecs
 
     return textwrap.dedent(getattr(hookspecs, hook).__doc__.split("Example::", 1)[1]).strip() + "\n"
 
