@@ -29,6 +29,9 @@ FAST = ["trainer.device=cpu", "tracking.system_metrics=false", "trainer.max_epoc
 def _no_repo_store(tmp_path, monkeypatch):
     """Whatever a test does, MLflow's default store is inside tmp_path."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    for name in ("MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID", "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING",
+                 "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"):  # Zoo reads them: the caller's own must not leak in
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("ZOO_PLUGIN_DIR", raising=False)
     monkeypatch.delenv("ZOO_STRICT_PLUGINS", raising=False)
     yield
