@@ -54,6 +54,8 @@ def check_parent(client, run_id: str, uri: str) -> None:
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    if uri == mlflow.get_tracking_uri():  # where the caller's run was started
+        return
     try:
         client.get_run(run_id)
     except MlflowException:
