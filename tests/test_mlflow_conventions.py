@@ -109,7 +109,20 @@ def test_tracking_uri_is_the_callers_again_after_a_run(make_cfg, registry, store
     m = train(make_cfg(*QUICK), registry)  # tracking.uri=<store>
     assert mlflow.get_tracking_uri() == mine and os.environ["MLFLOW_TRACKING_URI"] == mine
     assert mlflow.MlflowClient(store).get_run(m["run_id"]).info.status == "FINISHED"
-    mlflow.set_tracking_uri(None)
+    later = f"sqlite:///{tmp_path / 'later.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", later)  # still the variable's: Zoo pinned nothing
+    assert mlflow.get_tracking_uri() == later
+
+
+def test_no_tracking_uri_set_stays_unset_after_a_run(make_cfg, registry, store, tmp_path, monkeypatch):
+    """A caller that set no tracking URI has none set after Zoo's run: MLflow's default (./mlflow.db wherever the
+    caller then is) is not pinned to the folder of the moment, and no MLFLOW_TRACKING_URI is left behind."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    monkeypatch.chdir(tmp_path)
+    m = train(make_cfg(*QUICK), registry)  # tracking.uri=<store>
+    assert not mlflow.is_tracking_uri_set() and "MLFLOW_TRACKING_URI" not in os.environ
+    assert mlflow.MlflowClient(store).get_run(m["run_id"]).info.status == "FINISHED"
+    assert not (tmp_path / "mlflow.db").exists()
 
 
 # ----------------------------------------------------------------------------- MLflow's environment variables

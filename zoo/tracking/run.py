@@ -88,7 +88,7 @@ class Tracker:
         self.error: str | None = None  # set inside ``run()`` for a better reason than the exception's text
         self._writer: Writer | None = None
         self._monitor = None  # the system-metrics monitor (zoo.tracking.system)
-        self._outer: tuple[str, str | None] | None = None  # the caller's tracking URI and MLFLOW_TRACKING_URI
+        self._outer: tuple[str | None, str | None] | None = None  # the caller's tracking URI and MLFLOW_TRACKING_URI
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self, *, run_name: str | None, params: dict, tags: dict, run_id: str | None = None) -> str:
@@ -142,9 +142,12 @@ class Tracker:
         """Make Zoo's store MLflow's process-wide one (``mlflow.pytorch.log_model`` logs there), noting the caller's."""
         import mlflow
 
-        previous = mlflow.get_tracking_uri()
+        previous, env = mlflow.get_tracking_uri(), os.environ.get("MLFLOW_TRACKING_URI")
         if previous != self.uri:
-            self._outer = (previous, os.environ.get("MLFLOW_TRACKING_URI"))
+            # the caller's own setting, or None where it came from MLFLOW_TRACKING_URI or MLflow's default
+            # (given back as it was, not as a path resolved now, which would outlive a later chdir or export)
+            mine = previous if mlflow.is_tracking_uri_set() and previous != env else None
+            self._outer = (mine, env)
             mlflow.set_tracking_uri(self.uri)  # which also sets MLFLOW_TRACKING_URI for child processes
 
     def _restore_store(self) -> None:
