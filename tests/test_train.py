@@ -99,6 +99,7 @@ def test_checkpoint_holds_run_id_and_loads_safely(digits_run):
 
 def test_pyfunc_round_trip(digits_run, registry):
     _, client, run = digits_run
+    mlflow.set_tracking_uri(client.tracking_uri)  # as a user would: Zoo gave MLflow's tracking URI back after the run
     model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
     x = np.random.default_rng(0).normal(size=(5, 64)).astype(np.float32)
     out = np.asarray(model.predict(x))
