@@ -6,8 +6,8 @@ set, else the experiment of the most recently started run), a sweep's children (
 characters, as the table prints them).
 
 The table has one row per run: its id and name, status, the params whose values differ between
-the runs, the chosen final metrics (default ``test/*``, ``best/*``), the run's duration and, when
-a run logged a model, where it is (``models:/<model id>``). It is
+the runs, the chosen final metrics (default ``test/*``, ``best/*``), the run's duration and the id
+of the model it logged (``models:/<model id>`` loads it). It is
 sorted by ``--sort METRIC``, best first: the way the runs were trained to improve it (their
 monitored metric, or one of the same measure: ``test/accuracy`` for ``best/val_accuracy``), else
 ascending for loss-like names (loss, mse, mae, error, perplexity, time) and descending otherwise

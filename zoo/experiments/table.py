@@ -1,7 +1,7 @@
 """The table of ``zoo compare``: which columns, which order, and the cells.
 
-Columns are the params whose values differ between the runs, the chosen metrics and, when a run
-logged one, its model (``models:/<id>``, what ``mlflow.pyfunc.load_model`` takes); rows are
+Columns are the params whose values differ between the runs, the chosen metrics and the model
+each run logged (its id: ``models:/<id>`` is what ``mlflow.pyfunc.load_model`` takes); rows are
 sorted best first. Which way is best for a metric: the runs' own word first (the metric they
 were trained to improve, :mod:`zoo.experiments.objective`), else its name (a loss, an error or a
 time is better lower; a rate, an accuracy or an r2 higher).
@@ -18,7 +18,6 @@ from typing import Sequence
 from zoo.errors import ZooError
 from zoo.experiments.objective import direction_of
 from zoo.text import format_table
-from zoo.tracking.runs import logged_models
 
 DURATION = "duration"  # a pseudo-metric: the run's wall time, from its start and end times
 # Bookkeeping params that differ between runs without being a choice about the model or its training
@@ -140,25 +139,20 @@ def clip(text: str, width: int = 32) -> str:
     return text if len(text) <= width else text[:width - 3] + "..."
 
 
-def model_cell(run) -> str:
-    """The run's logged model as a URI to load it with (``models:/<id>``), ``-`` when it logged none."""
-    models = logged_models(run)
-    if not models:
-        return "-"
-    return models[0] + (f" (+{len(models) - 1})" if len(models) > 1 else "")
+def model_of(run) -> str | None:
+    """The id of the model a run logged (MLflow 3 keeps it as a logged model, not as an artifact: ``models:/<id>``)."""
+    outputs = getattr(getattr(run, "outputs", None), "model_outputs", None) or []
+    return max(outputs, key=lambda o: o.step).model_id if outputs else None
 
 
 def build_table(runs, params: Sequence[str], metrics: Sequence[str]) -> list[tuple[str, ...]]:
-    """The header and one row per run; the MODEL column when a run logged a model."""
-    models = any(logged_models(r) for r in runs)
-    header = ("RUN", "NAME", "STATUS", *params, *metrics, *(("MODEL",) if models else ()))
+    header = ("RUN", "NAME", "STATUS", *params, *metrics, "MODEL")
     rows = [header]
     for r in runs:
         cells = [r.info.run_id[:8], clip(r.info.run_name or "", 40), r.info.status]
         cells += [clip(r.data.params.get(p, "-")) for p in params]
         cells += [fmt_duration(duration_s(r)) if m == DURATION else fmt_number(value_of(r, m)) for m in metrics]
-        if models:
-            cells.append(model_cell(r))
+        cells.append(model_of(r) or "-")
         rows.append(tuple(cells))
     return rows
 

@@ -4,7 +4,7 @@ It owns the store (:mod:`.store`: where runs live, preparing it before a run, op
 read), one run's lifecycle and what the loop logs to it (:mod:`.run`: :class:`Tracker` with its
 ``run()`` context manager, :class:`NullTracker`), the metric writer (:mod:`.writer` and the
 :mod:`.writer_process` it feeds), system metrics (:mod:`.system`), the read side (:mod:`.runs`:
-search, children of a sweep, resolving run ids, checkpoints to resume, logged models), a sweep's
+search, children of a sweep, resolving run ids, checkpoints to resume), a sweep's
 parent run (:mod:`.parents`), the tag names (:mod:`.tags`) and ``zoo server`` (:mod:`.server`).
 It may import ``zoo.errors`` and MLflow, and imports MLflow only inside functions: importing this
 package stays light (``zoo list`` and ``--help`` never load MLflow). It knows nothing of Hydra,

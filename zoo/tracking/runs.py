@@ -53,13 +53,6 @@ def row(run) -> dict:
             "start": run.info.start_time or 0, "metrics": dict(run.data.metrics), "tags": dict(run.data.tags)}
 
 
-def logged_models(run) -> list[str]:
-    """The models a run logged, as ``models:/<model id>`` URIs (MLflow 3 keeps a model beside the run, not in
-    its artifacts: ``mlruns/artifacts/<experiment>/models/<model id>/``; ``runs:/<run id>/model`` still loads it)."""
-    outputs = getattr(run, "outputs", None)
-    return [f"models:/{m.model_id}" for m in getattr(outputs, "model_outputs", None) or ()]
-
-
 def short(run) -> str:
     """``3f2a9c1d (its name)``: how messages name a run."""
     return f"{run.info.run_id[:8]} ({run.info.run_name})"
