@@ -25,15 +25,29 @@ ZOO = [sys.executable, "-m", "zoo.cli"]
 FAST = ["trainer.device=cpu", "tracking.system_metrics=false", "trainer.max_epochs=2"]
 
 
+# MLflow's default stores in the repository: ./mlflow.db (MLflow's own, in the folder pytest runs from) and
+# mlruns/mlflow.db (Zoo's). A test that creates one fails, naming itself.
+REPO_STORES = (Path.cwd() / "mlflow.db", ROOT / "mlflow.db", ROOT / "mlruns" / "mlflow.db")
+
+
 @pytest.fixture(autouse=True)
 def _no_repo_store(tmp_path, monkeypatch):
-    """Whatever a test does, MLflow's default store is inside tmp_path."""
+    """Whatever a test does, MLflow's default store is inside tmp_path, and no test leaves one in the repository."""
+    existed = {p for p in REPO_STORES if p.exists()}
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    for name in ("MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID", "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING",
+                 "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"):  # Zoo reads them: the caller's own must not leak in
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("ZOO_PLUGIN_DIR", raising=False)
     monkeypatch.delenv("ZOO_STRICT_PLUGINS", raising=False)
     yield
     if mlflow.active_run() is not None:
         mlflow.end_run()
+    mlflow.set_tracking_uri(None)  # a test's own mlflow.set_tracking_uri ends with it: the next test's is its tmp_path
+    written = [str(p) for p in REPO_STORES if p.exists() and p not in existed]
+    if written:
+        pytest.fail(f"the test wrote MLflow's store {', '.join(written)} into the repository: point MLflow at tmp_path",
+                    pytrace=False)
 
 
 @pytest.fixture(scope="session")

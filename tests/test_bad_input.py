@@ -35,6 +35,7 @@ BAD_VALUES = [
     ("tracking.grad_every=-2", "tracking.grad_every=-2 is invalid"),
     ("tracking.hist_every=x", "tracking.hist_every='x' is invalid"),
     ("tracking.experiment=''", "tracking.experiment='' is invalid"),
+    ("tracking.system_metrics=maybe", "tracking.system_metrics='maybe' is invalid: expected true or false"),
     ("data=moons data.noise=-1", "data.noise=-1"),
     ("data=moons data.n_samples=5", "data.n_samples=5 is out of range"),
 ]

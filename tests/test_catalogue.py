@@ -46,6 +46,18 @@ OTHER_CASES = [
     ("a loss that becomes NaN or infinite", "non-finite loss at step N: nan; lower optimizer.lr or set trainer.grad_clip (run ... ended FAILED)",
      "test_train::test_non_finite_loss_fails_the_run_at_once"),
     ("an unknown command (zoo trian)", "unknown command 'trian'. Did you mean 'train'?", "test_bad_input::test_unknown_command"),
+    ("MLFLOW_RUN_ID=<a run> in the environment (zoo train, or a sweep)",
+     "MLFLOW_RUN_ID=... is set in the environment, and Zoo never logs into another run: unset MLFLOW_RUN_ID "
+     "(to continue a run Zoo stopped, use resume=<run id>)",
+     "test_mlflow_conventions::test_inherited_mlflow_run_id_never_touches_that_run"),
+    ("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=maybe", "tracking.system_metrics='maybe' is invalid: expected true or false",
+     "test_mlflow_conventions::test_system_metrics_logging_env_false_turns_them_off"),
+    ("zoo.train(cfg) inside `with mlflow.start_run():`, tracking.uri naming another store than that run's",
+     "an MLflow run is active in this process (run ... in ...) and tracking.uri=... is another store: "
+     "Zoo's run cannot nest under it there; leave tracking.uri unset ...",
+     "test_mlflow_conventions::test_nesting_into_another_store_is_refused"),
+    ("zoo.compose([\"model=mpl\"]) (Python)", "unknown model (architecture) 'mpl' in model=mpl. Did you mean 'mlp'?",
+     "test_mlflow_conventions::test_compose_is_what_zoo_train_composes"),
 ]
 
 

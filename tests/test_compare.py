@@ -31,14 +31,14 @@ RUNS = {
 
 @pytest.fixture(scope="module")
 def filled(tmp_path_factory, registry):
-    """(uri, {name: run_id}): three finished runs in experiment 'cmp', one in 'other'."""
+    """(uri, {name: run_id}): three finished runs in experiment 'cmp', one in 'other' (which logs its model)."""
     root = tmp_path_factory.mktemp("compare")
     uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
     ids = {}
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         for i, (name, overrides) in enumerate([*RUNS.items(), ("other", ["model=perceptron"])]):
             base = [f"paths.output_dir={root / 'out' / str(i)}", f"tracking.uri={uri}", *FAST,
-                    "data=iris", "tracking.log_model=false", f"tracking.run_name={name}",
+                    "data=iris", f"tracking.log_model={name == 'other'}", f"tracking.run_name={name}",
                     f"tracking.experiment={'other' if name == 'other' else EXPERIMENT}"]
             cfg = compose("config", overrides=base + overrides)
             ids[name] = train(cfg, registry, overrides)["run_id"]
@@ -163,6 +163,25 @@ def test_default_is_the_latest_experiment(filled, capsys, monkeypatch):
     out = compare(capsys)
     assert "experiment 'other'" in out  # trained last
     assert [row[0] for row in table(out)[1]] == [ids["other"][:8]]
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", EXPERIMENT)  # MLflow's default experiment, as for zoo train
+    out = compare(capsys)
+    assert f"experiment '{EXPERIMENT}'" in out and len(table(out)[1]) == 3
+    assert len(table(compare(capsys, ids["other"]))[1]) == 1  # runs named by id: the variable does not apply
+
+
+def test_model_column_says_where_the_logged_model_is(filled, capsys):
+    """MLflow 3 keeps a logged model beside the run, not in its artifacts: the MODEL column gives its id."""
+    uri, ids = filled
+    client = mlflow.MlflowClient(uri)
+    assert "model" not in {a.path for a in client.list_artifacts(ids["other"])}
+    (model_id,) = [m.model_id for m in client.get_run(ids["other"]).outputs.model_outputs]
+    header, rows = table(compare(capsys, "--uri", uri, "-e", "other"))
+    assert header[-1] == "MODEL" and rows[0][-1] == model_id
+    mlflow.set_tracking_uri(uri)
+    loaded = mlflow.pyfunc.load_model(f"models:/{rows[0][-1]}")  # what the column says is what MLflow loads
+    assert loaded.model_id == model_id
+    header, rows = table(compare(capsys, "--uri", uri, ids["other"], ids["perceptron"]))
+    assert [row[-1] for row in rows if row[0] == ids["perceptron"][:8]] == ["-"]  # logged no model
 
 
 def test_sweep_lists_its_children_only(filled, capsys):

@@ -16,7 +16,7 @@ from torch.overrides import TorchFunctionMode
 
 from zoo.tracking import Tracker
 from zoo.training.callbacks import StepLog
-from zoo.training.callbacks.step_log import HIST_BINS, histogram
+from zoo.training.callbacks.step_log import GRAD_BUDGET, GRAD_PROBE, HIST_BINS, grad_cadence, histogram
 from zoo.training.loop import Callback, Loop
 from zoo.training.settings import TrainerSettings
 
@@ -136,3 +136,68 @@ def test_trainer_settings_are_parsed_once(make_cfg, registry):
     assert (defaults.batch_size, defaults.grad_clip, defaults.patience, defaults.grad_every) == (64, None, None, "auto")
     with pytest.raises(AttributeError):
         s.max_epochs = 5  # frozen: the loop cannot change what it was told
+
+
+def test_auto_grad_cadence_decisions():
+    """grad_every=auto's policy on given costs: the smallest N at which norms cost under GRAD_BUDGET of N steps."""
+    assert grad_cadence(norms_s=1e-5, rows=10, row_s=1e-6, step_s=0.01) == 1  # cheap: every step
+    assert grad_cadence(norms_s=1e-3, rows=20, row_s=2e-4, step_s=0.01) == 10  # 5 ms of norms for a 10 ms step
+    assert grad_cadence(norms_s=1e-3, rows=20, row_s=2e-4, step_s=0.1) == 1
+    assert grad_cadence(norms_s=0.0, rows=5, row_s=1e-4, step_s=1e-3) == 10  # the rows' writing counts too
+    assert grad_cadence(norms_s=1e-3, rows=1, row_s=0.0, step_s=1e-3, budget=0.5) == 2
+    assert grad_cadence(norms_s=1e-4, rows=1, row_s=0.0, step_s=0.0) > 1000  # no measurable step: rarely
+    assert GRAD_BUDGET == 0.05
+
+
+class Ticks:
+    """A clock that moves 1 ms each time it is read: every timed step costs the same on any machine."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1e-3
+        return self.now
+
+
+class FixedRowCost(Tracker):
+    """The real tracker, with the writer's cost per metric row given instead of measured."""
+
+    row_cost = 1.25e-4
+
+
+def test_auto_grad_cadence_is_chosen_once_and_logged_as_tagged(registry, store):
+    """auto chooses N once and logs norms at the multiples of N only, the rows computed while timing included.
+
+    Each timed step reads the clock three times (norms start and end, step end): 3 ms a step, 1 ms of it the
+    norms, so N = ceil((1 ms + 5 rows x 0.125 ms) / (5% of 2 ms)) = 17 whatever the machine's load.
+    log_every=4: windows are fetched before N is known, and their rows wait for it.
+    """
+    import mlflow
+
+    settings = TrainerSettings(max_epochs=3, batch_size=8, log_every=4, grad_every="auto")
+    tracker = FixedRowCost(store, "cadence", system_metrics=False)
+    step_log = StepLog(tracker, settings)
+    step_log.clock = Ticks()
+    loop = _loop(registry, settings, [step_log])
+    with tracker.run(run_name="auto", params={}, tags={}):
+        loop.fit()
+    assert step_log.grad_chosen and step_log.grad_every == 17 and loop.step == 39  # 3 epochs of 13 steps
+    assert GRAD_PROBE < 17
+    logged = mlflow.MlflowClient(store).get_metric_history(tracker.run_id, "grad_norm/total")
+    assert sorted(m.step for m in logged) == [17, 34]
+
+
+def test_auto_grad_cadence_of_a_run_too_short_to_time(registry, store):
+    """A run that ends before the probe has timed enough steps had norms at every step: N stays 1, all logged."""
+    import mlflow
+
+    settings = TrainerSettings(max_epochs=1, batch_size=32, log_every=50, grad_every="auto")  # 4 steps
+    tracker = Tracker(store, "cadence", system_metrics=False)
+    step_log = StepLog(tracker, settings)
+    loop = _loop(registry, settings, [step_log])
+    with tracker.run(run_name="short", params={}, tags={}):
+        loop.fit()
+    assert loop.step <= GRAD_PROBE and step_log.grad_every == 1
+    logged = mlflow.MlflowClient(store).get_metric_history(tracker.run_id, "grad_norm/total")
+    assert sorted(m.step for m in logged) == list(range(1, loop.step + 1))

@@ -4,7 +4,8 @@ The public contract for plugins is what this module exports: ``hookimpl`` to mar
 implementations (see ``zoo.plugin.hookspecs``), the declaration types (``Architecture``,
 ``Dataset``, ``Task``, ``DataInfo``, ``Split``, ``Splits``), the factory (``create_model``,
 ``load_dataset``, ``get_task``) and a few helpers. A plugin imports nothing else from Zoo.
-``zoo.train(cfg)`` trains a composed config and returns its metrics.
+In a notebook or a script, ``zoo.compose([...overrides])`` composes the config ``zoo train``
+would, and ``zoo.train(cfg)`` trains it and returns its metrics (docs/python-api.md).
 
 Every name loads on first use, so ``import zoo`` stays light: pytest imports ``zoo.testing``
 (the contract kit) in every run through its pytest11 entry point.
@@ -12,7 +13,7 @@ Every name loads on first use, so ``import zoo`` stays light: pytest imports ``z
 
 __version__ = "0.1.0"
 
-# name -> the module (under zoo) that defines it
+# name -> the module (under zoo) that defines it, or "module:attribute" when it is named otherwise there
 _EXPORTS = {
     **dict.fromkeys(("Architecture", "DataInfo", "Dataset", "IGNORE_INDEX", "Split", "Splits", "Task"),
                     "plugin.declarations"),
@@ -24,6 +25,7 @@ _EXPORTS = {
     **dict.fromkeys(("TensorSplit", "num_batches", "split_indices", "standardize"), "plugin.data"),
     "pyplot": "plots",
     "train": "training.train",  # train(cfg) -> metrics, for notebooks and scripts
+    "compose": "config:compose_run",  # compose([overrides]) -> the config zoo train would train
 }
 
 
@@ -33,7 +35,8 @@ def __getattr__(name: str):
     if name in ("nn", "data"):
         return importlib.import_module(f"{__name__}.plugin.{name}")
     if name in _EXPORTS:
-        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+        module, _, attribute = _EXPORTS[name].partition(":")
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), attribute or name)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

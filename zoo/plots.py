@@ -39,11 +39,36 @@ def loss_curve(history, path: Path) -> Path:
     return path
 
 
+# The bands of TensorBoard's distribution view: min-max, 7-93%, 16-84% and 31-69% of the values
+# (a normal distribution's +-1.5, +-1 and +-0.5 standard deviations), and the median.
+PERCENTILES = (0, 7, 16, 31, 50, 69, 84, 93, 100)
+
+
+def percentiles(lo: float, hi: float, counts, qs=PERCENTILES) -> np.ndarray:
+    """The ``qs``-th percentiles of values counted in equal bins over ``[lo, hi]`` (linear within a bin).
+
+    ``lo`` and ``hi`` are the smallest and largest value, so the 0th and 100th percentiles are
+    exact; a tensor of one value (``lo == hi``) has that value at every percentile.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    total = counts.sum()
+    if hi <= lo or total <= 0:
+        return np.full(len(qs), lo, dtype=np.float64)
+    cdf = np.concatenate([[0.0], np.cumsum(counts) / total])
+    edges = np.linspace(lo, hi, len(counts) + 1)
+    out = np.interp(np.asarray(qs, dtype=np.float64) / 100, cdf, edges)
+    out[np.asarray(qs) <= 0], out[np.asarray(qs) >= 100] = lo, hi
+    return out
+
+
 def histograms(hist: dict[str, list], npz_path: Path, png_path: Path, max_rows: int = 8) -> tuple[Path, Path]:
     """Save every histogram compactly (``.npz``: steps, ranges, counts per tensor) and plot them.
 
-    The PNG shows, for up to ``max_rows`` tensors, how the distribution of weights and gradients
-    moved over training: one heat-map per tensor, step on x, value on y.
+    The PNG has one row per tensor (up to ``max_rows``), its weights on the left and its
+    gradients on the right, each drawn from its own measured bins, nothing resampled. Several
+    snapshots are drawn as TensorBoard draws a distribution: percentile bands over the steps
+    (:data:`PERCENTILES`), the median as a line with a dot at each snapshot (up to 20 of them),
+    so that four snapshots look like four. A single snapshot is drawn as the histogram it is.
     """
     arrays = {}
     for key, rows in hist.items():
@@ -53,28 +78,49 @@ def histograms(hist: dict[str, list], npz_path: Path, png_path: Path, max_rows: 
     np.savez_compressed(npz_path, **arrays)
     plt = pyplot()
     names = sorted({k.split("/", 1)[1] for k in hist})[:max_rows]
-    fig, axes = plt.subplots(len(names), 2, figsize=(9, 1.8 * len(names) + 0.6), squeeze=False)
+    fig, axes = plt.subplots(len(names), 2, figsize=(9, 1.9 * len(names) + 0.8), squeeze=False)
     for r, name in enumerate(names):
-        for c, kind in enumerate(("weight", "grad")):
+        for c, (kind, color) in enumerate((("weight", "C0"), ("grad", "C1"))):
             ax = axes[r][c]
-            rows = hist.get(f"{kind}/{name}")
+            rows = [x for x in hist.get(f"{kind}/{name}", ()) if np.isfinite(x[1]) and np.isfinite(x[2])]
             if not rows:
                 ax.axis("off")
                 continue
-            lo = min(x[1] for x in rows)
-            hi = max(x[2] for x in rows)
-            bins = 48
-            grid = np.zeros((bins, len(rows)))
-            for j, (_, a, b, counts) in enumerate(rows):
-                centers = np.linspace(a, b, len(counts))
-                idx = np.clip(((centers - lo) / max(hi - lo, 1e-12) * (bins - 1)).astype(int), 0, bins - 1)
-                np.add.at(grid[:, j], idx, counts)
-            ax.imshow(np.log1p(grid), aspect="auto", origin="lower", cmap="viridis",
-                      extent=(rows[0][0], rows[-1][0], lo, hi))
-            ax.set_title(f"{kind} {name}", fontsize=8)
+            if len(rows) == 1:
+                _one_snapshot(ax, rows[0], color)
+                ax.set_title(f"{kind} {name} (step {rows[0][0]})", fontsize=8)
+            else:
+                _bands(ax, rows, color)
+                ax.set_title(f"{kind} {name}", fontsize=8)
             ax.tick_params(labelsize=6)
-    fig.supxlabel("step", fontsize=8)
+    several = any(len(v) > 1 for v in hist.values())
+    fig.suptitle("values over training steps: min-max, 7-93%, 16-84%, 31-69% bands and the median"
+                 if several else "values at the one step measured", fontsize=8)
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
     plt.close(fig)
     return npz_path, png_path
+
+
+def _one_snapshot(ax, row, color: str) -> None:
+    """A snapshot as its histogram: value on x, count on y."""
+    _, lo, hi, counts = row
+    if hi <= lo:  # one value: histc's bins span [value - 1, value + 1]
+        lo, hi = lo - 1, hi + 1
+    ax.stairs(counts, np.linspace(lo, hi, len(counts) + 1), fill=True, color=color, alpha=0.7)
+    ax.set_xlabel("value", fontsize=7)
+    ax.set_ylabel("count", fontsize=7)
+
+
+def _bands(ax, rows, color: str) -> None:
+    """Snapshots as percentile bands over the steps: step on x, value on y."""
+    steps = np.array([x[0] for x in rows])
+    p = np.array([percentiles(lo, hi, counts) for _, lo, hi, counts in rows])
+    n = len(PERCENTILES)
+    for i, alpha in zip(range(n // 2), (0.15, 0.25, 0.35, 0.45)):  # outermost band first, the inner ones on top
+        ax.fill_between(steps, p[:, i], p[:, n - 1 - i], color=color, alpha=alpha, lw=0)
+    few = len(steps) <= 20  # a dot at each snapshot while they can be told apart
+    ax.plot(steps, p[:, n // 2], color=color, lw=1, marker="o" if few else None, ms=5, mec="white", mew=0.5)
+    ax.margins(x=0.02)
+    ax.set_xlabel("step", fontsize=7)
+    ax.set_ylabel("value", fontsize=7)

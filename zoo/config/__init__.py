@@ -4,8 +4,8 @@ It owns three things:
 
 * **the configs shipped inside the package**: the project's top-level ``conf/`` folder installs as
   the package ``zoo.config.conf``; ``zoo train`` reads it as :data:`CONF_PATH`
-  (``pkg://zoo.config.conf``), tests as :data:`CONF_DIR`, the contract kit and notebooks through
-  :func:`compose`;
+  (``pkg://zoo.config.conf``), tests as :data:`CONF_DIR`, the contract kit through :func:`compose`,
+  notebooks and scripts through :func:`compose_run` (``zoo.compose``);
 * **plugin defaults as ConfigStore nodes** (:func:`register_configs`), and Hydra override text
   (:func:`override_key`, :func:`override_value`);
 * **validation**: every ``group=name`` on the command line before Hydra composes
@@ -38,7 +38,7 @@ CONF_PACKAGE = "zoo.config.conf"
 CONF_PATH = f"pkg://{CONF_PACKAGE}"  # what @hydra.main reads: found wherever Zoo is installed
 CONF_DIR = Path(str(resources.files(CONF_PACKAGE)))  # the same folder, for Hydra's compose API in tests
 
-__all__ = ["CONF_DIR", "CONF_PACKAGE", "CONF_PATH", "GROUPS", "check_choices", "compose",
+__all__ = ["CONF_DIR", "CONF_PACKAGE", "CONF_PATH", "GROUPS", "check_choices", "compose", "compose_run",
            "group_choices", "override_key", "override_value", "plugin_dirs", "register_configs", "validate"]
 
 
@@ -69,6 +69,31 @@ def compose(overrides: Sequence[str] = (), config_name: str | None = "config") -
 
     with initialize_config_module(CONF_PACKAGE, version_base="1.3"):
         return hydra_compose(config_name, overrides=list(overrides))
+
+
+def compose_run(overrides: Sequence[str] = (), registry: Registry | None = None) -> DictConfig:
+    """The config ``zoo train <overrides>`` would train, for :func:`zoo.train` in a notebook or a script (``zoo.compose``).
+
+    As ``zoo train`` does, it registers every plugin's defaults first (``registry``; default: the
+    plugins ``zoo train`` finds, with ``plugins.dir=`` among the overrides or ``ZOO_PLUGIN_DIR``)
+    and checks each ``group=name`` in one line. ``paths.output_dir`` is Hydra's job folder, which
+    only ``zoo train`` has: unless an override sets it, the run's checkpoints go to a fresh
+    temporary folder (the run's tag ``zoo.output_dir`` names it).
+    """
+    import warnings
+
+    from zoo.plugin.registry import load_registry
+
+    overrides = list(overrides)
+    if registry is None:
+        registry = load_registry(plugin_dirs(overrides))
+        for f in registry.failures:
+            warnings.warn(f"plugin '{f.plugin}' ({f.source}) was skipped: {f.error}", stacklevel=2)
+    register_configs(registry)
+    check_choices(overrides, registry)
+    if not any("=" in o and override_key(o) == "paths.output_dir" for o in overrides):
+        overrides.append("paths.output_dir=null")
+    return compose(overrides)
 
 
 def _plain(value: Any) -> Any:

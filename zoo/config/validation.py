@@ -170,6 +170,8 @@ SETTINGS: dict[str, Rule] = {
     "optimizer.momentum": Number(0, strict=False, if_present=True),
     "tracking.grad_every": Int(0, words=("auto",)),
     "tracking.hist_every": Int(0),
+    "tracking.system_metrics": OneOf((True, False), expected="true or false (its default is "
+                                     "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING when that is set)"),
     "tracking.system_metrics_interval": Number(0),
     "tracking.experiment": Check(lambda v: isinstance(v, str) and bool(v.strip()), expected="a non-empty experiment name"),
 }

@@ -1,12 +1,13 @@
 """``zoo compare``: runs side by side in the terminal, and their curves in one figure.
 
-Which runs: an experiment's (``--experiment NAME``; default: the experiment of the most recently
-started run), a sweep's children (``--sweep PARENT_RUN_ID``: the runs tagged
+Which runs: an experiment's (``--experiment NAME``; default: ``MLFLOW_EXPERIMENT_NAME`` when it is
+set, else the experiment of the most recently started run), a sweep's children (``--sweep PARENT_RUN_ID``: the runs tagged
 ``mlflow.parentRunId``), or runs named by id (full ids or unique prefixes of at least 4
 characters, as the table prints them).
 
 The table has one row per run: its id and name, status, the params whose values differ between
-the runs, the chosen final metrics (default ``test/*``, ``best/*``) and the run's duration. It is
+the runs, the chosen final metrics (default ``test/*``, ``best/*``), the run's duration and the id
+of the model it logged (``models:/<model id>`` loads it). It is
 sorted by ``--sort METRIC``, best first: the way the runs were trained to improve it (their
 monitored metric, or one of the same measure: ``test/accuracy`` for ``best/val_accuracy``), else
 ascending for loss-like names (loss, mse, mae, error, perplexity, time) and descending otherwise
@@ -211,7 +212,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="*", metavar="RUN_ID",
                    help="runs to compare: full ids or unique prefixes (4+ characters)")
     p.add_argument("--experiment", "-e", metavar="NAME",
-                   help="compare this experiment's runs (default: the experiment of the most recent run)")
+                   help="compare this experiment's runs (default: MLFLOW_EXPERIMENT_NAME if set, else the "
+                        "experiment of the most recent run)")
     p.add_argument("--sweep", metavar="PARENT_RUN_ID", help="compare the child runs of this sweep's parent run")
     p.add_argument("--uri", default=os.environ.get("MLFLOW_TRACKING_URI") or default_uri(),
                    help="the store (default: MLFLOW_TRACKING_URI or ./mlruns/mlflow.db)")
@@ -236,6 +238,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(args: Sequence[str]) -> int:
     ns = parser().parse_args(list(args))
+    if ns.experiment is None and not ns.runs and ns.sweep is None:  # MLflow's default experiment, as zoo train's
+        ns.experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME") or None
     if ns.limit is not None and ns.limit < 1:
         raise ZooError(f"--limit {ns.limit} is invalid: expected an integer >= 1")
     if ns.plot:

@@ -1,6 +1,7 @@
 """The table of ``zoo compare``: which columns, which order, and the cells.
 
-Columns are the params whose values differ between the runs and the chosen metrics; rows are
+Columns are the params whose values differ between the runs, the chosen metrics and the model
+each run logged (its id: ``models:/<id>`` is what ``mlflow.pyfunc.load_model`` takes); rows are
 sorted best first. Which way is best for a metric: the runs' own word first (the metric they
 were trained to improve, :mod:`zoo.experiments.objective`), else its name (a loss, an error or a
 time is better lower; a rate, an accuracy or an r2 higher).
@@ -138,13 +139,20 @@ def clip(text: str, width: int = 32) -> str:
     return text if len(text) <= width else text[:width - 3] + "..."
 
 
+def model_of(run) -> str | None:
+    """The id of the model a run logged (MLflow 3 keeps it as a logged model, not as an artifact: ``models:/<id>``)."""
+    outputs = getattr(getattr(run, "outputs", None), "model_outputs", None) or []
+    return max(outputs, key=lambda o: o.step).model_id if outputs else None
+
+
 def build_table(runs, params: Sequence[str], metrics: Sequence[str]) -> list[tuple[str, ...]]:
-    header = ("RUN", "NAME", "STATUS", *params, *metrics)
+    header = ("RUN", "NAME", "STATUS", *params, *metrics, "MODEL")
     rows = [header]
     for r in runs:
         cells = [r.info.run_id[:8], clip(r.info.run_name or "", 40), r.info.status]
         cells += [clip(r.data.params.get(p, "-")) for p in params]
         cells += [fmt_duration(duration_s(r)) if m == DURATION else fmt_number(value_of(r, m)) for m in metrics]
+        cells.append(model_of(r) or "-")
         rows.append(tuple(cells))
     return rows
 

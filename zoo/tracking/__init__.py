@@ -3,11 +3,12 @@
 It owns the store (:mod:`.store`: where runs live, preparing it before a run, opening it to
 read), one run's lifecycle and what the loop logs to it (:mod:`.run`: :class:`Tracker` with its
 ``run()`` context manager, :class:`NullTracker`), the metric writer (:mod:`.writer` and the
-:mod:`.writer_process` it feeds), the read side (:mod:`.runs`: search, children of a sweep,
-resolving run ids, checkpoints to resume), a sweep's parent run (:mod:`.parents`), the tag names
-(:mod:`.tags`) and ``zoo server`` (:mod:`.server`). It may import ``zoo.errors`` and MLflow, and
-imports MLflow only inside functions: importing this package stays light (``zoo list`` and
-``--help`` never load MLflow). It knows nothing of Hydra, the training loop or plugins.
+:mod:`.writer_process` it feeds), system metrics (:mod:`.system`), the read side (:mod:`.runs`:
+search, children of a sweep, resolving run ids, checkpoints to resume), a sweep's
+parent run (:mod:`.parents`), the tag names (:mod:`.tags`) and ``zoo server`` (:mod:`.server`).
+It may import ``zoo.errors`` and MLflow, and imports MLflow only inside functions: importing this
+package stays light (``zoo list`` and ``--help`` never load MLflow). It knows nothing of Hydra,
+the training loop or plugins.
 """
 
 from zoo.tracking.run import NullTracker, Tracker, flatten, git_commit

@@ -20,8 +20,9 @@ import warnings
 from typing import Any, Iterable
 
 from zoo.errors import ZooError, one_line
+from zoo.tracking import system
 from zoo.tracking import tags as tag
-from zoo.tracking.store import prepare_store
+from zoo.tracking.store import default_uri, prepare_store
 from zoo.tracking.writer import DEFAULT_ROW_COST_S, Writer, writer_mode
 
 log = logging.getLogger(__name__)
@@ -48,23 +49,46 @@ def git_commit(path: str | os.PathLike) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+def check_parent(client, run_id: str, uri: str) -> None:
+    """The caller's active run must be in Zoo's store for Zoo's run to nest under it."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    if uri == mlflow.get_tracking_uri():  # where the caller's run was started
+        return
+    try:
+        client.get_run(run_id)
+    except MlflowException:
+        raise ZooError(f"an MLflow run is active in this process (run {run_id} in {mlflow.get_tracking_uri()}) "
+                       f"and tracking.uri={uri} is another store: Zoo's run cannot nest under it there; leave "
+                       f"tracking.uri unset (Zoo then uses the active run's store) or end the active run first") from None
+
+
 class Tracker:
     """One MLflow run.
 
     Args:
-        uri: the MLflow tracking URI.
+        uri: the MLflow tracking URI; None: the store of the caller's active MLflow run if there is
+            one (Python code inside ``with mlflow.start_run():``), else :func:`default_uri`.
         experiment: the experiment name.
         system_metrics: record CPU, memory and GPU through MLflow's system-metrics monitor.
         system_metrics_interval: seconds between samples.
+
+    Inside the caller's own active run, Zoo's run is nested under it (``mlflow.parentRunId``) and
+    the caller's run stays active. MLflow's process-wide tracking URI is Zoo's store while the run
+    is open and the caller's again after it.
     """
 
-    def __init__(self, uri: str, experiment: str, system_metrics: bool = True, system_metrics_interval: float = 10.0):
+    def __init__(self, uri: str | None, experiment: str, system_metrics: bool = True,
+                 system_metrics_interval: float = 10.0):
         self.uri, self.experiment = uri, experiment
         self.system_metrics, self.interval = system_metrics, system_metrics_interval
         self.run_id: str | None = None
         self.experiment_id: str | None = None
         self.error: str | None = None  # set inside ``run()`` for a better reason than the exception's text
         self._writer: Writer | None = None
+        self._monitor = None  # the system-metrics monitor (zoo.tracking.system)
+        self._outer: tuple[str | None, str | None] | None = None  # the caller's tracking URI and MLFLOW_TRACKING_URI
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self, *, run_name: str | None, params: dict, tags: dict, run_id: str | None = None) -> str:
@@ -84,22 +108,61 @@ class Tracker:
         from mlflow.entities import Param
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)
+        outer = mlflow.active_run()  # the caller's own run (Zoo's runs always end): Zoo's nests under it
+        self.uri = self.uri or (mlflow.get_tracking_uri() if outer else default_uri())
         self.experiment_id = prepare_store(self.uri, self.experiment)
-        mlflow.set_tracking_uri(self.uri)
         self.client = mlflow.MlflowClient(self.uri)
-        if self.system_metrics:
-            mlflow.set_system_metrics_sampling_interval(self.interval)
-            mlflow.set_system_metrics_samples_before_logging(1)
-        if mlflow.active_run() is not None:  # a previous run in this process that did not end
-            mlflow.end_run("KILLED")
-        run = mlflow.start_run(run_id=run_id, experiment_id=None if run_id else self.experiment_id,
-                               run_name=run_name, tags=None if run_id else {k: str(v) for k, v in tags.items()},
-                               log_system_metrics=self.system_metrics)
+        if outer is not None:
+            check_parent(self.client, outer.info.run_id, self.uri)
+        self._use_store()
+        try:
+            run = mlflow.start_run(run_id=run_id, experiment_id=None if run_id else self.experiment_id,
+                                   run_name=run_name, tags=None if run_id else {k: str(v) for k, v in tags.items()},
+                                   nested=outer is not None, log_system_metrics=False)
+        except BaseException:
+            self._restore_store()
+            raise
         self.run_id = run.info.run_id
-        if run_id is None:
-            items = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
-            for i in range(0, len(items), 100):
-                self.client.log_batch(self.run_id, params=items[i:i + 100])
+        try:
+            if run_id is None:
+                items = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
+                for i in range(0, len(items), 100):
+                    self.client.log_batch(self.run_id, params=items[i:i + 100])
+            if self.system_metrics:
+                self._monitor = system.start(self.uri, self.run_id, self.interval, resume=run_id is not None)
+        except BaseException as exc:  # no run is left RUNNING, nor the caller's store changed
+            self.run_id = None
+            with contextlib.suppress(Exception):
+                self.client.set_tag(run.info.run_id, tag.ERROR, f"could not start: {one_line(exc, 300)}")
+            mlflow.end_run("FAILED")
+            self._restore_store()
+            raise
+
+    def _use_store(self) -> None:
+        """Make Zoo's store MLflow's process-wide one (``mlflow.pytorch.log_model`` logs there), noting the caller's."""
+        import mlflow
+
+        previous, env = mlflow.get_tracking_uri(), os.environ.get("MLFLOW_TRACKING_URI")
+        if previous != self.uri:
+            # the caller's own setting, or None where it came from MLFLOW_TRACKING_URI or MLflow's default
+            # (given back as it was, not as a path resolved now, which would outlive a later chdir or export)
+            mine = previous if mlflow.is_tracking_uri_set() and previous != env else None
+            self._outer = (mine, env)
+            mlflow.set_tracking_uri(self.uri)  # which also sets MLFLOW_TRACKING_URI for child processes
+
+    def _restore_store(self) -> None:
+        """Give the caller back its tracking URI (and MLFLOW_TRACKING_URI as it was)."""
+        import mlflow
+
+        if self._outer is None:
+            return
+        previous, env = self._outer
+        self._outer = None
+        mlflow.set_tracking_uri(previous)
+        if env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env
 
     @contextlib.contextmanager
     def run(self, *, run_name: str | None, params: dict, tags: dict, run_id: str | None = None):
@@ -132,8 +195,10 @@ class Tracker:
 
         if self.run_id is None:
             return
-        writer = self._writer
+        writer, monitor, self._monitor = self._writer, self._monitor, None
         try:
+            if monitor is not None:
+                monitor.finish()  # its last sample goes in while the run is RUNNING
             self.flush(stop=True)
             self._log_writer_cost(writer)
         finally:
@@ -142,7 +207,10 @@ class Tracker:
                     self.client.set_tag(self.run_id, tag.ERROR, error[:5000])
                 except Exception:  # the store itself may be the problem; the status still matters more
                     log.exception("could not record the error tag")
-            mlflow.end_run(status)
+            try:
+                mlflow.end_run(status)  # Zoo's run; the caller's, if any, is active again
+            finally:
+                self._restore_store()
 
     def _log_writer_cost(self, w: Writer | None) -> None:
         """``perf/metric_rows`` written, ``perf/writer_s`` spent writing them, and where (``zoo.metric_writer``)."""

@@ -219,11 +219,25 @@ def _check_can_write(uri: str, experiment_id: str) -> None:
                        "or choose another tracking.experiment")
 
 
+def check_no_inherited_run() -> None:
+    """Refuse an ``MLFLOW_RUN_ID`` in the environment: MLflow would log into that run instead of a new one.
+
+    Such a variable is inherited (a shell's ``export``, ``mlflow run``, a parent process), and
+    ``mlflow.start_run()`` would reopen that run, rename it and overwrite its tags. Zoo starts its
+    own runs, and continues one only through ``resume=``.
+    """
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if run_id:
+        raise ZooError(f"MLFLOW_RUN_ID={run_id} is set in the environment, and Zoo never logs into another run: "
+                       "unset MLFLOW_RUN_ID (to continue a run Zoo stopped, use resume=<run id>)")
+
+
 def prepare_store(uri: str, experiment: str) -> str:
     """Open (create) the store and the experiment; return the experiment id.
 
     Done once before training (and before parallel jobs start), so an unreachable server, a
-    refused login or a read-only store is a clear one-line error now, not a crash after an hour.
+    refused login, a read-only store or an inherited ``MLFLOW_RUN_ID`` (:func:`check_no_inherited_run`)
+    is a clear one-line error now, not a crash after an hour.
 
     A local SQLite store is made safe for several writers at once. The first process to open a
     new store creates MLflow's tables while holding a lock file beside it: processes started
@@ -236,6 +250,7 @@ def prepare_store(uri: str, experiment: str) -> str:
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    check_no_inherited_run()
     prepare_sqlite(uri)
     db = sqlite_path(uri)
     started = time.perf_counter()

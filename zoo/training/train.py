@@ -146,10 +146,14 @@ def new_output_dir(plain: dict) -> Path:
 
 
 def open_tracker(tr: dict, dist: distributed.Dist):
-    """The MLflow run's tracker; under DDP only rank 0 has one (the others report to nothing)."""
+    """The MLflow run's tracker; under DDP only rank 0 has one (the others report to nothing).
+
+    ``tracking.uri`` unset: the store of the caller's active MLflow run (Python code inside
+    ``with mlflow.start_run():``), else ``mlruns/mlflow.db`` (:class:`zoo.tracking.Tracker`).
+    """
     if not dist.main:
         return NullTracker()
-    return Tracker(tr["uri"] or default_uri(), tr["experiment"], tr["system_metrics"], tr["system_metrics_interval"])
+    return Tracker(tr["uri"], tr["experiment"], bool(tr["system_metrics"]), tr["system_metrics_interval"])
 
 
 def task_tags(task) -> dict[str, str]:

@@ -5,7 +5,8 @@ gradient and weight norms and the histograms. Every ``trainer.log_every`` steps 
 an epoch, and when training stops) :meth:`StepLog.flush` fetches the window in one wait for the
 device and hands it to the tracker, which writes it off the training thread. So a step never
 waits for the device, except on the CPU, where there is nothing to wait for and each loss is read
-so that a non-finite one stops the run at the step it appears.
+so that a non-finite one stops the run at the step it appears, and in the few first steps that
+``grad_every=auto`` times to choose its cadence.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from zoo.training.loop import Callback, Loop
 from zoo.training.settings import TrainerSettings
 
 GRAD_BUDGET = 0.05  # gradient norms may cost at most this fraction of a step when grad_every=auto
-GRAD_PROBE = 5  # grad_every=auto computes norms at every step until it has timed this many, then adapts
+GRAD_PROBE = 5  # grad_every=auto times this many steps after the first (norms at each), then keeps one N
 HIST_BINS = 32
 
 
@@ -42,6 +43,15 @@ class History:
     hist: dict[str, list] = field(default_factory=dict)  # "weight/<name>", "grad/<name>" -> [(step, lo, hi, counts)]
 
 
+def grad_cadence(norms_s: float, rows: int, row_s: float, step_s: float, budget: float = GRAD_BUDGET) -> int:
+    """The cadence ``grad_every=auto`` keeps: the smallest N at which a row of norms costs under ``budget`` of N steps.
+
+    A row costs ``norms_s`` to compute and ``rows`` metric rows of ``row_s`` each to write; a step
+    without norms takes ``step_s``.
+    """
+    return max(1, math.ceil((norms_s + rows * row_s) / (budget * max(step_s, 1e-6))))
+
+
 def histogram(t: torch.Tensor) -> torch.Tensor:
     """``[min, max, *counts]`` of ``t`` in HIST_BINS equal bins, counted as ``torch.histc`` counts them.
 
@@ -60,11 +70,18 @@ def histogram(t: torch.Tensor) -> torch.Tensor:
 
 
 class StepLog(Callback):
-    """Losses every step, gradient and weight norms at an adaptive cadence, histograms, epoch rows.
+    """Losses every step, gradient and weight norms every ``grad_every`` steps, histograms, epoch rows.
 
     Args:
         tracker: where rows go (``series``, ``metrics``, ``row_cost``): a :class:`zoo.tracking.Tracker`.
         settings: ``log_every``, ``grad_every`` (``"auto"``, 0 or N) and ``hist_every`` (0 or N).
+
+    The norms are logged at every step that is a multiple of ``grad_every`` and only there, so the
+    tag ``zoo.grad_every`` says which steps have them. ``"auto"`` chooses N once, for the whole run:
+    it computes norms at every step while it times the GRAD_PROBE steps after the first (the first
+    pays for warm-up and compilation), then keeps the smallest N that costs under GRAD_BUDGET of a
+    step (:func:`grad_cadence`); of the rows computed while timing, those on a multiple of N are
+    logged. A run that ends before it has timed enough keeps N = 1: every row is logged.
 
     ``history`` keeps what was fetched for the end-of-run plots. The epoch row it logs gets
     ``train/loss_epoch``, the mean of the epoch's training losses.
@@ -75,16 +92,24 @@ class StepLog(Callback):
         self.log_every, self.hist_every = settings.log_every, settings.hist_every
         self.grad_auto = settings.grad_every == "auto"
         self.grad_every = 1 if self.grad_auto else settings.grad_every
+        self.grad_chosen = not self.grad_auto  # auto: chosen once the probe has timed enough steps
+        # (steps timed, their seconds, perf norms_s and norm_count when the timing began)
+        self.probe: tuple[int, float, float, int] | None = None
+        self.pending: list[tuple[int, list[float], float]] = []  # fetched norm rows (step, row, time) not yet logged
         self.history = History()
         self.epoch_sum, self.epoch_count = 0.0, 0  # the training losses fetched so far in this epoch
         self.norm_count = 0
+        self.clock = time.perf_counter  # what the probe times steps and norms with
 
     # ------------------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
-        return {"grad_every": self.grad_every, "epoch_sum": self.epoch_sum, "epoch_count": self.epoch_count}
+        return {"grad_every": self.grad_every, "grad_chosen": self.grad_chosen,
+                "epoch_sum": self.epoch_sum, "epoch_count": self.epoch_count}
 
     def load_state_dict(self, state: dict) -> None:
-        self.grad_every = state.get("grad_every", self.grad_every)
+        if self.grad_auto and "grad_every" in state:  # a continued run keeps the cadence it chose
+            self.grad_every = state["grad_every"]
+            self.grad_chosen = state.get("grad_chosen", True)  # checkpoints before grad_chosen: keep theirs
         if state.get("batch_in_epoch"):  # stopped mid-epoch: its losses so far count towards the epoch's mean
             self.epoch_sum, self.epoch_count = state.get("epoch_sum", 0.0), state.get("epoch_count", 0)
 
@@ -100,10 +125,9 @@ class StepLog(Callback):
 
     def _new_window(self) -> None:
         self.losses, self.steps, self.times, self.norm_steps, self.hists = [], [], [], [], []
-        self.window_start = time.time()  # the clock of self.times
 
     def on_epoch_start(self, loop: Loop) -> None:
-        self.window_start = time.time()  # the window's steps, not the validation and checkpoints before them
+        self.step_started = self.clock()  # the probe times steps, not the validation and checkpoints between epochs
 
     def on_after_backward(self, loop: Loop, loss: torch.Tensor) -> None:
         if self.check_each_step and not math.isfinite(value := float(loss)):  # the CPU only: no device to wait for
@@ -112,8 +136,6 @@ class StepLog(Callback):
         if self.grad_every and loop.step % self.grad_every == 0:
             self.norm_rows[len(self.norm_steps)] = self._norms()
             self.norm_steps.append(loop.step)
-            if self.grad_auto and self.norm_count == GRAD_PROBE:  # timed enough: adapt now, not at the flush
-                self._adapt((time.time() - self.window_start) / (len(self.steps) + 1))
         if self.hist_every and loop.step % self.hist_every == 0:
             self.hists.append((loop.step, *self._histograms()))
 
@@ -121,17 +143,36 @@ class StepLog(Callback):
         self.losses.append(loss)
         self.steps.append(loop.step)
         self.times.append(time.time())
+        if not self.grad_chosen:
+            self._probe(loop)
         if len(self.steps) == self.log_every:
             self.flush(loop)
 
+    def _probe(self, loop: Loop) -> None:
+        """``grad_every=auto``: time GRAD_PROBE steps after the first, then choose N for the rest of the run."""
+        if loop.device.type == "cuda":  # a few times a run: the clock must see the device's work, not its queue
+            torch.cuda.synchronize(loop.device)
+        now = self.clock()
+        if self.probe is None:  # the run's first step pays for warm-up (and compilation): not timed
+            self.probe = (0, 0.0, self.perf["norms_s"], self.norm_count)
+        else:
+            steps, seconds, norms_s, count = self.probe
+            self.probe = (steps + 1, seconds + now - self.step_started, norms_s, count)
+        self.step_started = now
+        steps, seconds, norms_s, count = self.probe
+        if steps >= GRAD_PROBE:
+            norms_s = (self.perf["norms_s"] - norms_s) / max(self.norm_count - count, 1)
+            self.grad_every = grad_cadence(norms_s, len(self.norm_names), self.tracker.row_cost, seconds / steps - norms_s)
+            self.grad_chosen = True
+
     def _norms(self) -> torch.Tensor:
         """Per-parameter gradient norms, their total, and per-parameter weight norms, on the device."""
-        t0 = time.perf_counter()
+        t0 = self.clock()
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for _, p in self.params]
         g = torch.stack(torch._foreach_norm(grads)).float()
         w = torch.stack(torch._foreach_norm([p.detach() for _, p in self.params])).float()
         row = torch.cat([g.norm().reshape(1), g, w])
-        self.perf["norms_s"] += time.perf_counter() - t0
+        self.perf["norms_s"] += self.clock() - t0
         self.norm_count += 1
         return row
 
@@ -144,25 +185,28 @@ class StepLog(Callback):
                     rows.append(histogram(t))
         return names, torch.stack(rows)
 
-    def _adapt(self, step_seconds: float) -> None:
-        """The cheapest cadence whose norms and their metric rows cost under GRAD_BUDGET of a step."""
-        cost = self.perf["norms_s"] / self.norm_count + len(self.norm_names) * self.tracker.row_cost
-        self.grad_every = max(1, math.ceil(cost / (GRAD_BUDGET * max(step_seconds, 1e-6))))
+    def _log_norms(self) -> None:
+        """Hand the fetched norm rows on a multiple of ``grad_every`` to the tracker (once it is chosen)."""
+        if not self.grad_chosen:
+            return
+        for step, row, t in self.pending:
+            if step % self.grad_every == 0:
+                self.tracker.metrics(dict(zip(self.norm_names, row)), step=step, timestamp=t)
+        self.pending = []
 
     # ------------------------------------------------------------------------------ the fetch
     def flush(self, loop: Loop) -> None:
         """Fetch the window from the device (one wait), hand it to the tracker, start the next window."""
         if not self.steps:
             return
-        seconds = self.times[-1] - self.window_start  # to the end of the last step: not the validation after it
         t0 = time.perf_counter()
         try:
-            self._hand_over(loop, seconds)
+            self._hand_over(loop)
         finally:
             self.perf["fetch_s"] += time.perf_counter() - t0
             self._new_window()
 
-    def _hand_over(self, loop: Loop, seconds: float) -> None:
+    def _hand_over(self, loop: Loop) -> None:
         steps, times = self.steps, self.times
         values = loop.dist.mean(torch.stack(self.losses).float()).tolist()  # the global batch's loss under DDP
         bad = [k for k, v in enumerate(values) if not math.isfinite(v)]
@@ -176,15 +220,14 @@ class StepLog(Callback):
         self.history.times += times
         self.epoch_sum += sum(values)
         self.epoch_count += len(values)
-        for step, row in zip(self.norm_steps, self.norm_rows[:len(self.norm_steps)].tolist()):
-            self.tracker.metrics(dict(zip(self.norm_names, row)), step=step, timestamp=times[-1])
+        self.pending += [(step, row, times[-1]) for step, row in
+                         zip(self.norm_steps, self.norm_rows[:len(self.norm_steps)].tolist())]
+        self._log_norms()
         if self.hists:
             fetched = iter(torch.cat([rows for _, _, rows in self.hists]).tolist())
             for step, names, _ in self.hists:
                 for name, (lo, hi, *counts) in zip(names, fetched):
                     self.history.hist.setdefault(name, []).append((step, lo, hi, counts))
-        if self.grad_auto and self.norm_count:
-            self._adapt(seconds / len(steps))
 
     # ------------------------------------------------------------------------------ epochs and the end
     def on_epoch_end(self, loop: Loop, row: dict) -> None:
@@ -194,8 +237,18 @@ class StepLog(Callback):
         self.tracker.metrics(row, step=loop.step)
         self.history.epochs.append({"step": loop.step, **row})
 
+    def on_fit_end(self, loop: Loop) -> None:
+        self._end_probe()
+
     def on_exception(self, loop: Loop, exc: BaseException) -> None:
         # every step up to the stop is logged. Under DDP the fetch averages over the ranks, which only
         # ranks stopping together (a signal, at a step boundary) can do; a rank failing alone must not wait for it
         if loop.dist.world == 1 or loop.stop_requested:
             self.flush(loop)
+        self._end_probe()
+
+    def _end_probe(self) -> None:
+        """A run that ended before ``grad_every=auto`` chose: every step had norms, so N is 1."""
+        if not self.grad_chosen:
+            self.grad_chosen = True
+            self._log_norms()
