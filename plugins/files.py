@@ -40,7 +40,8 @@ def column(key: str, name, columns, p, noun: str = "column") -> str:
         return name
     close = difflib.get_close_matches(name, columns, n=3)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    raise ValueError(f"{key}={name!r} is not a {noun} of {where(p)}.{hint} {noun.capitalize()}s: {listed}")
+    article = "an" if noun[0] in "aeiou" else "a"
+    raise ValueError(f"{key}={name!r} is not {article} {noun} of {where(p)}.{hint} {noun.capitalize()}s: {listed}")
 
 
 def column_list(key: str, names, columns, p) -> list[str]:

@@ -326,7 +326,8 @@ class StreamSplit:
             loader = torch.utils.data.DataLoader(
                 _Rows(self.x, self.y, self.rows, self.mean, self.std), batch_size=None, sampler=sampler,
                 collate_fn=_as_is, num_workers=self.workers, pin_memory=self.device.type == "cuda",
-                persistent_workers=self.workers > 0, prefetch_factor=self.prefetch if self.workers else None)
+                persistent_workers=self.workers > 0, prefetch_factor=self.prefetch if self.workers else None,
+                generator=torch.Generator().manual_seed(0))  # its workers' seeds: never drawn from the run's RNG
             self._loader = (loader, sampler)
         return self._loader
 
