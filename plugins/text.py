@@ -48,14 +48,8 @@ def _path_key(path) -> str:
 
 def read_corpus(path) -> tuple[Path, str]:
     """The corpus as text; a one-line ``ValueError`` naming ``data.path`` when it cannot be used."""
-    if path is not None and not isinstance(path, (str, Path)):
-        raise ValueError(f"{_path_key(path)} is not a path: give a file path, or null for the bundled corpus")
-    p = DEFAULT_CORPUS if path in (None, "") else Path(path).expanduser()
     fix = "point data.path at a UTF-8 text file (or leave it unset for the bundled corpus)"
-    if not p.exists():
-        raise ValueError(f"{_path_key(p)} does not exist: {fix}")
-    if not p.is_file():
-        raise ValueError(f"{_path_key(p)} is not a file: {fix}")
+    p = DEFAULT_CORPUS if path in (None, "") else zoo.data_path(path, "file", fix[len("point data.path at "):])
     raw = p.read_bytes()
     if not raw.strip():
         raise ValueError(f"{_path_key(p)} is empty: {fix}")
@@ -115,7 +109,8 @@ def load_text(seed: int, path=None, block_size: int = 64, stride: int = 32, max_
 
     tr, va, te = zoo.split_indices(n_chunks, seed)
     meta = {"name": "text", "vocab_size": len(chars), "itos": chars, "char_level": True, "per_token": True,
-            "unigram_nats": unigram_entropy(ids, len(chars)), "path": str(p), "chars": len(ids)}
+            "unigram_nats": unigram_entropy(ids, len(chars)), "path": str(p), "chars": len(ids),
+            "source": zoo.source_of(p)}
     info = zoo.DataInfo(kind="text", task="next_token", input_shape=(block_size,), output_dim=len(chars), meta=meta)
     return zoo.Splits(windows(chunks[tr], stride), windows(chunks[va], block_size), windows(chunks[te], block_size),
                       info=info)

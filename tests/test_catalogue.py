@@ -9,6 +9,7 @@ import importlib
 from pathlib import Path
 
 from . import test_bad_input as bad
+from . import test_data_bad_input as bad_files
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "bad-input.md"
 
@@ -68,6 +69,7 @@ def _cell(text: str) -> str:
 def render() -> str:
     rows = [("`zoo train " + o + "`", m, "test_bad_input::test_bad_value_fails_before_any_run") for o, m in bad.BAD_VALUES]
     rows += [("`zoo train " + " ".join(a) + "`", m, "test_bad_input::test_command_line_error_is_one_line") for a, m in bad.CLI_CASES]
+    rows += [(i, m.format(t="..."), "test_data_bad_input::test_bad_file_is_one_line_and_no_run") for i, _, m in bad_files.CASES]
     rows += [(i, m, t) for i, m, t in OTHER_CASES]
     lines = ["# Bad input: the catalogue", "",
              "Every case ends with one line on stderr (`error: ...`, or a `warning:` for a skipped plugin),",

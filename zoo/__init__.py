@@ -22,7 +22,10 @@ _EXPORTS = {
     "per_position": "plugin.tasks",
     **dict.fromkeys(("ConfigError", "ZooError"), "errors"),
     **dict.fromkeys(("ACTIVATIONS", "activation", "check_range"), "plugin.nn"),
-    **dict.fromkeys(("TensorSplit", "num_batches", "split_indices", "standardize"), "plugin.data"),
+    **dict.fromkeys(("TensorSplit", "data_path", "num_batches", "source_of", "split_indices", "standardize"),
+                    "plugin.data"),
+    **dict.fromkeys(("ArrayFile", "RowWriter", "StreamSplit", "array_splits", "keep_in_memory", "row_stats"),
+                    "plugin.stream"),
     "pyplot": "plots",
     "train": "training.train",  # train(cfg) -> metrics, for notebooks and scripts
     "compose": "config:compose_run",  # compose([overrides]) -> the config zoo train would train

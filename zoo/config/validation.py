@@ -229,8 +229,12 @@ def _type_name(v: Any) -> str:
 
 
 def _check_like(key: str, value: Any, default: Any) -> None:
-    """``value`` must have the type of the plugin's ``default`` (ints pass for floats)."""
-    if default is None or value is None:
+    """``value`` must have the type of the plugin's ``default`` (ints pass for floats).
+
+    A default of ``None`` or ``"auto"`` says nothing about the type: ``auto`` is a word that
+    stands beside values of another type (``data.in_memory=auto|true|false``), which the plugin checks.
+    """
+    if default is None or value is None or default == "auto":
         return
     if isinstance(default, bool):
         ok = isinstance(value, bool)

@@ -1,12 +1,22 @@
-"""In-memory splits: tensors that live on the training device, batched by index.
+"""What dataset plugins share: in-memory splits, the seeded split, standardisation, and the checks
+and records of a dataset's files.
 
-Data that fits in memory is moved to the device once; an epoch is a ``randperm`` and index
-slicing, never a per-sample Python loop (no ``DataLoader`` collate on the hot path).
+Data that fits in memory is moved to the device once (:class:`TensorSplit`); an epoch is a
+``randperm`` and index slicing, never a per-sample Python loop (no ``DataLoader`` collate on the
+hot path). Data larger than its memory budget is read from disk while training
+(:mod:`zoo.plugin.stream`). A reader checks ``data.path`` with :func:`data_path` (one line naming
+it when it cannot be used) and records what it read with :func:`source_of` (path, size, content
+digest) in ``DataInfo.meta["source"]``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import itertools
 import math
+import os
+from pathlib import Path
 from typing import Iterator
 
 import torch
@@ -46,9 +56,12 @@ class TensorSplit:
     def num_batches(self, batch_size: int | None) -> int:
         return num_batches(len(self), batch_size)
 
-    def batches(self, batch_size: int | None, shuffle: bool = False, generator=None) -> Iterator[tuple]:
+    def batches(self, batch_size: int | None, shuffle: bool = False, generator=None, start: int = 0) -> Iterator[tuple]:
+        """Batches in order, or in the order of one ``randperm`` drawn from ``generator``; from the ``start``-th."""
         n = len(self)
         if batch_size is None or batch_size >= n:
+            if start:
+                return
             if shuffle:
                 idx = torch.randperm(n, generator=generator).to(self.x.device)
                 yield self.x[idx], self.y[idx]
@@ -57,11 +70,11 @@ class TensorSplit:
             return
         if shuffle:
             order = torch.randperm(n, generator=generator).to(self.x.device)
-            for i in range(0, n, batch_size):
+            for i in range(start * batch_size, n, batch_size):
                 idx = order[i:i + batch_size]
                 yield self.x[idx], self.y[idx]
         else:
-            for i in range(0, n, batch_size):
+            for i in range(start * batch_size, n, batch_size):
                 yield self.x[i:i + batch_size], self.y[i:i + batch_size]
 
     def example(self, n: int = 2) -> torch.Tensor:
@@ -85,3 +98,64 @@ def standardize(train: torch.Tensor, *others: torch.Tensor, dim=0) -> list[torch
     mean, std = train.mean(dim, keepdim=True), train.std(dim, keepdim=True)
     std = torch.where(std > 1e-6, std, torch.ones_like(std))  # a constant feature stays as it is
     return [(t - mean) / std for t in (train, *others)]
+
+
+def batches_from(split, batch_size: int | None, generator, start: int) -> Iterator[tuple]:
+    """The shuffled training batches of ``split`` from the ``start``-th on (a resumed epoch's rest).
+
+    The order is drawn from ``generator`` as for a whole epoch. A split whose ``batches`` takes
+    ``start`` (:class:`TensorSplit`, :class:`zoo.StreamSplit`) skips the batches before it
+    without reading them; any other split's are drawn and dropped.
+    """
+    if start and "start" in inspect.signature(split.batches).parameters:
+        return split.batches(batch_size, shuffle=True, generator=generator, start=start)
+    return itertools.islice(split.batches(batch_size, shuffle=True, generator=generator), start, None)
+
+
+# ------------------------------------------------------------------------------ the user's files
+
+def data_path(path, expect: str = "file", what: str = "a file", key: str = "data.path") -> Path:
+    """``path`` as a :class:`~pathlib.Path` that exists, is a file (``expect="file"``), a folder
+    (``"folder"``) or either (``"any"``), and is not empty; else a one-line ``ValueError``
+    naming ``key``, the value and ``what`` it should be.
+    """
+    if path is None or path == "":
+        raise ValueError(f"{key} is not set: give {key}=PATH, {what}")
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"{key}={path!r} is not a path: give {what}")
+    p = Path(path).expanduser().resolve()
+    label = f"{key}={str(p)!r}"
+    if not p.exists():
+        raise ValueError(f"{label} does not exist: point {key} at {what}")
+    if expect == "file" and not p.is_file():
+        raise ValueError(f"{label} is not a file (it is a folder): point {key} at {what}")
+    if expect == "folder" and not p.is_dir():
+        raise ValueError(f"{label} is not a folder (it is a file): point {key} at {what}")
+    if p.is_file() and p.stat().st_size == 0:
+        raise ValueError(f"{label} is empty: point {key} at {what}")
+    if p.is_dir() and not any(f for f in p.iterdir() if not f.name.startswith(".")):
+        raise ValueError(f"{label} is an empty folder: point {key} at {what}")
+    return p
+
+
+CHUNK_BYTES = 1 << 20  # read 1 MiB at a time: a digest never holds a whole file in memory
+
+
+def source_of(path) -> dict:
+    """What a run read: ``{"path": absolute path, "size": bytes, "digest": sha256 hex}``.
+
+    A folder's digest covers every file under it (hidden ones aside): each relative path and
+    its content, in sorted order; its size is their total. The content is read in chunks.
+    """
+    p = Path(path).expanduser().resolve()
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file() and
+                                           not any(part.startswith(".") for part in f.relative_to(p).parts))
+    digest, size = hashlib.sha256(), 0
+    for f in files:
+        if f != p:
+            digest.update(f.relative_to(p).as_posix().encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(CHUNK_BYTES), b""):
+                digest.update(chunk)
+                size += len(chunk)
+    return {"path": str(p), "size": size, "digest": digest.hexdigest()}

@@ -28,7 +28,11 @@ class DataInfo:
             next-token prediction, features for reconstruction.
         meta: anything else a builder or a report may want (class names, vocabulary, image
             shape, graph level ``"node"`` or ``"graph"``; ``per_token`` says whether a sequence's
-            targets are one per position, overriding the task's ``per_position``).
+            targets are one per position, overriding the task's ``per_position``). A dataset read
+            from the user's files records ``source`` (``{"path", "size", "digest"}``:
+            :func:`zoo.source_of`; the run is tagged with it) and ``preprocessing`` (a JSON-able
+            dict of what it did to the data: statistics, categories, class names, image size and
+            mode, the window).
     """
 
     kind: str
@@ -39,14 +43,20 @@ class DataInfo:
 
 
 class Split(Protocol):
-    """One split of a dataset. ``zoo.TensorSplit`` is the in-memory implementation."""
+    """One split of a dataset. ``zoo.TensorSplit`` is the in-memory implementation, ``zoo.StreamSplit``
+    the one that reads from disk while training."""
 
     def __len__(self) -> int: ...
 
     def to(self, device) -> "Split": ...
 
     def batches(self, batch_size: int | None, shuffle: bool = False, generator=None) -> Iterator[tuple]:
-        """Yield ``(inputs, target)`` pairs; ``batch_size=None`` means the whole split at once."""
+        """Yield ``(inputs, target)`` pairs; ``batch_size=None`` means the whole split at once.
+
+        The shuffled order must come from ``generator`` alone (a resumed epoch draws it again). A
+        split may also take ``start=N``: begin at the N-th batch of that order without reading the
+        ones before it (a resume mid-epoch); without it the loop draws and drops them.
+        """
 
     def num_batches(self, batch_size: int | None) -> int: ...
 
@@ -122,9 +132,13 @@ class Dataset:
     Args:
         name: the registry name, used as ``data=<name>``.
         kind: its data kind (``tabular``, ``sequence``, ``graph``, ``text``, ``image``, or a new one).
-        task: the name of the :class:`Task` it poses (``classification``, ``regression`` ...).
-        load: ``load(seed: int, **params) -> Splits``; generated or read from an installed
-            package, never downloaded. Raise ``ValueError`` naming the setting for bad params.
+        task: the name of the :class:`Task` it poses (``classification``, ``regression`` ...). A
+            dataset whose task is a setting (``data=csv data.task=regression``) declares its
+            default; a run trains on the task its ``DataInfo.task`` names.
+        load: ``load(seed: int, **params) -> Splits``; generated, read from an installed package
+            or from the user's files (``data.path``), never downloaded. Raise ``ValueError``
+            naming the setting for bad params. A default of ``None`` or ``"auto"`` lets the
+            setting take a value of any type, which ``load`` checks itself.
         defaults: default parameters; each becomes ``data.<key>`` in the config. Not given:
             the keyword defaults of ``load``'s signature (besides ``seed``).
         description: one line for ``zoo list``.

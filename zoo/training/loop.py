@@ -13,7 +13,6 @@ The core never waits for the device: a step's loss is handed on as a device tens
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import time
 from collections import defaultdict
@@ -21,6 +20,7 @@ from collections import defaultdict
 import torch
 
 from zoo._runtime import Interrupted, StopRequest, frozen_collector, stop_on_signals
+from zoo.plugin.data import batches_from
 from zoo.training.distributed import Dist, wrap
 from zoo.training.settings import TrainerSettings
 
@@ -160,8 +160,8 @@ class Loop:
         else:  # resuming mid-epoch: draw the same order again and skip what was done
             self.generator.set_state(self.epoch_rng)
         self._call("on_epoch_start")
-        batches = self.splits.train.batches(self.settings.batch_size, shuffle=True, generator=self.generator)
-        for x, y in itertools.islice(batches, self.batch_in_epoch, None):
+        batches = batches_from(self.splits.train, self.settings.batch_size, self.generator, self.batch_in_epoch)
+        for x, y in batches:
             # under DDP: this rank's part of the global batch
             loss = self.train_step(self.dist.shard(x), self.dist.shard(y))
             self.batch_in_epoch += 1

@@ -53,10 +53,10 @@ def train(cfg: DictConfig, registry: Registry | None = None, overrides: Sequence
     cfg, state, checkpoint_dir = resume_state(cfg)
     plain = validate(cfg, registry)
     arch, dataset = registry.check_pair(plain["model"]["name"], plain["data"]["name"])
-    task = registry.task(dataset.decl.task)
     settings = TrainerSettings.from_config(plain)
     with distributed.process_group(plain["trainer"], resolve_device(plain["trainer"]["device"])) as (dist, device):
         splits, model, optimizer, scheduler = build(registry, cfg, plain, arch, dataset, device, dist)
+        task = registry.task(splits.info.task)  # a dataset may pose another task than it declares (data.task)
         out_dir = checkpoint_dir.parent if checkpoint_dir else new_output_dir(plain)
         folder = checkpoint_dir or out_dir / "checkpoints"
         tracker = open_tracker(plain["tracking"], dist)
@@ -67,7 +67,8 @@ def train(cfg: DictConfig, registry: Registry | None = None, overrides: Sequence
         if state is not None:
             restore(loop, state)
         with tracker.run(run_name=plain["tracking"].get("run_name") or f"{arch.decl.name}-{dataset.decl.name}",
-                         params=plain, tags=run_tags(plain, arch, dataset, task, device, dist, out_dir, overrides),
+                         params=plain, tags={**run_tags(plain, arch, dataset, task, device, dist, out_dir, overrides),
+                                             **source_tags(splits.info)},
                          run_id=state["run_id"] if state else None) as run, \
                 _kept_when_stopped(run, loop, checkpointer, step_log):
             started = time.time()
@@ -120,6 +121,9 @@ def build(registry: Registry, cfg: DictConfig, plain: dict, arch, dataset, devic
     seed = plain["seed"]
     torch.manual_seed(seed)
     splits = registry.load_dataset(dataset.decl.name, seed, **_settings_of(plain["data"]))
+    if arch.decl.tasks is not None and splits.info.task not in arch.decl.tasks:
+        raise ZooError(f"model={arch.decl.name} does not accept data={dataset.decl.name} with task {splits.info.task}; "
+                       f"{arch.decl.name} serves tasks {', '.join(arch.decl.tasks)}")
     torch.manual_seed(seed)
     model = registry.create_model(arch.decl.name, splits.info, **_settings_of(plain["model"])).to(device)
     splits = zoo.Splits(splits.train.to(device), splits.val.to(device), splits.test.to(device), splits.info)
@@ -173,6 +177,16 @@ def run_tags(plain: dict, arch, dataset, task, device, dist, out_dir: Path, over
     if plain["tracking"].get("parent_run_id"):  # a sweep's job, nested under the sweep's parent run
         t[tags.PARENT] = str(plain["tracking"]["parent_run_id"])
     return t
+
+
+def source_tags(info) -> dict[str, str]:
+    """The file a dataset read (``DataInfo.meta["source"]``: path, size, digest), so runs on two
+    versions of a file can be told apart."""
+    source = info.meta.get("source")
+    if not isinstance(source, dict):
+        return {}
+    return {tags.DATA_SOURCE: source.get("path", ""), tags.DATA_DIGEST: source.get("digest", ""),
+            tags.DATA_SIZE: source.get("size", "")}
 
 
 # ------------------------------------------------------------------------------ in the run

@@ -1,0 +1,129 @@
+"""Data larger than memory: a split read from disk while training (``zoo.StreamSplit``) gives the
+batches an in-memory split gives, a streamed run trains as an in-memory run of the same seed, and a
+streamed run killed mid-epoch resumes bit for bit."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+
+import zoo
+from zoo.training.train import train
+
+from .conftest import ROOT, ZOO, run_zoo, runs_in
+from .test_resume import _wait_for
+
+
+def digits_folder(folder):
+    """scikit-learn's digits as a folder of ``.npy`` files (``x.npy``: float32 pixels, ``y.npy``: labels)."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    folder.mkdir()
+    np.save(folder / "x.npy", bunch.data.astype(np.float32))
+    np.save(folder / "y.npy", bunch.target)
+    return folder
+
+
+def test_a_stream_split_gives_the_batches_of_a_tensor_split(tmp_path):
+    x = np.random.default_rng(0).standard_normal((103, 3, 2)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    rows = np.arange(5, 100)
+    y = torch.arange(len(rows))
+    mean, std = zoo.row_stats(x, rows)
+    streamed = zoo.StreamSplit(zoo.ArrayFile.npy(tmp_path / "x.npy"), y, rows, mean=mean, std=std, workers=2)
+    memory = zoo.TensorSplit((torch.from_numpy(x[rows]) - mean) / std, y)
+    assert len(streamed) == len(memory) and streamed.num_batches(16) == memory.num_batches(16) == 6
+    for start in (0, 4):
+        a = list(streamed.batches(16, shuffle=True, generator=torch.Generator().manual_seed(3), start=start))
+        b = list(memory.batches(16, shuffle=True, generator=torch.Generator().manual_seed(3), start=start))
+        assert len(a) == len(b) == 6 - start
+        for (xa, ya), (xb, yb) in zip(a, b):
+            assert torch.equal(ya, yb) and torch.allclose(xa, xb, atol=1e-6)
+    (xa, ya), = streamed.batches(None)
+    assert torch.equal(ya, y) and xa.shape == (95, 3, 2)
+
+
+def test_the_budget_decides_what_is_streamed(registry, tmp_path):
+    folder = digits_folder(tmp_path / "digits")
+    small = registry.load_dataset("arrays", 0, path=str(folder), memory_budget="100KB")
+    large = registry.load_dataset("arrays", 0, path=str(folder), memory_budget="1GB")
+    assert isinstance(small.train, zoo.StreamSplit) and small.info.meta["streamed"]  # 1797 x 64 x 4 bytes = 460 KB
+    assert isinstance(large.train, zoo.TensorSplit) and "streamed" not in large.info.meta
+    forced = registry.load_dataset("arrays", 0, path=str(folder), in_memory=False, memory_budget="1GB")
+    assert isinstance(forced.train, zoo.StreamSplit)
+    assert small.info.meta["preprocessing"] == large.info.meta["preprocessing"]  # the same statistics
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_streamed_and_in_memory_runs_give_the_same_losses(make_cfg, registry, client, tmp_path, workers):
+    folder = digits_folder(tmp_path / "digits")
+    common = ["data=arrays", f"data.path={folder}", "trainer.max_epochs=2", "trainer.batch_size=64",
+              "tracking.log_model=false"]
+    memory = train(make_cfg(*common, "data.in_memory=true"), registry)
+    streamed = train(make_cfg(*common, "data.in_memory=false", f"data.workers={workers}"), registry)
+    histories = [[m.value for m in sorted(client.get_metric_history(r["run_id"], "train/loss"), key=lambda m: m.step)]
+                 for r in (memory, streamed)]
+    assert len(histories[0]) == len(histories[1]) > 0
+    np.testing.assert_allclose(histories[1], histories[0], rtol=1e-4, atol=1e-5)
+    assert streamed["test/accuracy"] == pytest.approx(memory["test/accuracy"], abs=1e-6)
+    tags = client.get_run(streamed["run_id"]).data.tags
+    assert tags["zoo.data_source"] == str(folder)
+
+
+def test_a_streamed_run_killed_mid_epoch_resumes_bit_for_bit(tmp_path):
+    folder = digits_folder(tmp_path / "digits")
+    args = ["data=arrays", f"data.path={folder}", "data.in_memory=false", "data.workers=2",
+            "model.hidden_sizes=[32]", "trainer.max_epochs=4", "trainer.batch_size=4", "trainer.log_every=7",
+            "trainer.device=cpu", "tracking.system_metrics=false", "tracking.log_model=false"]
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    proc = subprocess.Popen([*ZOO, "train", *args, "hydra.run.dir=interrupted"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert _wait_for(lambda: (tmp_path / "interrupted" / "checkpoints" / "last.pt").exists()), \
+        "training never finished its first epoch"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0, err
+    (run,) = runs_in(uri)
+    assert run.info.status == "KILLED"
+    stopped = torch.load(tmp_path / "interrupted" / "checkpoints" / "last.pt", weights_only=True)
+    steps_per_epoch = 315  # ceil(1257 / 4)
+    assert 0 < stopped["batch_in_epoch"] < steps_per_epoch and 1 <= stopped["epoch"] < 4  # mid-epoch
+
+    resumed = run_zoo("train", f"resume={run.info.run_id}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    straight = run_zoo("train", *args, "hydra.run.dir=straight", "tracking.experiment=straight", cwd=tmp_path)
+    assert straight.returncode == 0, straight.stderr
+    a = torch.load(tmp_path / "interrupted" / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == 4 * steps_per_epoch
+    for key in b["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    client = mlflow.MlflowClient(uri)
+    straight_run = client.search_runs([client.get_experiment_by_name("straight").experiment_id])[0]
+    assert client.get_run(run.info.run_id).data.metrics["test/accuracy"] == straight_run.data.metrics["test/accuracy"]
+
+
+def test_the_stream_benchmark_runs(tmp_path):
+    """benchmarks/data_stream.py end to end on a tiny file (no timing or memory figure is asserted)."""
+    import json
+
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "data_stream.py"), "--rows", "30000", "--budget", "1MB",
+         "--workers", "1", "--work", str(tmp_path), "--json", str(tmp_path / "out.json")],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads((tmp_path / "out.json").read_text())
+    assert set(report["runs"]) == {"memory", "streamed", "plain", "fixed"}
+    steps = -(-21000 // 256)  # one epoch of the 70% training rows
+    assert report["runs"]["memory"]["steps"] == report["runs"]["streamed"]["steps"] == steps
+    assert report["runs"]["plain"]["steps"] == -(-30000 // 256)  # the plain loop reads every row
+    assert report["bytes"] > 7 * report["budget"] and "| streamed |" in r.stdout and "peak RSS" in r.stdout
