@@ -124,7 +124,7 @@ WORKLOADS = {w.name: w for w in (
              about="LSTM (hidden 64) on sine waves of 50 steps (1,400 training sequences), batch 64"),
     Workload("gin", "gin", "cycles", 64, 220,
              about="GIN (3 layers, hidden 64) on 2,000 molecule-like graphs (1,400 training), batch 64"),
-    Workload("gpt", "gpt", "text", 64, 340, gpu=True, target=0.95,
+    Workload("gpt", "gpt", "text", 64, 360, gpu=True, target=0.95,
              model_args={"d_model": 256, "n_heads": 8, "n_layers": 6, "d_ff": 1024, "dropout": 0.0},
              data_args={"block_size": 128, "stride": 32},
              about="GPT (6 layers, d_model 256, 4.8M parameters) on the bundled corpus, 128 characters, batch 64"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -85,3 +86,32 @@ def test_every_workload_trains_in_the_raw_variant(name):  # gpt: only on a GPU (
                        env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-2000:]
     assert '"steps": ' in r.stdout and '"loop_s": ' in r.stdout
+
+
+def test_profile_of_the_default_command_names_every_phase(tmp_path):
+    """benchmarks/profile_train.py: the real zoo train, timed phase by phase; its table written."""
+    out_file = tmp_path / "profile.md"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "profile_train.py"), "--reps", "1", "--markdown",
+                        "--out", str(out_file), "--", "trainer.max_epochs=1", "tracking.system_metrics=false"],
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    table = out_file.read_text()
+    for phase in ("imports", "config", "validation", "data", "model", "run creation", "loop", "test pass",
+                  "checkpoints etc.", "plots", "model logging", "run end", "shutdown", "other", "whole command"):
+        assert re.search(rf"^\| {re.escape(phase)} \| \d+\.\d\d \| -?\d+% \|", table, re.M), (phase, table)
+    assert re.search(r"run 1: \d+\.\d\d s .*run [0-9a-f]{32} \(experiment 'zoo'\)", r.stdout), r.stdout  # its summary
+
+
+def test_long_run_reports_speed_lag_memory_and_opens_the_run(tmp_path):
+    """benchmarks/long_run.py, very short: the run FINISHED, zoo compare and zoo ui open it, every row read back."""
+    out = tmp_path / "long.json"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "long_run.py"), "--steps", "80", "--raw-steps", "40",
+                        "--poll", "1", "--windows", "2", "--threads", "1", "--json", str(out)],
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-2000:])
+    result = json.loads(out.read_text())
+    assert result["status"] == "FINISHED" and result["steps"] == 80 and result["compare"]["rc"] == 0
+    assert result["loss_rows"] == 80  # one train/loss row per step, none lost
+    assert result["ui"]["train/loss history"]["rows"] == 80 and result["ui"]["page"]["status"] == 200
+    assert result["peak_main_mb"] > 0 and result["db_mb"] > 0 and result["windows"]
+    assert "the loop's speed over the run" in r.stdout
