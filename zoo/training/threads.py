@@ -30,6 +30,8 @@ from typing import Iterator
 
 import torch
 
+from zoo.tracking import tags
+
 ENV = "OMP_NUM_THREADS"
 _torch_default: int | None = None  # torch's own count, before Zoo changed it in this process
 
@@ -59,12 +61,7 @@ def choose(setting: int | str) -> tuple[int | None, str]:
 @contextlib.contextmanager
 def torch_threads(setting: int | str = "auto") -> Iterator[dict[str, str]]:
     """Set torch's intra-op threads for the block; yields the run's tags; restores the previous count after."""
-    from zoo.tracking import tags
-
-    global _torch_default
     before = torch.get_num_threads()
-    if _torch_default is None:
-        _torch_default = before
     count, source = choose(setting)
     if count is not None and count != before:
         torch.set_num_threads(count)
