@@ -18,12 +18,20 @@ order), and prints the median steps per second and the ratios side by side:
   (d) lightning PyTorch Lightning's ``Trainer`` with its ``MLFlowLogger`` logging the loss at
                every step (needs ``pip install lightning``; left out, and said so, without it).
 
-Every variant runs in its own process with ``OMP_NUM_THREADS=1`` (``--threads``) and its own
-SQLite store in a temporary folder. Usage::
+Every variant runs in its own process and its own SQLite store in a temporary folder, twice:
+at the user's defaults (no ``OMP_NUM_THREADS``: torch's own thread count in (a), (c), (d) and
+Zoo's thread policy in (b)) and at ``OMP_NUM_THREADS=1`` (``--threads default,1``); the report
+has one set of tables for each. Beside them, the whole default ``zoo train`` (no arguments, 400
+steps) against ``benchmarks/bare_digits.py``, a bare script that trains the same MLP for the same
+400 steps with torch's defaults and evaluates it, timed from the shell, side by side.
+
+``--device cuda`` (with ``--precision bf16`` and ``--compile``) runs (a) and (b) on a GPU and adds
+the ``gpt`` workload, a transformer of about 4.8 million parameters (benchmarks/gpu.sh). Usage::
 
     .venv/bin/python benchmarks/bench.py                       # everything, 3 repetitions
     .venv/bin/python benchmarks/bench.py --workloads digits --reps 5 --steps 1600
     .venv/bin/python benchmarks/bench.py --variants a,b,c --no-server --json out.json
+    .venv/bin/python benchmarks/bench.py --device cuda --variants a,b --precision bf16
 
 See benchmarks/README.md for the measured table and docs/performance.md for what makes (b) fast.
 """
@@ -78,18 +86,32 @@ class Workload:
     plugin_dir: str | None = None
     target: float = 0.90  # (b) / (a) the issue asks for
     about: str = ""
+    gpu: bool = False  # too large for the CPU: in the default list only with --device cuda
 
-    def zoo_overrides(self, epochs: int) -> list[str]:
+    def zoo_overrides(self, epochs: int, opts: Options) -> list[str]:
         def value(v):
             return json.dumps(v).replace(" ", "") if isinstance(v, (list, dict)) else str(v)
 
         args = [f"model={self.model}", f"data={self.data}", f"trainer.batch_size={self.batch}",
-                f"trainer.max_epochs={epochs}", "trainer.device=cpu", f"seed={SEED}"]
+                f"trainer.max_epochs={epochs}", f"trainer.device={opts.device}", f"seed={SEED}",
+                f"trainer.precision={opts.precision}", f"trainer.compile={str(opts.compile).lower()}"]
         args += [f"model.{k}={value(v)}" for k, v in self.model_args.items()]
         args += [f"data.{k}={value(v)}" for k, v in self.data_args.items()]
         if self.plugin_dir:
             args.append(f"plugins.dir={self.plugin_dir}")
         return args
+
+
+@dataclass(frozen=True)
+class Options:
+    """Where and how every variant trains: ``device`` (cpu, cuda), ``precision`` (32, bf16), ``compile``."""
+
+    device: str = "cpu"
+    precision: str = "32"
+    compile: bool = False
+
+    def label(self) -> str:
+        return f"{self.device}, precision {self.precision}" + (", torch.compile" if self.compile else "")
 
 
 WORKLOADS = {w.name: w for w in (
@@ -102,12 +124,16 @@ WORKLOADS = {w.name: w for w in (
              about="LSTM (hidden 64) on sine waves of 50 steps (1,400 training sequences), batch 64"),
     Workload("gin", "gin", "cycles", 64, 220,
              about="GIN (3 layers, hidden 64) on 2,000 molecule-like graphs (1,400 training), batch 64"),
+    Workload("gpt", "gpt", "text", 64, 360, gpu=True, target=0.95,
+             model_args={"d_model": 256, "n_heads": 8, "n_layers": 6, "d_ff": 1024, "dropout": 0.0},
+             data_args={"block_size": 128, "stride": 32},
+             about="GPT (6 layers, d_model 256, 4.8M parameters) on the bundled corpus, 128 characters, batch 64"),
 )}
 
 
 # =============================================================================== the children
-# Each variant of (a), (c), (d) runs in a fresh process: ``bench.py _child VARIANT WORKLOAD EPOCHS DIR``
-# prints one JSON line {"steps": ..., "loop_s": ...}.
+# Each variant of (a), (c), (d) runs in a fresh process: ``bench.py _child VARIANT WORKLOAD EPOCHS DIR OPTIONS``
+# (OPTIONS: the Options as JSON) prints one JSON line {"steps": ..., "loop_s": ...}.
 
 def _registry(w: Workload):
     from zoo.plugin.registry import load_registry
@@ -115,7 +141,7 @@ def _registry(w: Workload):
     return load_registry([w.plugin_dir] if w.plugin_dir else [])
 
 
-def _setup(w: Workload):
+def _setup(w: Workload, device: str = "cpu"):
     """The workload's training split, model and task, built through the factory as ``zoo train`` builds them."""
     import torch
 
@@ -124,19 +150,32 @@ def _setup(w: Workload):
     torch.manual_seed(SEED)
     splits = reg.load_dataset(w.data, SEED, **w.data_args)
     torch.manual_seed(SEED)
-    model = reg.create_model(w.model, splits.info, **w.model_args)
-    return splits.train, model, reg.task(splits.info.task)
+    model = reg.create_model(w.model, splits.info, **w.model_args).to(device)
+    return splits.train.to(device), model, reg.task(splits.info.task)
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def _graphs(split):
     return getattr(split, "graphs", None)
 
 
-def child_raw(w: Workload, epochs: int, folder: Path) -> dict:
-    """(a): randperm and index slicing over tensors in memory (PyG ``Batch`` for graphs), nothing logged."""
+def child_raw(w: Workload, epochs: int, folder: Path, opts: Options = Options()) -> dict:
+    """(a): randperm and index slicing over tensors in memory (PyG ``Batch`` for graphs), nothing logged.
+
+    On a GPU, under ``opts.precision`` (autocast) and ``opts.compile`` (``torch.compile``) as zoo's loop runs them.
+    """
     import torch
 
-    train, model, task = _setup(w)
+    train, model, task = _setup(w, opts.device)
+    forward = torch.compile(model) if opts.compile else model
+    autocast = torch.autocast(torch.device(opts.device).type, dtype=torch.bfloat16,
+                              enabled=opts.precision == "bf16")
     graphs = _graphs(train)
     if graphs is not None:
         from torch_geometric.data import Batch
@@ -147,21 +186,24 @@ def child_raw(w: Workload, epochs: int, folder: Path) -> dict:
     g = torch.Generator().manual_seed(SEED)
     model.train()
     steps = 0
+    _sync(opts.device)
     t0 = time.perf_counter()
     for _ in range(epochs):
-        perm = torch.randperm(n, generator=g)
+        perm = torch.randperm(n, generator=g).to(opts.device)
         for i in range(0, n, bs):
             idx = perm[i:i + bs]
             if graphs is not None:
-                xb = Batch.from_data_list([graphs[j] for j in idx.tolist()])
+                xb = Batch.from_data_list([graphs[j] for j in idx.tolist()]).to(opts.device)
                 yb = xb.y
             else:
                 xb, yb = x[idx], y[idx]
             opt.zero_grad(set_to_none=True)
-            loss = task.loss(model(xb), yb, xb)
+            with autocast:
+                loss = task.loss(forward(xb), yb, xb)
             loss.backward()
             opt.step()
             steps += 1
+    _sync(opts.device)
     return {"steps": steps, "loop_s": time.perf_counter() - t0, "loss": loss.item()}
 
 
@@ -177,12 +219,13 @@ def _loader(train, bs: int, generator):
     return DataLoader(TensorDataset(train.x, train.y), batch_size=bs, shuffle=True, generator=generator), False
 
 
-def child_tutorial(w: Workload, epochs: int, folder: Path) -> dict:
-    """(c): a DataLoader, ``loss.item()`` and a synchronous ``mlflow.log_metric`` at every step."""
+def child_tutorial(w: Workload, epochs: int, folder: Path, opts: Options = Options()) -> dict:
+    """(c): a DataLoader, ``loss.item()`` and a synchronous ``mlflow.log_metric`` at every step (32-bit, eager)."""
     import mlflow
     import torch
 
     train, model, task = _setup(w)
+    model.to(opts.device)
     loader, graphs = _loader(train, w.batch, torch.Generator().manual_seed(SEED))
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
@@ -193,6 +236,7 @@ def child_tutorial(w: Workload, epochs: int, folder: Path) -> dict:
         t0 = time.perf_counter()
         for _ in range(epochs):
             for batch in loader:
+                batch = batch.to(opts.device) if graphs else [t.to(opts.device) for t in batch]
                 xb, yb = (batch, batch.y) if graphs else batch
                 opt.zero_grad()
                 loss = task.loss(model(xb), yb, xb)
@@ -204,7 +248,7 @@ def child_tutorial(w: Workload, epochs: int, folder: Path) -> dict:
     return {"steps": steps, "loop_s": seconds, "loss": loss.item()}
 
 
-def child_lightning(w: Workload, epochs: int, folder: Path) -> dict:
+def child_lightning(w: Workload, epochs: int, folder: Path, opts: Options = Options()) -> dict:
     """(d): Lightning's Trainer and MLFlowLogger, ``self.log`` of the loss at every step.
 
     Lightning's defaults otherwise (a checkpoint each epoch), minus the progress bar and the
@@ -252,7 +296,7 @@ def child_lightning(w: Workload, epochs: int, folder: Path) -> dict:
     timer = Timer()
     logger = MLFlowLogger(experiment_name="bench-lightning", tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
     logger.experiment, logger.run_id  # create the store and the run before the clock starts
-    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=logger, log_every_n_steps=1,
+    trainer = L.Trainer(max_epochs=epochs, accelerator="gpu" if opts.device.startswith("cuda") else "cpu", devices=1, logger=logger, log_every_n_steps=1,
                         default_root_dir=str(folder), enable_progress_bar=False, enable_model_summary=False,
                         callbacks=[timer])
     trainer.fit(Module(), train_dataloaders=loader)
@@ -264,13 +308,19 @@ CHILDREN = {"a": child_raw, "c": child_tutorial, "d": child_lightning}
 
 # =============================================================================== the parent
 
-def _env(threads: int) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _env(threads: str) -> dict:
+    """The variants' environment: ``threads`` "default" (the user's: no thread variable) or N (OMP_NUM_THREADS=N)."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI" and k not in THREAD_VARS}
     # MLFLOW_DISABLE_TELEMETRY: offline, MLflow's telemetry thread gives up and unsets an environment variable,
     # which races with a server thread copying the environment (an intermittent 500 on log-batch, KeyError
     # '_MLFLOW_TELEMETRY_SESSION_ID'); it is the same for every variant
-    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONWARNINGS="ignore",
-               MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", GIT_PYTHON_REFRESH="quiet", MLFLOW_DISABLE_TELEMETRY="true")
+    if threads != "default":
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    env.update(PYTHONWARNINGS="ignore", MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", GIT_PYTHON_REFRESH="quiet",
+               MLFLOW_DISABLE_TELEMETRY="true")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     return env
 
@@ -285,30 +335,36 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else ""
 
 
-def run_child(variant: str, w: Workload, epochs: int, folder: Path, env: dict, timeout: float) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "_child", variant, w.name, str(epochs), str(folder)]
+def run_child(variant: str, w: Workload, epochs: int, folder: Path, env: dict, timeout: float,
+              opts: Options = Options()) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "_child", variant, w.name, str(epochs), str(folder),
+           json.dumps(opts.__dict__)]
     r = subprocess.run(cmd, env=env, cwd=folder, capture_output=True, text=True, timeout=timeout)
     if r.returncode != 0:
         return {"error": _last_line(r.stderr) or f"exit {r.returncode}"}
     return json.loads(_last_line(r.stdout))
 
 
-def run_zoo(w: Workload, epochs: int, folder: Path, env: dict, uri: str, timeout: float) -> dict:
+def run_zoo(w: Workload, epochs: int, folder: Path, env: dict, uri: str, timeout: float,
+            opts: Options = Options(), extra: tuple[str, ...] = ()) -> dict:
     """``zoo train`` as a user runs it; the loop's own timing and breakdown come back from the run."""
     import mlflow
 
-    cmd = [*_zoo(), "train", *w.zoo_overrides(epochs), f"tracking.uri={uri}", "tracking.experiment=bench"]
+    cmd = [*_zoo(), "train", *w.zoo_overrides(epochs, opts), f"tracking.uri={uri}", "tracking.experiment=bench", *extra]
     t0, wall0 = time.perf_counter(), time.time()
     r = subprocess.run(cmd, env=env, cwd=folder, capture_output=True, text=True, timeout=timeout)
     total, wall1 = time.perf_counter() - t0, time.time()
     if r.returncode != 0:
         return {"error": _last_line(r.stderr) or f"exit {r.returncode}"}
     run_id = _last_line(r.stdout).split(" run ")[-1].split()[0]
-    run = mlflow.MlflowClient(uri).get_run(run_id)
+    client = mlflow.MlflowClient(uri)
+    run = client.get_run(run_id)
     m = run.data.metrics
     if "perf/fit_s" not in m:
         return {"error": f"run {run_id} has no perf/fit_s metric (an older zoo?)"}
+    gpu = [h.value for h in client.get_metric_history(run_id, "system/gpu_0_utilization_percentage")]
     return {"steps": int(m["perf/steps"]), "loop_s": m["perf/fit_s"], "command_s": total,
+            "threads": run.data.tags.get("zoo.threads", "?"), "gpu_util": statistics.mean(gpu) if gpu else None,
             "perf": {k[5:]: v for k, v in m.items() if k.startswith("perf/")},
             "grad_every": int(run.data.tags.get("zoo.grad_every", 0)),
             "writer": run.data.tags.get("zoo.metric_writer", "?"),
@@ -350,6 +406,32 @@ def mlflow_server(folder: Path, env: dict):
 
         stop_group(proc)  # the server and its workers
         log.close()
+
+
+def run_command(kind: str, folder: Path, env: dict, timeout: float, epochs: int | None = None) -> dict:
+    """The whole default command from the shell: ``zoo train`` with no arguments, or the bare script.
+
+    ``zoo train`` logs into ``folder``'s ``mlruns/`` (its default store, made beforehand: a user's
+    exists already); both print what they trained, read back here. ``epochs``: both train this many
+    epochs instead of the default 20 (``zoo train trainer.max_epochs=N``; the tests use 1).
+    """
+    import mlflow
+
+    more = [] if epochs is None else [str(epochs) if kind == "bare" else f"trainer.max_epochs={epochs}"]
+    cmd = [sys.executable, str(HERE / "bare_digits.py")] if kind == "bare" else [*_zoo(), "train"]
+    cmd += more
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, env=env, cwd=folder, capture_output=True, text=True, timeout=timeout)
+    seconds = time.perf_counter() - t0
+    if r.returncode != 0:
+        return {"error": _last_line(r.stderr) or f"exit {r.returncode}"}
+    if kind == "bare":
+        return {"command_s": seconds, **json.loads(_last_line(r.stdout)), "threads": "torch's default"}
+    run_id = _last_line(r.stdout).split(" run ")[-1].split()[0]
+    run = mlflow.MlflowClient(f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}").get_run(run_id)
+    m = run.data.metrics
+    return {"command_s": seconds, "steps": int(m["perf/steps"]), "loop_s": m["perf/fit_s"],
+            "test_accuracy": m.get("test/accuracy"), "threads": run.data.tags.get("zoo.threads", "?")}
 
 
 def startup_times(env: dict, folder: Path) -> dict:
@@ -459,7 +541,7 @@ def report(results: dict, workloads: list[Workload], variants: list[str], meta: 
 
     parts = ("eval_s", "checkpoint_s", "norms_s", "fetch_s", "writer_s")
     rows = [["workload", "zoo loop s", "eval", "checkpoints", "norms", "fetch+queue", "metric writer", "rows/step",
-             "grad_every", "written by"]]
+             "grad_every", "written by", "zoo.threads", "GPU util %"]]
     for w in workloads:
         runs = [r for r in results.get(w.name, {}).get("b", []) if "perf" in r]
         if not runs:
@@ -469,7 +551,9 @@ def report(results: dict, workloads: list[Workload], variants: list[str], meta: 
         rows.append([w.name, _fmt(loop, 2), *[f"{100 * share[p]:.1f}%" for p in parts],
                      _fmt(_median([r["perf"].get("metric_rows", 0) / r["steps"] for r in runs]), 1),
                      str(int(_median([r["grad_every"] for r in runs]))),
-                     "/".join(sorted({r["writer"] for r in runs}))])
+                     "/".join(sorted({r["writer"] for r in runs})),
+                     "/".join(sorted({str(r.get("threads", "?")) for r in runs})),
+                     _fmt(_median([r["gpu_util"] for r in runs if r.get("gpu_util") is not None]))])
     phases = [["workload", "zoo loop s", "whole command s", "before the run s", "in the run, not the loop s", "exit s"]]
     for w in workloads:
         runs = [r for r in results.get(w.name, {}).get("b", []) if "phases" in r]
@@ -487,9 +571,6 @@ def report(results: dict, workloads: list[Workload], variants: list[str], meta: 
                 "model, opening the store; in the run: the test pass, plots, the logged model, ending the run)",
                 table(phases, markdown), ""]
 
-    if meta.get("startup"):
-        st = meta["startup"]
-        out.append("start-up (median wall seconds): " + ", ".join(f"{k}: {_median(v):.2f}" for k, v in st.items()))
     errors = [(w, v, r["error"]) for w, rows_ in results.items() for v, runs in rows_.items() for r in runs if "error" in r]
     skipped = {(w, v, r["skipped"]) for w, rows_ in results.items() for v, runs in rows_.items() for r in runs if "skipped" in r}
     for w, v, why in sorted(skipped):
@@ -498,6 +579,57 @@ def report(results: dict, workloads: list[Workload], variants: list[str], meta: 
         out.append(f"error: {w} {VARIANTS[v]}: {e}")
     text = "\n".join(out)
     if markdown:  # a blank line between each title and its table
+        text = re.sub(r"(?m)^([^|\n].*)\n\|", r"\1\n\n|", text)
+    return text
+
+
+def threads_label(setting: str) -> str:
+    if setting == "default":
+        return ("the user's defaults: no OMP_NUM_THREADS (torch's own thread count in (a), (c), (d) and the bare "
+                "script; Zoo's thread policy in (b), see zoo.threads)")
+    return f"OMP_NUM_THREADS={setting} in every variant"
+
+
+def command_report(commands: dict, markdown: bool) -> str:
+    """The default ``zoo train`` against the bare script, whole commands from the shell, per thread setting."""
+    rows = [["threads", "bare script s", "zoo train s", "zoo/bare", "zoo/bare each rep", "bare loop steps/s",
+             "zoo loop steps/s", "zoo.threads", "test acc bare", "test acc zoo"]]
+    for setting, pair in commands.items():
+        bare = [r for r in pair.get("bare", []) if "command_s" in r]
+        zoo = [r for r in pair.get("zoo", []) if "command_s" in r]
+        each = [z["command_s"] / b["command_s"] for b, z in zip(pair.get("bare", []), pair.get("zoo", []))
+                if "command_s" in b and "command_s" in z]
+        b_s, z_s = _median([r["command_s"] for r in bare]), _median([r["command_s"] for r in zoo])
+        rows.append([setting, _fmt(b_s, 2), _fmt(z_s, 2), _fmt(z_s / b_s if bare and zoo else None, 2),
+                     f"{min(each):.2f}-{max(each):.2f}" if each else "-",
+                     _fmt(_median([r["steps"] / r["loop_s"] for r in bare])),
+                     _fmt(_median([r["steps"] / r["loop_s"] for r in zoo])),
+                     "/".join(sorted({str(r["threads"]) for r in zoo})) or "-",
+                     _fmt(_median([r["test_accuracy"] for r in bare]), 3),
+                     _fmt(_median([r["test_accuracy"] for r in zoo if r.get("test_accuracy") is not None]), 3)])
+    errors = [f"error: {setting} {kind}: {r['error']}" for setting, pair in commands.items()
+              for kind, runs in pair.items() for r in runs if "error" in r]
+    return "\n".join(["the whole default command, from the shell (median wall seconds; `zoo train` with no arguments "
+                      "against benchmarks/bare_digits.py: the same MLP, 400 steps, evaluated; target zoo/bare <= 1.0)",
+                      table(rows, markdown), *errors, ""])
+
+
+def full_report(saved: dict, markdown: bool = False) -> str:
+    """Every thread setting's tables, then the whole-command comparison and the start-up times."""
+    meta, by_setting = saved["meta"], saved["results"]
+    out = []
+    for setting, results in by_setting.items():
+        workloads = [WORKLOADS[n] for n in results if n in WORKLOADS]
+        variants = [v for v in VARIANTS if any(results[w.name].get(v) for w in workloads)]
+        if workloads:
+            out += [f"### threads: {threads_label(setting)}", "", report(results, workloads, variants, meta, markdown), ""]
+    if saved.get("commands"):
+        out.append(command_report(saved["commands"], markdown))
+    if meta.get("startup"):
+        st = meta["startup"]
+        out.append("start-up (median wall seconds): " + ", ".join(f"{k}: {_median(v):.2f}" for k, v in st.items()))
+    text = "\n".join(out)
+    if markdown:
         text = re.sub(r"(?m)^([^|\n].*)\n\|", r"\1\n\n|", text)
     return text
 
@@ -524,11 +656,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["_child"]:
         variant, name, epochs, folder = argv[1], argv[2], int(argv[3]), Path(argv[4])
-        print(json.dumps(CHILDREN[variant](WORKLOADS[name], epochs, folder)))
+        opts = Options(**json.loads(argv[5])) if len(argv) > 5 else Options()
+        print(json.dumps(CHILDREN[variant](WORKLOADS[name], epochs, folder, opts)))
         return 0
     p = argparse.ArgumentParser(prog="bench.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma-separated: {', '.join(WORKLOADS)}")
+    p.add_argument("--workloads", default=None,
+                   help=f"comma-separated: {', '.join(WORKLOADS)} (default: all but gpt; with --device cuda, all)")
     p.add_argument("--variants", default="a,b,c,d", help="comma-separated: a, b (zoo: loop and whole command), c, d")
     p.add_argument("--reps", type=int, default=3, help="repetitions of every variant (the median is shown)")
     p.add_argument("--steps", type=int, default=None,
@@ -537,7 +671,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--server-workloads", default="digits",
                    help="the workloads that also run (b) against the mlflow server (default digits; 'all')")
     p.add_argument("--no-startup", action="store_true", help="skip timing `zoo list` and `zoo train --help`")
-    p.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of every variant (default 1)")
+    p.add_argument("--no-command", action="store_true",
+                   help="skip the whole default `zoo train` against the bare script (benchmarks/bare_digits.py)")
+    p.add_argument("--command-epochs", type=int, default=None,
+                   help="epochs of both whole commands (default: zoo train's own 20, with no argument)")
+    p.add_argument("--threads", default="default,1",
+                   help="thread settings, comma-separated: default (no OMP_NUM_THREADS: what a user gets) "
+                        "and/or N (OMP_NUM_THREADS=N); default: default,1")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]: where (a) and (b) train (c, d: cpu or cuda)")
+    p.add_argument("--precision", default="32", choices=("32", "bf16"), help="(a) and (b): 32-bit or bf16 autocast")
+    p.add_argument("--compile", action="store_true", help="(a) and (b): torch.compile the model")
+    p.add_argument("--zoo-args", default="", help="extra overrides for every zoo train of (b), space-separated")
     p.add_argument("--max-load", type=float, default=None,
                    help="before each repetition, wait (up to --patience s) until the 1-minute load average is below this")
     p.add_argument("--patience", type=float, default=600)
@@ -549,14 +693,16 @@ def main(argv: list[str] | None = None) -> int:
 
     if ns.from_json:
         saved = json.loads(ns.from_json.read_text())
-        meta, results = saved["meta"], saved["results"]
-        workloads = [WORKLOADS[n] for n in results if n in WORKLOADS]
-        variants = [v for v in VARIANTS if any(results[w.name].get(v) for w in workloads)]
-        print(f"Zoo benchmark on {meta['machine']}; OMP_NUM_THREADS={meta['threads']}; started {meta['started']}; "
+        if saved["results"] and set(saved["results"]) <= set(WORKLOADS):  # one setting, as bench.py wrote it before
+            saved["results"] = {str(saved["meta"]["threads"]): saved["results"]}
+        meta = saved["meta"]
+        print(f"Zoo benchmark on {meta['machine']}; {meta.get('options', 'cpu')}; started {meta['started']}; "
               f"load average before each repetition and at the end: {', '.join(f'{x:.2f}' for x in meta['loads'])}")
-        print(report(results, workloads, variants, meta, markdown=ns.markdown))
+        print(full_report(saved, markdown=ns.markdown))
         return 0
-    names = [n for n in ns.workloads.split(",") if n]
+    opts = Options(ns.device, ns.precision, ns.compile)
+    gpu = opts.device.startswith("cuda")
+    names = [n for n in (ns.workloads or ",".join(n for n, w in WORKLOADS.items() if gpu or not w.gpu)).split(",") if n]
     unknown = [n for n in names if n not in WORKLOADS]
     if unknown:
         p.error(f"unknown workload {', '.join(unknown)}: choose from {', '.join(WORKLOADS)}")
@@ -565,10 +711,12 @@ def main(argv: list[str] | None = None) -> int:
     bad = [v for v in variants if v not in ("a", "b", "c", "d")]
     if bad:
         p.error(f"unknown variant {', '.join(bad)}: choose from a, b, c, d")
+    settings = [t.strip() for t in ns.threads.split(",") if t.strip()]
+    if not settings or any(t != "default" and not t.isdecimal() for t in settings):
+        p.error(f"--threads {ns.threads!r}: give default and/or thread counts, e.g. default,1")
     if "b" in variants:
         variants += ["cmd"] + ([] if ns.no_server else ["server"])
-    env = _env(ns.threads)
-    os.environ.update(OMP_NUM_THREADS=str(ns.threads))
+    extra = tuple(ns.zoo_args.split())
     # SIGTERM unwinds like Ctrl-C: the running variant is killed and the mlflow server stopped
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     import logging
@@ -582,61 +730,77 @@ def main(argv: list[str] | None = None) -> int:
     for w in workloads:
         per = steps_per_epoch(w)
         epochs[w.name] = max(1, math.ceil((ns.steps or w.steps) / per))
-    meta = {"reps": ns.reps, "threads": ns.threads, "machine": machine(), "epochs": epochs, "loads": [],
-            "startup": {}, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    meta = {"reps": ns.reps, "threads": settings, "machine": machine(), "epochs": epochs, "loads": [],
+            "startup": {}, "started": time.strftime("%Y-%m-%d %H:%M:%S"), "options": opts.label()}
     print(f"Zoo benchmark on {meta['machine']}", flush=True)
-    print(f"OMP_NUM_THREADS={ns.threads}, {ns.reps} repetitions; epochs: "
+    print(f"{opts.label()}; threads: {', '.join(settings)}; {ns.reps} repetitions; epochs: "
           + ", ".join(f"{n}={e}" for n, e in epochs.items()), flush=True)
 
-    results: dict = {w.name: {v: [] for v in variants} for w in workloads}
+    results: dict = {t: {w.name: {v: [] for v in variants} for w in workloads} for t in settings}
+    commands: dict = {t: {"bare": [], "zoo": []} for t in settings} if not ns.no_command else {}
     rng = random.Random(SEED)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
         tmp = Path(tmp)
         # (b) logs into one store per workload, made beforehand: a user's mlruns/ exists already
         stores = {w.name: f"sqlite:///{tmp / ('store-' + w.name) / 'mlflow.db'}" for w in workloads}
-        if "b" in variants:
+        home = tmp / "home"  # the whole default `zoo train` runs here, with its default store ./mlruns
+        if "b" in variants or commands:
             from zoo.tracking import prepare_store
 
             for uri in stores.values():
                 prepare_store(uri, "bench")
+            prepare_store(f"sqlite:///{home / 'mlruns' / 'mlflow.db'}", "zoo")
         with contextlib.ExitStack() as stack:
-            server_uri = stack.enter_context(mlflow_server(tmp / "server", env)) if "server" in variants else None
+            server_uri = (stack.enter_context(mlflow_server(tmp / "server", _env(settings[0])))
+                          if "server" in variants else None)
             for rep in range(ns.reps):
                 load = wait_quiet(ns.max_load, ns.patience)
                 meta["loads"].append(load)
-                for w in workloads:
-                    with_server = ns.server_workloads == "all" or w.name in ns.server_workloads.split(",")
-                    order = [v for v in ("a", "b", "server", "c", "d") if v in variants and (v != "server" or with_server)]
-                    rng.shuffle(order)
-                    for v in order:
-                        folder = tmp / f"{w.name}-{v}-{rep}"
-                        folder.mkdir()
-                        if v == "b":
-                            r = run_zoo(w, epochs[w.name], folder, env, stores[w.name], ns.timeout)
-                            results[w.name]["b"].append(r)
-                            results[w.name]["cmd"].append(r)
-                        elif v == "server":
-                            r = run_zoo(w, epochs[w.name], folder, env, server_uri, ns.timeout)
-                            results[w.name]["server"].append(r)
-                        else:
-                            r = run_child(v, w, epochs[w.name], folder, env, ns.timeout)
-                            results[w.name][v].append(r)
-                        shown = (f"{r['steps'] / r['loop_s']:.0f} steps/s" if "loop_s" in r
-                                 else r.get("error") or r.get("skipped"))
-                        print(f"  rep {rep + 1} {w.name:7s} {VARIANTS[v]:15s} {shown}", flush=True)
+                for setting in settings:
+                    env = _env(setting)
+                    for w in workloads:
+                        with_server = ns.server_workloads == "all" or w.name in ns.server_workloads.split(",")
+                        order = [v for v in ("a", "b", "server", "c", "d")
+                                 if v in variants and (v != "server" or with_server)]
+                        rng.shuffle(order)
+                        for v in order:
+                            folder = tmp / f"{w.name}-{v}-{setting}-{rep}"
+                            folder.mkdir()
+                            if v in ("b", "server"):
+                                r = run_zoo(w, epochs[w.name], folder, env, stores[w.name] if v == "b" else server_uri,
+                                            ns.timeout, opts, extra)
+                                results[setting][w.name][v].append(r)
+                                if v == "b":
+                                    results[setting][w.name]["cmd"].append(r)
+                            else:
+                                r = run_child(v, w, epochs[w.name], folder, env, ns.timeout, opts)
+                                results[setting][w.name][v].append(r)
+                            shown = (f"{r['steps'] / r['loop_s']:.0f} steps/s" if "loop_s" in r
+                                     else r.get("error") or r.get("skipped"))
+                            print(f"  rep {rep + 1} threads={setting:7s} {w.name:7s} {VARIANTS[v]:15s} {shown}",
+                                  flush=True)
+                    if commands:
+                        home.mkdir(exist_ok=True)
+                        for kind in rng.sample(["bare", "zoo"], 2):
+                            r = run_command(kind, home, env, ns.timeout, ns.command_epochs)
+                            commands[setting][kind].append(r)
+                            shown = f"{r['command_s']:.2f} s" if "command_s" in r else r.get("error")
+                            print(f"  rep {rep + 1} threads={setting:7s} whole command: "
+                                  f"{'bare script' if kind == 'bare' else 'zoo train':11s} {shown}", flush=True)
                 if not ns.no_startup:
-                    for name, seconds in startup_times(env, tmp).items():
+                    for name, seconds in startup_times(_env(settings[0]), tmp).items():
                         meta["startup"].setdefault(name, []).append(seconds)
     meta["loads"].append(os.getloadavg()[0])
     meta["seconds"] = time.perf_counter() - started
+    saved = {"meta": meta, "results": results, "commands": commands,
+             "summary": {t: summarize(results[t], workloads) for t in settings}}
     print()
     print(f"load average (1 min) before each repetition and at the end: "
           + ", ".join(f"{x:.2f}" for x in meta["loads"]) + f"; {meta['seconds']:.0f} s in all")
-    print(report(results, workloads, variants, meta, markdown=ns.markdown))
+    print(full_report(saved, markdown=ns.markdown))
     if ns.json:
-        ns.json.write_text(json.dumps({"meta": meta, "results": results,
-                                       "summary": summarize(results, workloads)}, indent=1))
+        ns.json.write_text(json.dumps(saved, indent=1))
     return 0
 
 

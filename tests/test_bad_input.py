@@ -21,6 +21,7 @@ BAD_VALUES = [
     ("trainer.log_every=0", "trainer.log_every=0 is invalid"),
     ("trainer.precision=8", "trainer.precision=8 is invalid"),
     ("trainer.compile=maybe", "trainer.compile='maybe' is invalid"),
+    ("trainer.threads=0", "trainer.threads=0 is invalid: expected an integer >= 1 or auto"),
     ("seed=-3", "seed=-3 is invalid"),
     ("optimizer.lr=abc", "optimizer.lr='abc' is invalid: expected a number > 0"),
     ("optimizer.lr=0", "optimizer.lr=0 is invalid"),

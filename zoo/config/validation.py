@@ -156,6 +156,7 @@ SETTINGS: dict[str, Rule] = {
     "trainer.patience": Int(1, optional=True),
     "trainer.grad_clip": Number(0, optional=True),
     "trainer.log_every": Int(1),
+    "trainer.threads": Int(1, words=("auto",), if_present=True, expected="an integer >= 1 or auto"),
     "trainer.precision": OneOf(("32", "bf16", "fp16"), as_text=True),
     "trainer.strategy": OneOf(("single", "ddp"), if_present=True, expected="single or ddp (use trainer=ddp)"),
     "trainer.nproc": Int(1, only_if=_ddp),

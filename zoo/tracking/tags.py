@@ -32,6 +32,8 @@ OUTPUT_DIR = "zoo.output_dir"
 CHECKPOINT_DIR = "zoo.checkpoint_dir"
 GRAD_EVERY = "zoo.grad_every"
 METRIC_WRITER = "zoo.metric_writer"
+THREADS = "zoo.threads"  # torch's intra-op threads during the run (zoo.training.threads)
+THREADS_FROM = "zoo.threads_from"  # trainer.threads, OMP_NUM_THREADS or auto: what chose them
 RESUMED_FROM_STEP = "zoo.resumed_from_step"
 
 # how it ended

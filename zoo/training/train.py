@@ -28,7 +28,7 @@ from zoo.config import validate
 from zoo.errors import ConfigError, ZooError, one_line
 from zoo.plugin.registry import Registry, call_plugin, load_registry
 from zoo.tracking import NullTracker, Tracker, default_uri, git_commit, tags
-from zoo.training import distributed
+from zoo.training import distributed, threads
 from zoo.training.callbacks import NonFiniteLoss, Perf, Progress, StepLog
 from zoo.training.checkpoint import Checkpointer, find_checkpoint, load_checkpoint, restore
 from zoo.training.loop import Loop
@@ -54,7 +54,8 @@ def train(cfg: DictConfig, registry: Registry | None = None, overrides: Sequence
     plain = validate(cfg, registry)
     arch, dataset = registry.check_pair(plain["model"]["name"], plain["data"]["name"])
     settings = TrainerSettings.from_config(plain)
-    with distributed.process_group(plain["trainer"], resolve_device(plain["trainer"]["device"])) as (dist, device):
+    with threads.torch_threads(plain["trainer"].get("threads", "auto")) as thread_tags, \
+            distributed.process_group(plain["trainer"], resolve_device(plain["trainer"]["device"])) as (dist, device):
         splits, model, optimizer, scheduler = build(registry, cfg, plain, arch, dataset, device, dist)
         task = registry.task(splits.info.task)  # a dataset may pose another task than it declares (data.task)
         out_dir = checkpoint_dir.parent if checkpoint_dir else new_output_dir(plain)
@@ -68,7 +69,7 @@ def train(cfg: DictConfig, registry: Registry | None = None, overrides: Sequence
             restore(loop, state)
         with tracker.run(run_name=plain["tracking"].get("run_name") or f"{arch.decl.name}-{dataset.decl.name}",
                          params=plain, tags={**run_tags(plain, arch, dataset, task, device, dist, out_dir, overrides),
-                                             **source_tags(splits.info)},
+                                             **source_tags(splits.info), **thread_tags},
                          run_id=state["run_id"] if state else None) as run, \
                 _kept_when_stopped(run, loop, checkpointer, step_log):
             started = time.time()
