@@ -9,7 +9,7 @@ from typing import Any, List
 from omegaconf import OmegaConf
 
 from zoo.errors import ZooError, fail
-from zoo.experiments.overrides import grid_jobs, job_label, varying_keys
+from zoo.experiments.overrides import check_repeats, grid_jobs, job_label, varying_keys, with_seeds
 
 from ._common import check_jobs, failure_of
 
@@ -19,8 +19,10 @@ log = logging.getLogger(__name__)
 def run_grid(sweeper, arguments: List[str]) -> Any:
     callback = sweeper.callback
     try:
-        jobs = grid_jobs(sweeper.params, arguments, sweeper.arms)
         keys = callback.keys if callback else varying_keys(arguments, sweeper.config.hydra.sweeper)
+        repeats = callback.repeats if callback else check_repeats(sweeper.repeats, keys)  # the callback checked it
+        jobs = with_seeds(grid_jobs(sweeper.params, arguments, sweeper.arms), repeats,
+                          int(OmegaConf.select(sweeper.config, "seed") or 0))
     except ZooError as exc:
         fail(str(exc))
     check_jobs(sweeper.hydra_context, sweeper.config, jobs, keys)
