@@ -43,7 +43,7 @@ class OptunaConf:
     seed: Optional[int] = 0
     # none, median, hyperband or successive_halving: stop hopeless trials after an epoch
     pruner: str = "none"
-    # keyword arguments of the Optuna pruner (e.g. n_startup_trials: 5 for median)
+    # keyword arguments of the Optuna pruner (command line: +hydra.sweeper.optuna.pruner_settings.n_startup_trials=5)
     pruner_settings: Dict[str, Any] = field(default_factory=dict)
     # stop starting trials once more than this fraction of the finished ones failed (1.0: never)
     max_failure_rate: float = 0.5
