@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A one-node Slurm cluster on this machine, bound to 127.0.0.1, for the tests that submit real
-# Slurm jobs (tests/test_slurm.py) and for trying hydra/launcher=slurm by hand. Debian's
+# Slurm jobs (tests/test_slurm.py; .ci/run starts and stops it) and for trying hydra/launcher=slurm by hand. Debian's
 # slurm-wlm (22.05 on bookworm) and munge. As root (or through sudo).
 #
 #   scripts/slurm.sh start     install slurm-wlm and munge if missing, write the config, start the daemons

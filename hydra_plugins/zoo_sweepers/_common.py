@@ -91,6 +91,8 @@ def failure_of(ret) -> BaseException | None:
     """
     from hydra.core.utils import JobStatus
 
+    if isinstance(ret, BaseException):  # the job could not run at all (a Slurm job killed, a worker lost)
+        return ret
     if ret.status != JobStatus.FAILED:
         return None
     try:

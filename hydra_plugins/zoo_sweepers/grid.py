@@ -12,6 +12,7 @@ from zoo.errors import ZooError, fail
 from zoo.experiments.overrides import check_repeats, grid_jobs, job_label, varying_keys, with_seeds
 
 from ._common import check_jobs, failure_of
+from .pools import launch_batch
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def run_grid(sweeper, arguments: List[str]) -> Any:
     try:
         for start in range(0, len(jobs), size):
             batch = jobs[start:start + size]
-            results = sweeper.launcher.launch(batch, initial_job_idx=start)
+            results = launch_batch(sweeper.launcher, batch, start)
             for overrides, ret in zip(batch, results):
                 error = failure_of(ret)
                 if error is not None:

@@ -49,6 +49,27 @@ def make_pool(launcher, n_jobs: int, asynchronous: bool):
     return BatchPool(launcher)
 
 
+def launch_batch(launcher, jobs: Sequence[Sequence[str]], start: int) -> list[Result]:
+    """All of ``jobs`` (numbered from ``start``), their results in order once every one has finished:
+    the launcher's own ``launch``, except on Slurm, where :class:`SubmititPool` follows the jobs with
+    ``squeue`` (Hydra's submitit launcher polls ``sacct``, which a cluster without an accounting
+    database lacks: it backs off for minutes after each failed call)."""
+    name = type(launcher).__module__
+    if "hydra_submitit_launcher" not in name or getattr(launcher, "_EXECUTOR", None) != "slurm":
+        return list(launcher.launch(list(jobs), initial_job_idx=start))
+    pool = SubmititPool(launcher)
+    for number, overrides in enumerate(jobs, start):
+        pool.submit(number, overrides)
+    results: dict[int, Result] = {}
+    try:
+        while pool.jobs:
+            results.update(pool.wait())
+    except KeyboardInterrupt:
+        pool.cancel()
+        raise
+    return [results[n] for n in range(start, start + len(jobs))]
+
+
 def run_one_job(number: int, overrides: Sequence[str], hydra_context, config, task_function,
                 singleton_state: dict) -> Result:
     """One job in a worker process, as Hydra's joblib launcher runs each of its jobs."""

@@ -112,7 +112,7 @@ class TrialLoop:
         trial_number = number // self.repeats if self.repeats > 1 else number
         pending = self.pending[trial_number]
         overrides = pending.jobs[number]
-        error = ret if isinstance(ret, BaseException) else failure_of(ret)
+        error = failure_of(ret)
         value, run_id, pruned = (None, None, False) if error is not None else self._value(ret)
         if error is None and not pruned and (value is None or not math.isfinite(value)):
             error = f"no finite value of {self.search.metric or 'the objective'} (got {value})"
