@@ -227,7 +227,7 @@ def test_grid_repeats_and_compare_group_by_give_mean_std_and_n(tmp_path):
         values = [c.data.metrics["test/accuracy"] for c in g]
         cell = f"{fmt_number(statistics.fmean(values))} ± {fmt_number(statistics.stdev(values))}"
         assert "3/3" in row and "3 FINISHED" in row and cell in row, (row, cell)
-    assert lines[2].startswith(best + " ")  # best mean first
+    assert lines[3].startswith(best + " ")  # best mean first (under the header and its rule)
 
     # --pick best: each run's best value over its history, not its last
     one = groups["mlp"][0]

@@ -53,10 +53,26 @@ def pruned(run) -> bool:
 
 
 def group_keys(runs, by: Sequence[str] | None) -> list[str]:
-    """The params that make a group: ``by``, else every param that differs between the runs but the seed."""
+    """The params that make a group: ``by``, else the fewest of the params that differ between the
+    runs (the seed aside) that still tell every configuration apart. A param that follows from the
+    others is left out (``model=mlp,perceptron`` changes ``model.activation`` and ``model.dropout``
+    with ``model.name``); the params whose values the run names show (``model=mlp``) are preferred,
+    then those every run has."""
     if by:
         return list(by)
-    return [p for p in differing_params(runs) if p != SEED]
+    keys = [p for p in differing_params(runs) if p != SEED]
+    named = {t.split("=", 1)[1] for r in runs for t in (r.info.run_name or "").split() if "=" in t}
+
+    def rank(key: str) -> tuple[int, int]:
+        values = [r.data.params.get(key) for r in runs]
+        shown = all(v is None or v in named for v in values)
+        return (0 if shown else 1, values.count(None))
+
+    kept: list[str] = []
+    for key in sorted(keys, key=rank):  # stable: ties keep the table's order
+        if len(group_runs(runs, [*kept, key])) > len(group_runs(runs, kept)):
+            kept.append(key)
+    return [k for k in keys if k in kept]
 
 
 def group_runs(runs, keys: Sequence[str]) -> list[Group]:
