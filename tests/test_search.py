@@ -233,9 +233,9 @@ def test_grid_repeats_and_compare_group_by_give_mean_std_and_n(tmp_path):
     one = groups["mlp"][0]
     history = [m.value for m in client.get_metric_history(one.info.run_id, "val/loss")]
     cmp = run_zoo("compare", one.info.run_id, "--metrics", "val/loss", "--pick", "best", cwd=tmp_path)
-    assert fmt_number(min(history)) in cmp.stdout.splitlines()[2] and "best values" in cmp.stdout.splitlines()[0]
+    assert fmt_number(min(history)) in cmp.stdout.splitlines()[3] and "best values" in cmp.stdout.splitlines()[0]
     cmp = run_zoo("compare", one.info.run_id, "--metrics", "val/loss", cwd=tmp_path)
-    assert fmt_number(history[-1]) in cmp.stdout.splitlines()[2]
+    assert fmt_number(history[-1]) in cmp.stdout.splitlines()[3]
 
 
 # ------------------------------------------------------------------------------------ bad input
