@@ -115,3 +115,13 @@ def test_long_run_reports_speed_lag_memory_and_opens_the_run(tmp_path):
     assert result["ui"]["train/loss history"]["rows"] == 80 and result["ui"]["page"]["status"] == 200
     assert result["peak_main_mb"] > 0 and result["db_mb"] > 0 and result["windows"]
     assert "the loop's speed over the run" in r.stdout
+
+
+def test_compare_on_a_generated_sweep_is_exact(tmp_path):
+    """benchmarks/compare_large.py (1,000 runs by default) on 6 runs: every run in the table, the
+    best first, the groups' counts adding up (it asserts those itself; no timing is asserted)."""
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "compare_large.py"), "--runs", "6", "--seeds", "3"],
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "s for 6 rows (every run; the best first)" in r.stdout
+    assert "for 2 groups of 3 (counts add up to 6)" in r.stdout

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import test_bad_input as bad
 from . import test_data_bad_input as bad_files
+from . import test_search as search
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "bad-input.md"
 
@@ -59,6 +60,24 @@ OTHER_CASES = [
      "test_mlflow_conventions::test_nesting_into_another_store_is_refused"),
     ("zoo.compose([\"model=mpl\"]) (Python)", "unknown model (architecture) 'mpl' in model=mpl. Did you mean 'mlp'?",
      "test_mlflow_conventions::test_compose_is_what_zoo_train_composes"),
+    ("`zoo train -m data=iris model=mlp,perceptron hydra.sweeper.repeats=0`",
+     "hydra.sweeper.repeats=0 is invalid: expected an integer >= 1 (the seeds every configuration runs with)",
+     "test_search::test_grid_repeats_zero_and_repeats_with_a_seed_sweep_are_one_line"),
+    ("`zoo train -m seed=0,1 hydra.sweeper.repeats=2`",
+     "seed is swept and hydra.sweeper.repeats=2 runs every configuration with 2 seeds: use one of them",
+     "test_search::test_grid_repeats_zero_and_repeats_with_a_seed_sweep_are_one_line"),
+    ("`zoo train hparams_search=mlp_digits data=diabetes hydra.sweeper.optuna.metric=null "
+     "hydra.sweeper.optuna.direction=maximize`",
+     "hydra.sweeper.optuna.direction=maximize contradicts the metric best/val_mse, which improves by going down "
+     "(minimize): leave direction unset, or set it to minimize",
+     "test_search::test_a_direction_against_the_metric_is_one_line_and_no_run"),
+    ("`zoo train -m hydra/launcher=slurm ...` on a machine without `sbatch`",
+     "hydra/launcher=slurm needs Slurm's sbatch, which is not on this machine's PATH: run the command on the "
+     "cluster's login node (or hydra/launcher=parallel to run the jobs here)",
+     "test_search::test_an_engine_out_of_reach_is_one_line_and_no_run"),
+    ("a Ray launcher with `hydra.launcher.ray.init.address=HOST:PORT` where nothing answers",
+     "hydra.launcher.ray.init.address=127.0.0.1:PORT: no Ray cluster answers there (Connection refused); start one "
+     "(ray start --head) or fix the address", "test_search::test_an_engine_out_of_reach_is_one_line_and_no_run"),
 ]
 
 
@@ -70,6 +89,9 @@ def render() -> str:
     rows = [("`zoo train " + o + "`", m, "test_bad_input::test_bad_value_fails_before_any_run") for o, m in bad.BAD_VALUES]
     rows += [("`zoo train " + " ".join(a) + "`", m, "test_bad_input::test_command_line_error_is_one_line") for a, m in bad.CLI_CASES]
     rows += [(i, m.format(t="..."), "test_data_bad_input::test_bad_file_is_one_line_and_no_run") for i, _, m in bad_files.CASES]
+    rows += [("`zoo train -m hydra.sweeper.search=optuna optimizer.lr=interval(0.01,0.1) " + " ".join(a) + "`",
+              m.removeprefix("error: ") + ("..." if m.endswith(": ") else ""),
+              "test_search::test_bad_search_input_is_one_line_and_no_run") for a, m in search.BAD_SEARCH]
     rows += [(i, m, t) for i, m, t in OTHER_CASES]
     lines = ["# Bad input: the catalogue", "",
              "Every case ends with one line on stderr (`error: ...`, or a `warning:` for a skipped plugin),",

@@ -269,18 +269,3 @@ def test_bad_search_space_is_one_line_and_no_run(tmp_path):
     assert not (tmp_path / "mlruns" / "optuna.db").exists()
     client = mlflow.MlflowClient(_store(tmp_path))
     assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []
-
-
-def test_slurm_preset_without_submitit_names_the_package(tmp_path):
-    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
-    try:
-        import hydra_plugins.hydra_submitit_launcher  # noqa: F401
-        pytest.skip("hydra-submitit-launcher is installed")
-    except ImportError:
-        pass
-    r = run_zoo("train", "-m", "hydra/launcher=slurm", "model=mlp,perceptron", *QUIET, cwd=tmp_path)
-    assert r.returncode == 2
-    assert r.stderr.strip().splitlines()[-1].startswith(
-        "error: hydra/launcher=slurm needs Hydra's submitit launcher: pip install hydra-submitit-launcher")
-    client = mlflow.MlflowClient(_store(tmp_path))
-    assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []

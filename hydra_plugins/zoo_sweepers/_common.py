@@ -33,6 +33,17 @@ def job_config(hydra_context, master: DictConfig, overrides: Sequence[str]) -> D
     return cfg
 
 
+def task_monitor_of(cfg: DictConfig) -> tuple[str, str]:
+    """``(best/val_<monitor>, maximize|minimize)`` of the task of a job's dataset (the registry's task)."""
+    from zoo.plugin.registry import load_registry
+
+    folder = OmegaConf.select(cfg, "plugins.dir")
+    registry = load_registry([folder] if folder else [])
+    _, dataset = registry.check_pair(str(cfg.model.name), str(cfg.data.name))
+    task = registry.task(dataset.decl.task)
+    return f"best/val_{task.monitor}", task.direction
+
+
 def check_jobs(hydra_context, master: DictConfig, jobs: Sequence[Sequence[str]], keys: Sequence[str]) -> None:
     """Compose and validate every job before the first one starts: bad input stops the sweep with
     one line naming the job, and no run is created."""
@@ -80,6 +91,8 @@ def failure_of(ret) -> BaseException | None:
     """
     from hydra.core.utils import JobStatus
 
+    if isinstance(ret, BaseException):  # the job could not run at all (a Slurm job killed, a worker lost)
+        return ret
     if ret.status != JobStatus.FAILED:
         return None
     try:

@@ -9,9 +9,10 @@ from typing import Any, List
 from omegaconf import OmegaConf
 
 from zoo.errors import ZooError, fail
-from zoo.experiments.overrides import grid_jobs, job_label, varying_keys
+from zoo.experiments.overrides import check_repeats, grid_jobs, job_label, varying_keys, with_seeds
 
 from ._common import check_jobs, failure_of
+from .pools import launch_batch
 
 log = logging.getLogger(__name__)
 
@@ -19,8 +20,10 @@ log = logging.getLogger(__name__)
 def run_grid(sweeper, arguments: List[str]) -> Any:
     callback = sweeper.callback
     try:
-        jobs = grid_jobs(sweeper.params, arguments, sweeper.arms)
         keys = callback.keys if callback else varying_keys(arguments, sweeper.config.hydra.sweeper)
+        repeats = callback.repeats if callback else check_repeats(sweeper.repeats, keys)  # the callback checked it
+        jobs = with_seeds(grid_jobs(sweeper.params, arguments, sweeper.arms), repeats,
+                          int(OmegaConf.select(sweeper.config, "seed") or 0))
     except ZooError as exc:
         fail(str(exc))
     check_jobs(sweeper.hydra_context, sweeper.config, jobs, keys)
@@ -35,7 +38,7 @@ def run_grid(sweeper, arguments: List[str]) -> Any:
     try:
         for start in range(0, len(jobs), size):
             batch = jobs[start:start + size]
-            results = sweeper.launcher.launch(batch, initial_job_idx=start)
+            results = launch_batch(sweeper.launcher, batch, start)
             for overrides, ret in zip(batch, results):
                 error = failure_of(ret)
                 if error is not None:

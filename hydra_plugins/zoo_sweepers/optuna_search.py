@@ -7,6 +7,13 @@ sweeper is small, uses the installed Optuna (5.x) and keeps the study in ``optun
 ``mlflow.db``; the search space uses the same syntax as that plugin (``choice``, ``range``,
 ``interval``, ``tag(log, ...)``).
 
+The search is asynchronous (Optuna's ask/tell over one study storage): ``n_jobs`` jobs run at
+all times, and as soon as one ends its trial is told and the next one asked for and started
+(:mod:`.trials` runs that loop over a pool of :mod:`.pools`). With a pruner, each trial reports its
+validation metric after every epoch and stops when pruned (:mod:`zoo.training.callbacks.pruning`).
+With ``hydra.sweeper.repeats=K`` a trial is K jobs with seeds ``seed .. seed+K-1`` and its value
+is their mean.
+
 Run the same command again and the study continues: trials already finished are not re-run, a
 trial that was interrupted (Ctrl-C, or a process that died) is run again with its parameters
 first, and the new trials are nested under the same parent run. ``n_trials`` is the study's
@@ -17,20 +24,18 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, List
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
-from zoo.config import override_value
-from zoo.errors import ZooError, fail
-from zoo.experiments.overrides import job_label
+from zoo.errors import ZooError, fail, one_line
+from zoo.experiments.objective import search_direction
+from zoo.experiments.overrides import check_repeats
 from zoo.experiments.sweep import store_uri
 from zoo.tracking import parents, sqlite_path, tags
-from zoo.tracking.runs import Runs
 
-from ._common import check_jobs, failure_of
+from ._common import job_config, task_monitor_of
 from .search_space import search_space
 
 log = logging.getLogger(__name__)
@@ -38,10 +43,14 @@ log = logging.getLogger(__name__)
 # what the study and its trials remember (Optuna user attributes)
 INTERRUPTED = "zoo.interrupted"  # a trial stopped by Ctrl-C or a dead process: queued again
 INVALID = "zoo.invalid"  # a trial whose config did not validate: not counted, not queued again
-RUN_ID = "zoo.run_id"  # a trial's child run
+RUN_ID = "zoo.run_id"  # a trial's child run (the first seed's, with repeats)
+RUN_IDS = "zoo.run_ids"  # with repeats: every seed's child run
+VALUES = "zoo.values"  # with repeats: every seed's value (the trial's value is their mean)
 PARENT_RUN_ID = "zoo.parent_run_id"  # the study's parent run: a search run again continues under it
 SEARCH_SPACE = "zoo.search_space"
 METRIC = "zoo.metric"
+
+SAMPLERS = ("tpe", "random")
 
 
 def optuna_storage(uri: str, storage: str | None = None) -> str:
@@ -55,7 +64,7 @@ def optuna_storage(uri: str, storage: str | None = None) -> str:
     return f"sqlite:///{folder / 'optuna.db'}"
 
 
-def study_name(name: str | None, cfg: DictConfig) -> str:
+def study_name(name: str | None, cfg) -> str:
     """The study: ``hydra.sweeper.optuna.study_name``, else the preset's name, else the experiment's."""
     if name:
         return str(name)
@@ -63,10 +72,22 @@ def study_name(name: str | None, cfg: DictConfig) -> str:
     return str(choice or OmegaConf.select(cfg, "tracking.experiment") or "zoo")
 
 
-def direction_of(direction: str) -> str:
-    if direction not in ("maximize", "minimize"):
-        raise ZooError(f"hydra.sweeper.optuna.direction={direction!r} is invalid: expected maximize or minimize")
-    return direction
+def epoch_metric(metric: str | None, monitor: str) -> tuple[str, bool]:
+    """What a trial reports after each epoch for pruning: ``(epoch metric, best so far?)``.
+
+    ``best/val_<m>`` (and no metric: the task's monitored one) reports the best ``val/<m>`` so far,
+    ``val/<m>`` the epoch's value, ``test/<m>`` of the monitored measure the best ``val/<m>``.
+    """
+    name = metric if metric and metric != "objective" else monitor
+    if name.startswith("best/val_"):
+        return "val/" + name[len("best/val_"):], True
+    if name.startswith("val/"):
+        return name, False
+    measure = monitor[len("best/val_"):]
+    if name.rsplit("/", 1)[-1] == measure:
+        return f"val/{measure}", True
+    raise ZooError(f"hydra.sweeper.optuna.pruner needs a metric measured every epoch (best/val_*, val/*), "
+                   f"not hydra.sweeper.optuna.metric={name}")
 
 
 def run_search(sweeper, arguments: List[str]) -> Any:
@@ -78,20 +99,33 @@ class OptunaSearch:
     def __init__(self, sweeper) -> None:
         opt = sweeper.optuna
         self.study_name, self.storage, self.metric = opt.get("study_name"), opt.get("storage"), opt.get("metric")
-        self.direction, self.n_trials = opt.get("direction", "maximize"), opt.get("n_trials", 20)
+        self.direction, self.n_trials = opt.get("direction"), opt.get("n_trials", 20)
         self.n_jobs, self.sampler_name, self.seed = opt.get("n_jobs", 1), opt.get("sampler", "tpe"), opt.get("seed", 0)
+        self.asynchronous = opt.get("asynchronous", True)
+        self.pruner_name, self.pruner_settings = str(opt.get("pruner") or "none"), dict(opt.get("pruner_settings") or {})
+        self.max_failure_rate = opt.get("max_failure_rate", 0.5)
+        self.repeats = sweeper.repeats
         self.params = sweeper.params
         self.hydra_context, self.config, self.launcher = sweeper.hydra_context, sweeper.config, sweeper.launcher
         self.callback = sweeper.callback
 
     # ------------------------------------------------------------------------------------------
     def _check(self) -> None:
+        from zoo.training.callbacks.pruning import make_pruner
+
         if not isinstance(self.n_trials, int) or self.n_trials < 1:
             raise ZooError(f"hydra.sweeper.optuna.n_trials={self.n_trials!r} is invalid: expected an integer >= 1")
         if not isinstance(self.n_jobs, int) or self.n_jobs < 1:
             raise ZooError(f"hydra.sweeper.optuna.n_jobs={self.n_jobs!r} is invalid: expected an integer >= 1")
-        if self.sampler_name not in ("tpe", "random"):
+        if self.sampler_name not in SAMPLERS:
             raise ZooError(f"hydra.sweeper.optuna.sampler={self.sampler_name!r} is invalid: expected tpe or random")
+        rate = self.max_failure_rate
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+            raise ZooError(f"hydra.sweeper.optuna.max_failure_rate={rate!r} is invalid: expected a number from 0 to 1")
+        self.pruner = make_pruner(self.pruner_name, self.pruner_settings)
+        if self.pruner is not None and self.repeats > 1:
+            raise ZooError(f"hydra.sweeper.optuna.pruner={self.pruner_name} with hydra.sweeper.repeats={self.repeats}: "
+                           f"a trial's seeds would report over each other; use one of them")
 
     def _sampler(self, offset: int = 0):
         import optuna
@@ -101,28 +135,54 @@ class OptunaSearch:
             return optuna.samplers.RandomSampler(seed=seed)
         return optuna.samplers.TPESampler(seed=seed)
 
+    def _objective(self, dists: dict, fixed: list[str]) -> tuple[str, str]:
+        """``(direction, the task's monitored metric)``: the direction follows the metric unless set."""
+        from optuna.distributions import CategoricalDistribution
+
+        data = dists.get("data")
+        variants = [fixed + [f"data={c}"] for c in data.choices] if isinstance(data, CategoricalDistribution) else [fixed]
+        found = {task_monitor_of(job_config(self.hydra_context, self.config, job)) for job in variants}
+        if len(found) > 1:
+            raise ZooError(f"the searched datasets' tasks monitor different metrics ({', '.join(sorted(m for m, _ in found))}): "
+                           f"search one task at a time")
+        monitor = found.pop()
+        direction = search_direction(self.metric if self.metric != "objective" else None, self.direction, monitor)
+        return direction, monitor[0]
+
+    def _open_study(self, name: str, storage: str, direction: str):
+        import optuna
+
+        try:
+            study = optuna.create_study(study_name=name, storage=storage, direction=direction,
+                                        sampler=self._sampler(), load_if_exists=True)
+        except Exception as exc:
+            raise ZooError(f"hydra.sweeper.optuna.storage={storage}: cannot open the study storage: "
+                           f"{one_line(exc, 300)}") from None
+        # a resumed study must not draw the same points again: the seed moves on with the trials
+        study.sampler = self._sampler(len(study.get_trials(deepcopy=False)))
+        if study.direction.name.lower() != direction:
+            raise ZooError(f"study '{name}' in {storage} was created to {study.direction.name.lower()}; "
+                           f"choose another hydra.sweeper.optuna.study_name to {direction}")
+        return study
+
     def sweep(self, arguments: List[str]) -> Any:
         import optuna
-        from optuna.trial import TrialState
+
+        from .trials import TrialLoop, requeue_stale
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         callback = self.callback
         try:
             self._check()
-            direction = direction_of(str(self.direction))
             dists, fixed, raw = search_space(self.params, arguments)
+            check_repeats(self.repeats, list(dists))
+            direction, monitor = self._objective(dists, fixed)
+            report = epoch_metric(self.metric, monitor) if self.pruner is not None else None
+            storage = optuna_storage(store_uri(self.config), self.storage)
+            name = study_name(self.study_name, self.config)
+            study = self._open_study(name, storage, direction)
         except ZooError as exc:
             fail(str(exc))
-        keys = list(dists)
-        storage = optuna_storage(store_uri(self.config), self.storage)
-        name = study_name(self.study_name, self.config)
-        study = optuna.create_study(study_name=name, storage=storage, direction=direction,
-                                    sampler=self._sampler(), load_if_exists=True)
-        # a resumed study must not draw the same points again: the seed moves on with the trials
-        study.sampler = self._sampler(len(study.get_trials(deepcopy=False)))
-        if study.direction.name.lower() != direction:
-            fail(f"study '{name}' in {storage} was created to {study.direction.name.lower()}; "
-                 f"choose another hydra.sweeper.optuna.study_name to {direction}")
         space = json.dumps({k: repr(d) for k, d in dists.items()}, sort_keys=True)
         known = study.user_attrs.get(SEARCH_SPACE)
         if known is not None and known != space:
@@ -130,127 +190,65 @@ class OptunaSearch:
                  f"params or start a new study with hydra.sweeper.optuna.study_name=<new name>")
         study.set_user_attr(SEARCH_SPACE, space)
         study.set_user_attr(METRIC, self.metric or "objective")
-        self._requeue_stale(study, storage)
+        requeue_stale(study, storage)
 
-        def finished(t) -> bool:
-            return t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
-                t.state == TrialState.FAIL and not t.user_attrs.get(INTERRUPTED) and not t.user_attrs.get(INVALID))
-
-        done = sum(finished(t) for t in study.get_trials(deepcopy=False))
+        done = sum(_counts(t) for t in study.get_trials(deepcopy=False))
         todo = max(self.n_trials - done, 0)
         print(f"zoo search: study '{name}' ({storage}): {done} trials done, {todo} to run, "
-              f"{direction} {self.metric or 'the monitored validation metric'}", flush=True)
+              f"{direction} {self.metric or 'the monitored validation metric'}"
+              f"{f', {self.n_jobs} at a time' if self.n_jobs > 1 else ''}"
+              f"{f', pruner {self.pruner_name}' if self.pruner is not None else ''}"
+              f"{f', {self.repeats} seeds each' if self.repeats > 1 else ''}", flush=True)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         if callback:
-            callback.jobs = todo
+            callback.jobs = todo * self.repeats
+            callback.repeats = self.repeats
             parent = callback.open(kind="optuna", name=f"search {name}", resume=study.user_attrs.get(PARENT_RUN_ID),
                                    objective=(self.metric, direction))
             study.set_user_attr(PARENT_RUN_ID, parent)
-        returns = []
-        while todo > 0:
-            trials = [study.ask(dists) for _ in range(min(self.n_jobs, todo))]
-            jobs = [fixed + [f"{k}={t.params[k] if k in raw else override_value(t.params[k])}" for k in keys]
-                    for t in trials]
-            try:
-                check_jobs(self.hydra_context, self.config, jobs, keys)
-            except BaseException:  # a value the job cannot take: the search stops; they do not count as done
-                for t in trials:
-                    t.set_user_attr(INVALID, True)
-                    study.tell(t, state=TrialState.FAIL)
-                raise
-            try:
-                results = self._launch(trials, jobs)
-            except BaseException as exc:  # Ctrl-C, a dead worker: the trials run again next time
-                for t in trials:
-                    t.set_user_attr(INTERRUPTED, True)
-                    study.tell(t, state=TrialState.FAIL)
-                    study.enqueue_trial(t.params, skip_if_exists=False)
-                if isinstance(exc, KeyboardInterrupt) and callback:
-                    callback.interrupted = True
-                raise
-            for t, overrides, ret in zip(trials, jobs, results):
-                label = f"trial {t.number}: {job_label(overrides, keys)}"
-                error = failure_of(ret)
-                value, run_id = (None, None) if error is not None else self._value(ret, callback)
-                if run_id:
-                    t.set_user_attr(RUN_ID, run_id)
-                if error is None and (value is None or not math.isfinite(value)):
-                    error = f"no finite value of {self.metric or 'the objective'} (got {value})"
-                if error is not None:
-                    study.tell(t, state=TrialState.FAIL)
-                    if callback:
-                        callback.job_failed(label, error)
-                    else:
-                        log.error("%s failed: %s", label, error)
-                else:
-                    study.tell(t, value)
-            returns.append(results)
-            todo -= len(trials)
-        self._report(study, callback, storage)
+        trial_env = None
+        if report is not None:
+            trial_env = {"storage": storage, "study": name, "pruner": self.pruner_name,
+                         "pruner_settings": self.pruner_settings, "key": report[0], "best": report[1],
+                         "direction": direction}
+        loop = TrialLoop(self, study, dists, fixed, raw, trial_env)
+        returns = loop.run(todo)
+        self._report(study, callback, storage, loop)
         return returns
 
-    def _launch(self, trials, jobs):
-        """Launch a batch; the job numbers are the trial numbers (the sweep folder's subfolders)."""
-        numbers = [t.number for t in trials]
-        if numbers == list(range(numbers[0], numbers[0] + len(numbers))):
-            return list(self.launcher.launch(jobs, initial_job_idx=numbers[0]))
-        return [r for t, job in zip(trials, jobs) for r in self.launcher.launch([job], initial_job_idx=t.number)]
-
-    def _value(self, ret, callback) -> tuple[Optional[float], Optional[str]]:
-        """The trial's value: the named metric of its child run, else the job's returned objective."""
-        run = None
-        if callback and callback.parent_run_id:
-            out = OmegaConf.select(ret.hydra_cfg, "hydra.runtime.output_dir")
-            run = Runs(callback.uri).child_by_output_dir(callback.parent_run_id, str(out), [callback.experiment_id])
-        run_id = run.info.run_id if run else None
-        if self.metric and self.metric != "objective":
-            if run is None:
-                return None, None
-            if self.metric not in run.data.metrics:
-                known = ", ".join(sorted(k for k in run.data.metrics if not k.startswith(("system/", "grad_norm/", "weight_norm/"))))
-                fail(f"hydra.sweeper.optuna.metric={self.metric!r} is not a metric of the trial's run; it has: {known}")
-            return float(run.data.metrics[self.metric]), run_id
-        value = ret.return_value  # the job COMPLETED: Hydra's public property returns its value
-        return (float(value) if isinstance(value, (int, float)) else None), run_id
-
-    @staticmethod
-    def _requeue_stale(study, storage_url: str) -> None:
-        """Trials left RUNNING by a process that died: marked failed (interrupted) and queued again.
-
-        Optuna's public API only: a trial object of this process cannot be had for a trial another
-        process started, so its user attribute is written through the storage (``optuna.storages``)
-        and its state through ``study.tell``.
-        """
-        import optuna
+    def _report(self, study, callback, storage: str, loop) -> None:
         from optuna.trial import TrialState
 
-        stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if not stale:
-            return
-        storage = optuna.storages.get_storage(storage_url)
-        study_id = storage.get_study_id_from_name(study.study_name)
-        for t in stale:
-            storage.set_trial_user_attr(storage.get_trial_id_from_study_id_trial_number(study_id, t.number),
-                                        INTERRUPTED, True)
-            study.tell(t.number, state=TrialState.FAIL)
-            study.enqueue_trial(t.params, skip_if_exists=False)
-            log.warning("trial %d was left running by a process that stopped: it runs again", t.number)
-
-    def _report(self, study, callback, storage: str) -> None:
-        from optuna.trial import TrialState
-
-        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        trials = study.get_trials(deepcopy=False)
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        pruned = sum(t.state == TrialState.PRUNED for t in trials)
+        failed = sum(t.state == TrialState.FAIL and _counts(t) for t in trials)
         if callback and callback.parent_run_id:
             values = {tags.OPTUNA_STUDY: study.study_name, tags.OPTUNA_STORAGE: storage,
-                      tags.OPTUNA_TRIALS_COMPLETE: len(complete)}
+                      tags.OPTUNA_TRIALS_COMPLETE: len(complete), tags.OPTUNA_TRIALS_PRUNED: pruned,
+                      tags.OPTUNA_TRIALS_FAILED: failed}
             if complete:
                 best = study.best_trial
                 values.update({tags.OPTUNA_BEST_TRIAL: best.number,
                                tags.OPTUNA_BEST_PARAMS: " ".join(f"{k}={v}" for k, v in best.params.items())[:5000]})
             parents.tag_run(callback.uri, callback.parent_run_id, values)
+        counts = f"{len(complete)} complete, {pruned} pruned, {failed} failed"
         if complete:
             best = study.best_trial
             print(f"zoo search: best trial {best.number} value={best.value:.4f} "
-                  f"{' '.join(f'{k}={v}' for k, v in best.params.items())} ({len(complete)} complete)", flush=True)
+                  f"{' '.join(f'{k}={v}' for k, v in best.params.items())} ({counts})", flush=True)
+        else:
+            print(f"zoo search: no trial completed ({counts})", flush=True)
+        if loop.stopped:
+            print(f"zoo search: stopped early: {loop.stopped}", flush=True)
+
+
+def _counts(t) -> bool:
+    """Whether a trial of the study counts towards ``n_trials``: it ran to an end (complete, pruned, or
+    failed on its own; not one interrupted, nor one whose config was refused)."""
+    from optuna.trial import TrialState
+
+    return t.state in (TrialState.COMPLETE, TrialState.PRUNED) or (
+        t.state == TrialState.FAIL and not t.user_attrs.get(INTERRUPTED) and not t.user_attrs.get(INVALID))

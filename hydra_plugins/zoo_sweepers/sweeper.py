@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from hydra.plugins.sweeper import Sweeper
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 
 @dataclass
@@ -30,14 +30,23 @@ class OptunaConf:
     storage: Optional[str] = None
     # the metric of a trial's run to optimise, e.g. best/val_accuracy (null: the task's monitored one)
     metric: Optional[str] = None
-    direction: str = "maximize"
+    # maximize or minimize; null: the metric's own way (the task knows it; a loss goes down)
+    direction: Optional[str] = None
     # trials in the study in all: finished ones count, running the command again adds the missing ones
     n_trials: int = 20
-    # trials launched at once (they run in parallel with hydra/launcher=parallel)
+    # trials running at once (in parallel with hydra/launcher=parallel or slurm)
     n_jobs: int = 1
+    # true: a trial starts as soon as one ends (n_jobs always running); false: in batches of n_jobs
+    asynchronous: bool = True
     # tpe or random
     sampler: str = "tpe"
     seed: Optional[int] = 0
+    # none, median, hyperband or successive_halving: stop hopeless trials after an epoch
+    pruner: str = "none"
+    # keyword arguments of the Optuna pruner (command line: +hydra.sweeper.optuna.pruner_settings.n_startup_trials=5)
+    pruner_settings: Dict[str, Any] = field(default_factory=dict)
+    # stop starting trials once more than this fraction of the finished ones failed (1.0: never)
+    max_failure_rate: float = 0.5
 
 
 @dataclass
@@ -51,6 +60,8 @@ class ZooSweeperConf:
     arms: Optional[List[List[str]]] = None
     # grid: jobs handed to the launcher at once (null: all)
     max_batch_size: Optional[int] = None
+    # every configuration (grid job, Optuna trial) runs this many times, with seeds seed, seed+1, ...
+    repeats: int = 1
     # the sweep's point: the parent run's description in the MLflow UI
     description: Optional[str] = None
     optuna: OptunaConf = field(default_factory=OptunaConf)
@@ -69,13 +80,14 @@ class ZooSweeper(Sweeper):
 
     def __init__(self, search: str = "grid", params: Optional[Dict[str, str]] = None,
                  arms: Optional[List[List[str]]] = None, max_batch_size: Optional[int] = None,
-                 description: Optional[str] = None, optuna: Any = None) -> None:
+                 description: Optional[str] = None, optuna: Any = None, repeats: Any = 1) -> None:
         self.search = search
+        self.repeats = repeats
         self.params = {str(k): str(v) for k, v in (params or {}).items()}
         self.arms = [[str(o) for o in arm] for arm in (arms or [])]
         self.max_batch_size = max_batch_size
         self.description = description
-        self.optuna = dict(optuna or {})
+        self.optuna = OmegaConf.to_container(optuna, resolve=True) if OmegaConf.is_config(optuna) else dict(optuna or {})
         self.hydra_context = self.config = self.launcher = self.callback = None
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:

@@ -46,13 +46,14 @@ def job(cfg, registry) -> float | None:
     from hydra.types import RunMode
     from omegaconf import OmegaConf
 
-    from zoo.training.distributed import launch, under_torchrun
+    from zoo.training.distributed import join_slurm_step, launch, under_torchrun
     from zoo.training.train import train
 
     hydra = HydraConfig.get()
     overrides = list(hydra.overrides.task)
     in_sweep = hydra.mode == RunMode.MULTIRUN
-    if cfg.trainer.get("strategy") == "ddp" and not under_torchrun():
+    # DDP: Slurm's tasks are the processes already (srun -n N), else torchrun starts them
+    if cfg.trainer.get("strategy") == "ddp" and not under_torchrun() and not join_slurm_step():
         out = f"hydra.run.dir={hydra.runtime.output_dir}"  # every rank writes into this job's output folder
         code = launch(OmegaConf.to_container(cfg.trainer, resolve=True), [*overrides, out])
         if code:

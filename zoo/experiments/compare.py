@@ -32,8 +32,10 @@ from typing import Sequence
 
 from zoo.config import override_key
 from zoo.errors import ZooError
-from zoo.experiments.table import (DURATION, build_table, check_metric, clip, differing_params, listing,
-                                   lower_is_better, metric_columns, metric_names, render, sort_runs)
+from zoo.experiments.groups import group_keys, group_runs, group_stat
+from zoo.experiments.table import (DURATION, build_grouped_table, build_table, check_metric, clip, differing_params,
+                                   expand_params, listing, lower_is_better, metric_columns, metric_names, render,
+                                   sort_runs, value_of)
 from zoo.tracking import bounded_http, tags
 from zoo.tracking.runs import Runs, short
 
@@ -195,6 +197,48 @@ def plot(store: Runs, runs, metric: str, x: str, path: Path, params: Sequence[st
     return len(lines)
 
 
+# -- groups and picked values ---------------------------------------------------------------------
+
+def picker(store: Runs, runs, pick: str):
+    """``value(run, metric)``: the last logged value, or (``best``) the best of the run's history for it."""
+    if pick == "last":
+        return value_of
+    cache: dict[tuple[str, str], float | None] = {}
+
+    def best(run, key: str) -> float | None:
+        if key == DURATION:
+            return value_of(run, key)
+        if (run.info.run_id, key) not in cache:
+            values = [m.value for m in store.history(run.info.run_id, key) if m.value == m.value]
+            low = lower_is_better(key, runs)
+            cache[run.info.run_id, key] = (min(values) if low else max(values)) if values else None
+        return cache[run.info.run_id, key]
+
+    return best
+
+
+def _grouped(runs, ns, metrics: list[str], value, title: str) -> list:
+    """Print the table of groups (mean ± std and n of each metric); returns the runs of the groups shown."""
+    keys = group_keys(runs, expand_params(runs, _split([ns.group_by]), "--group-by") if ns.group_by else None)
+    groups = group_runs(runs, keys)
+    asc = None
+    if ns.sort:
+        asc = lower_is_better(ns.sort, runs) if ns.ascending is None else ns.ascending
+        means = {id(g): group_stat(g, lambda r: value(r, ns.sort)) for g in groups}
+        groups.sort(key=lambda g: (means[id(g)] is None, (means[id(g)].mean if means[id(g)] else 0) * (1 if asc else -1)))
+    shown = groups[:ns.limit] if ns.limit else groups
+    order = "in the order they started" if asc is None else f"sorted by the mean of {ns.sort}, " + (
+        "ascending" if asc else "descending")
+    what = ", ".join(keys) if keys else "nothing (every run in one group)"
+    print(f"{title}: {_n(len(groups), 'group')} by {what}; {order}{'; best values' if ns.pick == 'best' else ''}")
+    print(render(build_grouped_table(shown, keys, metrics, value)))
+    if len(shown) < len(groups):
+        print(f"({len(groups) - len(shown)} more not shown: --limit {ns.limit})")
+    print("mean ± sample standard deviation over each group's finished runs (RUNS: finished/all; pruned and "
+          "failed runs are not averaged)")
+    return [r for g in shown for r in g.runs]
+
+
 # -- the command -------------------------------------------------------------------------------
 
 def parser() -> argparse.ArgumentParser:
@@ -207,7 +251,9 @@ def parser() -> argparse.ArgumentParser:
                "  zoo compare                                   the latest experiment's runs\n"
                "  zoo compare --experiment zoo --sort test/accuracy\n"
                "  zoo compare --sweep 3f2a9c1d --plot loss.png --metric train/loss --x time\n"
-               "  zoo compare 3f2a9c1d 8b7e6d5c --metrics 'test/*,val/loss'",
+               "  zoo compare 3f2a9c1d 8b7e6d5c --metrics 'test/*,val/loss'\n"
+               "  zoo compare --sweep 3f2a9c1d --group-by --sort test/accuracy   mean ± std over seeds\n"
+               "  zoo compare -e zoo --group-by model.name --pick best --metrics val/accuracy",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="*", metavar="RUN_ID",
                    help="runs to compare: full ids or unique prefixes (4+ characters)")
@@ -228,6 +274,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--params", action="append", metavar="PATTERNS",
                    help="param columns to show even when every run has the same value (glob patterns)")
     p.add_argument("--limit", "-n", type=int, metavar="N", help="show only the first N rows (after sorting)")
+    p.add_argument("--group-by", nargs="?", const="", metavar="PARAMS",
+                   help="one row per group of runs sharing these params (comma-separated glob patterns; alone: "
+                        "every param that differs but seed, i.e. a configuration over its seeds), "
+                        "each metric as mean ± std over the group's finished runs, and how many")
+    p.add_argument("--pick", choices=("last", "best"), default="last",
+                   help="each metric's last logged value (default), or its best one over the run's history")
     p.add_argument("--plot", metavar="FILE.png", type=Path,
                    help="write the curves of --metric for every run to this figure")
     p.add_argument("--metric", default="train/loss", help="the metric to plot (default train/loss)")
@@ -265,18 +317,21 @@ def _compare(store: Runs, ns) -> int:
     metrics = metric_columns(runs, _split(ns.metrics) or DEFAULT_METRICS, explicit=bool(ns.metrics))
     if ns.sort and ns.sort not in metrics:
         metrics.insert(0, ns.sort)
+    value = picker(store, runs, ns.pick)
     params = differing_params(runs, _split(ns.params))
-    runs, asc = sort_runs(runs, ns.sort, ns.ascending)
-    shown = runs[:ns.limit] if ns.limit else runs
-
-    order = ("in the order they started" if asc is None else
-             f"sorted by {ns.sort}, {'ascending' if asc else 'descending'}")
-    print(f"{sel.title} in {ns.uri}; {order}")
-    print(render(build_table(shown, params, metrics)))
-    if len(shown) < len(runs):
-        print(f"({len(runs) - len(shown)} more not shown: --limit {ns.limit})")
-    if not params and len(runs) > 1:
-        print("every param has the same value in these runs (--params PATTERN shows some anyway)")
+    if ns.group_by is not None:
+        shown = _grouped(runs, ns, metrics, value, f"{sel.title} in {ns.uri}")
+    else:
+        runs, asc = sort_runs(runs, ns.sort, ns.ascending, value)
+        shown = runs[:ns.limit] if ns.limit else runs
+        order = ("in the order they started" if asc is None else
+                 f"sorted by {ns.sort}, {'ascending' if asc else 'descending'}")
+        print(f"{sel.title} in {ns.uri}; {order}{'; best values' if ns.pick == 'best' else ''}")
+        print(render(build_table(shown, params, metrics, value)))
+        if len(shown) < len(runs):
+            print(f"({len(runs) - len(shown)} more not shown: --limit {ns.limit})")
+        if not params and len(runs) > 1:
+            print("every param has the same value in these runs (--params PATTERN shows some anyway)")
     for note in sel.notes:
         print(note)
     if ns.plot:

@@ -66,3 +66,30 @@ def pick_best(rows: Sequence[dict], metric: str, direction: str) -> dict | None:
         return None
     sign = 1 if direction == "maximize" else -1
     return max(scored, key=lambda r: sign * r["metrics"][metric])
+
+
+def search_direction(metric: str | None, direction: str | None, task_monitor: tuple[str, str]) -> str:
+    """Which way a search optimises ``metric`` (None: the task's monitored one), given the task's
+    ``(best/val_<monitor>, direction)``.
+
+    The direction follows the metric: the task's measure (``best/val_mse``, ``test/mse``,
+    ``val/mse`` of a task monitoring mse) goes the task's way, a loss goes down. ``direction`` set
+    explicitly wins for any other metric, and is an error when it contradicts a known one.
+    """
+    from zoo.errors import ZooError
+
+    if direction is not None and direction not in DIRECTIONS:
+        raise ZooError(f"hydra.sweeper.optuna.direction={direction!r} is invalid: expected maximize or minimize "
+                       f"(or leave it unset: it follows the metric)")
+    monitor, task_direction = task_monitor
+    name = metric or monitor
+    known = (task_direction if _measure(name) == _measure(monitor) else
+             "minimize" if _measure(name) == "loss" else None)
+    if known and direction and direction != known:
+        raise ZooError(f"hydra.sweeper.optuna.direction={direction} contradicts the metric {name}, which improves "
+                       f"by going {'down' if known == 'minimize' else 'up'} ({known}): leave direction unset, "
+                       f"or set it to {known}")
+    if known or direction:
+        return known or direction
+    raise ZooError(f"hydra.sweeper.optuna.metric={name} is not the task's measure ({_measure(monitor)}) nor a loss, so "
+                   f"its direction is not known: set hydra.sweeper.optuna.direction=maximize or minimize")

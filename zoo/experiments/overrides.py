@@ -83,3 +83,21 @@ def grid_jobs(params: dict | None, arguments: Sequence[str], arms: Sequence[Sequ
     if not arms:
         return grid
     return [combo + list(arm) for arm in arms for combo in grid]
+
+
+def check_repeats(repeats, keys: Sequence[str]) -> int:
+    """``hydra.sweeper.repeats``: an integer >= 1, and not together with a sweep over ``seed``."""
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ZooError(f"hydra.sweeper.repeats={repeats!r} is invalid: expected an integer >= 1 "
+                       f"(the seeds every configuration runs with)")
+    if repeats > 1 and "seed" in keys:
+        raise ZooError(f"seed is swept and hydra.sweeper.repeats={repeats} runs every configuration with "
+                       f"{repeats} seeds: use one of them")
+    return repeats
+
+
+def with_seeds(jobs: Sequence[Sequence[str]], repeats: int, base_seed: int) -> list[list[str]]:
+    """Every job once per seed ``base_seed .. base_seed + repeats - 1``, the seeds of a job next to each other."""
+    if repeats == 1:
+        return [list(j) for j in jobs]
+    return [list(j) + [f"seed={base_seed + i}"] for j in jobs for i in range(repeats)]

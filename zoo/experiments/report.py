@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from zoo.text import format_table
+from zoo.tracking import tags
 
 
 def summary_table(rows: Sequence[dict], metric: str | None, best: dict | None) -> dict[str, str]:
@@ -22,7 +23,8 @@ def summary_table(rows: Sequence[dict], metric: str | None, best: dict | None) -
         if c == "run":
             return (r["name"] or r["run_id"][:12]) + (" (best)" if best is r else "")
         if c == "status":
-            return r["status"]
+            epoch = r["tags"].get(tags.PRUNED_EPOCH)
+            return f"PRUNED@{epoch}" if r["tags"].get(tags.PRUNED) == "true" else r["status"]
         v = r["metrics"].get(c)
         return "" if v is None else f"{v:.4g}" if c != "duration_s" else f"{v:.1f}"
 
@@ -36,6 +38,37 @@ def summary_table(rows: Sequence[dict], metric: str | None, best: dict | None) -
         writer.writerow([r["run_id"]] + line)
     text = textwrap.indent(format_table([cols] + body), "  ")
     return {"markdown": md, "csv": buf.getvalue(), "text": text}
+
+
+def grouped_table(groups, metric: str, direction: str) -> dict:
+    """The configurations of a sweep with repeats: mean ± std and n over their seeds, best first.
+
+    Returns ``markdown``, ``csv`` and ``text`` as :func:`summary_table` does, and ``best``: the
+    :class:`~zoo.experiments.groups.Group` with the best mean of ``metric`` (None if none has it).
+    """
+    from zoo.experiments.groups import fmt_stat, group_stat
+
+    tests = sorted({k for g in groups for r in g.finished for k in r.data.metrics if k.startswith("test/")})
+    cols = [metric] + [t for t in tests if t != metric]
+    scored = [(g, {c: group_stat(g, lambda r, c=c: r.data.metrics.get(c)) for c in cols}) for g in groups]
+    sign = -1 if direction == "maximize" else 1
+    scored.sort(key=lambda gs: (gs[1][metric] is None, sign * gs[1][metric].mean if gs[1][metric] else 0))
+    best = scored[0][0] if scored and scored[0][1][metric] is not None else None
+    header = ["configuration", "n"] + [f"{c} (mean ± std)" for c in cols]
+    body = [[g.label() + (" (best)" if g is best else ""), f"{len(g.finished)}/{len(g.runs)}"]
+            + [fmt_stat(st[c], len(g.finished)) for c in cols] for g, st in scored]
+    md = "| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n" + "".join(
+        "| " + " | ".join(x.replace("|", "/") for x in line) + " |\n" for line in body)
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["configuration", "n", "runs"] + [f"{c} {w}" for c in cols for w in ("mean", "std", "n")])
+    for g, st in scored:
+        cells = [g.label(), len(g.finished), len(g.runs)]
+        for c in cols:
+            cells += [st[c].mean, "" if st[c].std is None else st[c].std, st[c].n] if st[c] else ["", "", 0]
+        writer.writerow(cells)
+    return {"markdown": md, "csv": buf.getvalue(), "text": textwrap.indent(format_table([header] + body), "  "),
+            "best": best, "stats": {id(g): st for g, st in scored}}
 
 
 def plot_name(row: dict) -> str:

@@ -40,8 +40,10 @@ from zoo.config import override_key
 from zoo.errors import ZooError, fail, one_line
 from zoo.experiments.gpus import acquire_slot, cuda_initialized, gpus_for_slot, visible_gpus
 from zoo.experiments.objective import monitored, pick_best
-from zoo.experiments.overrides import job_label, varying_keys
-from zoo.experiments.report import plot_name, summary_table, sweep_plot
+from zoo.experiments.engines import check_launcher
+from zoo.experiments.groups import group_keys, group_runs
+from zoo.experiments.overrides import check_repeats, job_label, varying_keys
+from zoo.experiments.report import grouped_table, plot_name, summary_table, sweep_plot
 from zoo.tracking import default_uri, git_commit, parents, prepare_store, tags
 from zoo.tracking.runs import Runs, row
 
@@ -94,6 +96,8 @@ class SweepCallback(Callback):
         self.slot_dir: str | None = None
         self.failures: list[str] = []
         self.jobs = 0
+        self.repeats = 1  # seeds per configuration (hydra.sweeper.repeats)
+        self.stopped: str | None = None  # why a search stopped starting trials (too many failures)
         self.interrupted = False
         self._open = False
         self._main_pid: int | None = None
@@ -109,8 +113,12 @@ class SweepCallback(Callback):
         overrides = list(config.hydra.overrides.task)
         try:
             self.keys = varying_keys(overrides, config.hydra.sweeper)
+            self.repeats = check_repeats(config.hydra.sweeper.get("repeats", 1), self.keys)
+            check_launcher(config)
         except ZooError as exc:
             fail(str(exc))
+        if self.repeats > 1:
+            self.keys.append("seed")
         self.uri = store_uri(config)
         self._experiment = str(OmegaConf.select(config, "tracking.experiment"))
         try:  # before any job (several processes opening a fresh SQLite store at once break it)
@@ -187,25 +195,48 @@ class SweepCallback(Callback):
             self._open = False
             os.environ.pop(PARENT_ENV, None)
             atexit.unregister(self._close_abnormally)
+        if self.stopped:
+            fail(f"the search stopped early: {self.stopped}; parent run {self.parent_run_id}", code=1)
         if self.failures and (self.kind == "grid" or status != "FINISHED"):
             fail(f"{len(self.failures)} of {self.jobs or len(self.failures)} sweep jobs failed; "
                  f"the others are in the parent run {self.parent_run_id}", code=1)
 
     def _finish(self, config: DictConfig) -> str:
-        rows = [row(run) for run in Runs(self.uri).children(self.parent_run_id, [self.experiment_id])]
-        rows.sort(key=lambda r: r["start"])
+        runs = sorted(Runs(self.uri).children(self.parent_run_id, [self.experiment_id]),
+                      key=lambda r: r.info.start_time or 0)
+        rows = [row(run) for run in runs]
         metric, direction = self._objective(rows)
-        best = pick_best([r for r in rows if r["status"] == "FINISHED"], metric, direction) if metric else None
+        candidates = [r for r in rows if r["status"] == "FINISHED" and r["tags"].get(tags.PRUNED) != "true"]
+        best = pick_best(candidates, metric, direction) if metric else None
         values = {tags.SWEEP_RUNS: len(rows), tags.SWEEP_UNFINISHED_RUNS: sum(r["status"] != "FINISHED" for r in rows),
-                  tags.SWEEP_FAILED_JOBS: len(self.failures)}
+                  tags.SWEEP_FAILED_JOBS: len(self.failures),
+                  tags.SWEEP_PRUNED_RUNS: sum(r["tags"].get(tags.PRUNED) == "true" for r in rows)}
+        if self.stopped:
+            values[tags.SWEEP_STOPPED] = self.stopped
         if metric:
             values.update({tags.BEST_METRIC: metric, tags.BEST_DIRECTION: direction})
+        table = summary_table(rows, metric, best)
+        texts = {"sweep/summary.md": table["markdown"], "sweep/summary.csv": table["csv"]}
+        best_value = best["metrics"][metric] if best else None
+        grouped = None
+        if self.repeats > 1 and metric:  # the configurations over their seeds: the best mean wins
+            values[tags.REPEATS] = self.repeats
+            grouped = grouped_table(group_runs(runs, group_keys(runs, None)), metric, direction)
+            texts.update({"sweep/groups.md": grouped["markdown"], "sweep/groups.csv": grouped["csv"]})
+            group = grouped["best"]
+            best = pick_best([r for r in candidates if r["run_id"] in {x.info.run_id for x in group.runs}],
+                             metric, direction) if group else None
+            if group:
+                st = grouped["stats"][id(group)][metric]
+                best_value = st.mean
+                values.update({tags.BEST_GROUP: group.label()[:5000], tags.BEST_N: st.n,
+                               tags.BEST_STD: "" if st.std is None else f"{st.std:.6g}"})
         if best:
             values.update({tags.BEST_RUN_ID: best["run_id"], tags.BEST_RUN_NAME: best["name"],
-                           tags.BEST_VALUE: f"{best['metrics'][metric]:.6g}"})
-        table = summary_table(rows, metric, best)
+                           tags.BEST_VALUE: f"{best_value:.6g}"})
         note = str(config.hydra.sweeper.get("description") or "").strip()
-        values[tags.NOTE] = ((note + "\n\n") if note else "") + table["markdown"]
+        values[tags.NOTE] = ((note + "\n\n") if note else "") + (
+            grouped["markdown"] + "\n" if grouped else "") + table["markdown"]
         figures = {}
         if self.plot and rows:
             try:
@@ -213,15 +244,18 @@ class SweepCallback(Callback):
             except Exception as exc:  # a figure is never a reason to fail the sweep
                 log.warning("could not draw the sweep's figure: %s", one_line(exc))
         ok = bool(rows) and any(r["status"] == "FINISHED" for r in rows)
-        status = "FINISHED" if ok and (self.kind == "optuna" or not self.failures) else "FAILED"
-        error = ("; ".join(self.failures) or "no job of the sweep finished") if status == "FAILED" else None
+        status = "FINISHED" if ok and not self.stopped and (self.kind == "optuna" or not self.failures) else "FAILED"
+        error = (self.stopped or "; ".join(self.failures) or "no job of the sweep finished") if status == "FAILED" else None
         parents.finish_parent(self.uri, self.parent_run_id, status, tags=values,
-                              metrics={metric: best["metrics"][metric]} if best else {},
-                              texts={"sweep/summary.md": table["markdown"], "sweep/summary.csv": table["csv"]},
-                              artifacts=figures, error=error)
+                              metrics={metric: best_value} if best else {}, texts=texts, artifacts=figures, error=error)
         print(table["text"], flush=True)
-        if best:
-            print(f"zoo sweep: best {best['name'] or best['run_id']} {metric}={best['metrics'][metric]:.4f} "
+        if grouped:
+            print(grouped["text"], flush=True)
+        if best and grouped:
+            print(f"zoo sweep: best {grouped['best'].label()} {metric}={best_value:.4f} (mean of {self.repeats} seeds); "
+                  f"parent run {self.parent_run_id}", flush=True)
+        elif best:
+            print(f"zoo sweep: best {best['name'] or best['run_id']} {metric}={best_value:.4f} "
                   f"(run {best['run_id']}); parent run {self.parent_run_id}", flush=True)
         return status
 
@@ -261,7 +295,8 @@ class SweepCallback(Callback):
         os.environ[PARENT_ENV] = self.parent_run_id
         num = OmegaConf.select(config, "hydra.job.num")
         label = job_label(list(config.hydra.overrides.task), self.keys)
-        name = f"trial {num}: {label}" if self.kind == "optuna" else (label or f"job {num}")
+        trial = num // self.repeats if isinstance(num, int) else num
+        name = f"trial {trial}: {label}" if self.kind == "optuna" else (label or f"job {num}")
         os.environ[NAME_ENV] = name[:250]
         if self.gpus and self.slot_dir and os.getpid() != self._main_pid and not cuda_initialized():
             per = max(self.gpus_per_job, 1)

@@ -18,6 +18,7 @@ from typing import Sequence
 from zoo.errors import ZooError
 from zoo.experiments.objective import direction_of
 from zoo.text import format_table
+from zoo.tracking import tags
 
 DURATION = "duration"  # a pseudo-metric: the run's wall time, from its start and end times
 # Bookkeeping params that differ between runs without being a choice about the model or its training
@@ -94,24 +95,31 @@ def differing_params(runs, extra: Sequence[str] = ()) -> list[str]:
     """Params whose value is not the same in every run (a missing param counts as a value)."""
     keys = sorted({k for r in runs for k in r.data.params})
     out = [k for k in keys if k not in VOLATILE_PARAMS and len({r.data.params.get(k) for r in runs}) > 1]
-    for pat in extra:
+    return out + [k for k in expand_params(runs, extra) if k not in out]
+
+
+def expand_params(runs, patterns: Sequence[str], flag: str = "--params") -> list[str]:
+    """The params of the runs matching the glob patterns, in the patterns' order; a pattern matching none is an error."""
+    keys = sorted({k for r in runs for k in r.data.params})
+    out: list[str] = []
+    for pat in patterns:
         hits = [k for k in keys if fnmatch.fnmatchcase(k, pat)]
         if not hits:
             close = difflib.get_close_matches(pat, keys, n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise ZooError(f"no param matches '{pat}' in --params.{hint} Params: {listing(keys)}")
+            raise ZooError(f"no param matches '{pat}' in {flag}.{hint} Params: {listing(keys)}")
         out += [h for h in hits if h not in out]
     return out
 
 
-def sort_runs(runs, key: str | None, ascending: bool | None) -> tuple[list, bool | None]:
+def sort_runs(runs, key: str | None, ascending: bool | None, value=value_of) -> tuple[list, bool | None]:
     """Runs best first by ``key`` (missing values last); chronological without a key."""
     if key is None:
         return sorted(runs, key=lambda r: r.info.start_time or 0), None
     asc = lower_is_better(key, runs) if ascending is None else ascending
-    present = [r for r in runs if value_of(r, key) is not None]
-    missing = [r for r in runs if value_of(r, key) is None]
-    present.sort(key=lambda r: (value_of(r, key) * (1 if asc else -1), r.info.start_time or 0))  # ties: earlier first
+    present = [r for r in runs if value(r, key) is not None]
+    missing = [r for r in runs if value(r, key) is None]
+    present.sort(key=lambda r: (value(r, key) * (1 if asc else -1), r.info.start_time or 0))  # ties: earlier first
     return present + sorted(missing, key=lambda r: r.info.start_time or 0), asc
 
 
@@ -145,14 +153,38 @@ def model_of(run) -> str | None:
     return max(outputs, key=lambda o: o.step).model_id if outputs else None
 
 
-def build_table(runs, params: Sequence[str], metrics: Sequence[str]) -> list[tuple[str, ...]]:
+def status_of(run) -> str:
+    """The run's status; ``PRUNED@<epoch>`` for a search trial its pruner stopped (FINISHED, tag ``zoo.pruned``)."""
+    if run.data.tags.get(tags.PRUNED) == "true":
+        return f"PRUNED@{run.data.tags.get(tags.PRUNED_EPOCH, '?')}"
+    return run.info.status
+
+
+def build_table(runs, params: Sequence[str], metrics: Sequence[str], value=value_of) -> list[tuple[str, ...]]:
     header = ("RUN", "NAME", "STATUS", *params, *metrics, "MODEL")
     rows = [header]
     for r in runs:
-        cells = [r.info.run_id[:8], clip(r.info.run_name or "", 40), r.info.status]
+        cells = [r.info.run_id[:8], clip(r.info.run_name or "", 40), status_of(r)]
         cells += [clip(r.data.params.get(p, "-")) for p in params]
-        cells += [fmt_duration(duration_s(r)) if m == DURATION else fmt_number(value_of(r, m)) for m in metrics]
+        cells += [fmt_duration(duration_s(r)) if m == DURATION else fmt_number(value(r, m)) for m in metrics]
         cells.append(model_of(r) or "-")
+        rows.append(tuple(cells))
+    return rows
+
+
+def build_grouped_table(groups, keys: Sequence[str], metrics: Sequence[str], value=value_of) -> list[tuple[str, ...]]:
+    """One row per group: its params, how many runs (finished/all), and each metric's mean ± std over them."""
+    from zoo.experiments.groups import fmt_stat, group_stat
+
+    header = (*keys, "RUNS", "STATUS", *[f"{m} (mean ± std)" for m in metrics])
+    rows = [header]
+    for g in groups:
+        counts: dict[str, int] = {}
+        for r in g.runs:
+            counts[status_of(r).split("@")[0]] = counts.get(status_of(r).split("@")[0], 0) + 1
+        cells = [clip(g.values[k]) for k in keys] + [f"{len(g.finished)}/{len(g.runs)}",
+                                                     " ".join(f"{n} {s}" for s, n in sorted(counts.items()))]
+        cells += [fmt_stat(group_stat(g, lambda r, m=m: value(r, m)), len(g.finished)) for m in metrics]
         rows.append(tuple(cells))
     return rows
 

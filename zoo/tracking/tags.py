@@ -37,6 +37,8 @@ THREADS_FROM = "zoo.threads_from"  # trainer.threads, OMP_NUM_THREADS or auto: w
 RESUMED_FROM_STEP = "zoo.resumed_from_step"
 
 # how it ended
+PRUNED = "zoo.pruned"  # "true": a search trial stopped early by its pruner; the run ends FINISHED
+PRUNED_EPOCH = "zoo.pruned_epoch"  # the last epoch it trained
 ERROR = "zoo.error"
 FAILURE = "zoo.failure"
 FAILURE_STEP = "zoo.failure_step"
@@ -56,15 +58,23 @@ RESUMED = "zoo.resumed"  # when a search continued under this parent
 SWEEP_RUNS = "zoo.sweep_runs"
 SWEEP_UNFINISHED_RUNS = "zoo.sweep_unfinished_runs"
 SWEEP_FAILED_JOBS = "zoo.sweep_failed_jobs"
+SWEEP_PRUNED_RUNS = "zoo.sweep_pruned_runs"
+SWEEP_STOPPED = "zoo.sweep_stopped"  # why a search stopped before its last trial (too many failures)
+REPEATS = "zoo.repeats"  # seeds per configuration (hydra.sweeper.repeats)
 BEST_METRIC = "zoo.best_metric"
 BEST_DIRECTION = "zoo.best_direction"
 BEST_RUN_ID = "zoo.best_run_id"
 BEST_RUN_NAME = "zoo.best_run_name"
-BEST_VALUE = "zoo.best_value"
+BEST_VALUE = "zoo.best_value"  # with repeats: the best configuration's mean over its seeds
+BEST_GROUP = "zoo.best_group"  # with repeats: the best configuration (its runs' name less the seed)
+BEST_STD = "zoo.best_std"  # ... the standard deviation over its seeds
+BEST_N = "zoo.best_n"  # ... and how many seeds finished
 
 # an Optuna search's parent run (hydra_plugins/zoo_sweepers/optuna_search.py)
 OPTUNA_STUDY = "zoo.optuna_study"
 OPTUNA_STORAGE = "zoo.optuna_storage"
 OPTUNA_TRIALS_COMPLETE = "zoo.optuna_trials_complete"
+OPTUNA_TRIALS_PRUNED = "zoo.optuna_trials_pruned"
+OPTUNA_TRIALS_FAILED = "zoo.optuna_trials_failed"
 OPTUNA_BEST_TRIAL = "zoo.optuna_best_trial"
 OPTUNA_BEST_PARAMS = "zoo.optuna_best_params"

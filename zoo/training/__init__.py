@@ -4,12 +4,14 @@ Owns one run's steps (``train.py``: resume, validate, build, run, fit, outputs, 
 loop core (``loop.py``: the notes' step, epochs with exact mid-epoch resume, evaluation, the best
 epoch, early stopping; and the :class:`~zoo.training.loop.Callback` base), the typed trainer
 settings (``settings.py``), the callbacks, one concern each (``callbacks/``: the step log,
-progress bars, timings), the checkpoint format and policy with finding and loading a checkpoint
-(``checkpoint.py``), DistributedDataParallel (``distributed.py``), and how many CPU threads torch
-uses during a run (``threads.py``: ``trainer.threads``, ``OMP_NUM_THREADS`` or cores less one).
+progress bars, timings, a search trial's reports to Optuna for pruning), the checkpoint format and
+policy with finding and loading a checkpoint (``checkpoint.py``), DistributedDataParallel
+(``distributed.py``), and how many CPU threads torch uses during a run (``threads.py``:
+``trainer.threads``, ``OMP_NUM_THREADS`` or cores less one).
 
 It may import ``zoo.errors``, ``zoo._runtime``, ``zoo.plugin``, ``zoo.config`` (validation) and
 ``zoo.tracking`` (the run and its metrics; never ``mlflow`` itself), and torch, torchmetrics,
-Hydra's ``instantiate`` and tqdm. Nothing in it imports a plugin by name. The loop core itself
+Hydra's ``instantiate`` and tqdm; Optuna only in ``callbacks/pruning.py``, only when a search's
+trial with a pruner runs. Nothing in it imports a plugin by name. The loop core itself
 knows no tracker: what a run reports goes through its callbacks.
 """

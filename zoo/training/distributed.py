@@ -24,6 +24,49 @@ def under_torchrun() -> bool:
     return "WORLD_SIZE" in os.environ and "LOCAL_RANK" in os.environ
 
 
+def slurm_tasks(environ: dict | None = None) -> dict[str, str] | None:
+    """The process group of a Slurm job step of several tasks (``srun -n N``, or submitit's
+    ``tasks_per_node``), as torchrun's variables: ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``,
+    ``MASTER_ADDR`` (the step's first node: the rendezvous host of a multi-node job) and
+    ``MASTER_PORT`` (from the job id, so that two jobs sharing a node do not collide).
+
+    None outside such a step: one task, or the batch script itself (it has no ``SLURM_STEP_ID``).
+    """
+    env = os.environ if environ is None else environ
+    tasks = int(env.get("SLURM_STEP_NUM_TASKS") or 0)
+    if tasks < 2 or "SLURM_PROCID" not in env or "SLURM_STEP_ID" not in env:
+        return None
+    nodes = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST") or "127.0.0.1"
+    return {"RANK": env["SLURM_PROCID"], "LOCAL_RANK": env.get("SLURM_LOCALID", "0"), "WORLD_SIZE": str(tasks),
+            "MASTER_ADDR": env.get("MASTER_ADDR") or first_host(nodes),
+            "MASTER_PORT": env.get("MASTER_PORT") or str(29500 + int(env.get("SLURM_JOB_ID", "0")) % 20000)}
+
+
+def first_host(nodelist: str) -> str:
+    """The first host of a Slurm node list (``node[03-05,07],gpu1`` -> ``node03``), as ``scontrol show hostnames``."""
+    try:
+        out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, timeout=30)
+        if out.returncode == 0 and out.stdout.split():
+            return out.stdout.split()[0]
+    except (OSError, subprocess.SubprocessError):
+        pass
+    head = nodelist.split(",")[0]
+    if "[" in head:  # without scontrol: expand the first range by hand
+        prefix, rest = head.split("[", 1)
+        return prefix + rest.split("-")[0].split(",")[0].rstrip("]")
+    return head
+
+
+def join_slurm_step() -> bool:
+    """Under a Slurm step of several tasks, set torchrun's variables so that this process joins the
+    step's process group as torchrun's would; True if it did."""
+    found = slurm_tasks()
+    if found is None:
+        return False
+    os.environ.update(found)
+    return True
+
+
 def launch(trainer: dict, args: list[str]) -> int:
     """Run ``zoo train ARGS`` under torchrun with the trainer's process and node settings."""
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={trainer['nproc']}",

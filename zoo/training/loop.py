@@ -96,6 +96,7 @@ class Loop:
         self.best, self.bad_epochs = None, 0
         # the epoch that just ended, for the callbacks: a new best? the last one?
         self.improved, self.last_epoch, self.last_row = False, False, {}
+        self.stop_reason: str | None = None  # a callback stopped training early (Loop.request_stop)
         self.perf = defaultdict(float)  # seconds of fit() spent on each part (perf/*: callbacks/timing.py)
         self.stop_requested = StopRequest()
         self._after_backward = self._hooked("on_after_backward")  # the per-step hooks, without the no-ops
@@ -124,6 +125,9 @@ class Loop:
                             log.info("early stopping at epoch %d: %s has not improved for %d epochs",
                                      self.epoch, self.monitor, self.settings.patience)
                             break
+                        if self.stop_reason:
+                            log.info("stopping at epoch %d: %s", self.epoch, self.stop_reason)
+                            break
                 except BaseException as exc:
                     for cb in self.callbacks:  # the step log flushes, the checkpointer keeps the best epoch
                         with contextlib.suppress(Exception):
@@ -131,6 +135,11 @@ class Loop:
                     raise
                 self._call("on_fit_end")
             return self.test()
+
+    def request_stop(self, reason: str) -> None:
+        """Make the epoch that is ending the last one (from a callback's ``on_epoch_end``; the callbacks
+        after it in the list see ``last_epoch`` set, so the checkpointer writes ``last.pt``)."""
+        self.stop_reason, self.last_epoch = reason, True
 
     def _out_of_patience(self) -> bool:
         return self.settings.patience is not None and self.bad_epochs >= self.settings.patience

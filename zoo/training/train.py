@@ -29,7 +29,7 @@ from zoo.errors import ConfigError, ZooError, one_line
 from zoo.plugin.registry import Registry, call_plugin, load_registry
 from zoo.tracking import NullTracker, Tracker, default_uri, git_commit, tags
 from zoo.training import distributed, threads
-from zoo.training.callbacks import NonFiniteLoss, Perf, Progress, StepLog
+from zoo.training.callbacks import NonFiniteLoss, Perf, Progress, StepLog, TrialReport
 from zoo.training.checkpoint import Checkpointer, find_checkpoint, load_checkpoint, restore
 from zoo.training.loop import Loop
 from zoo.training.settings import TrainerSettings
@@ -63,8 +63,11 @@ def train(cfg: DictConfig, registry: Registry | None = None, overrides: Sequence
         tracker = open_tracker(plain["tracking"], dist)
         step_log = StepLog(tracker, settings)
         checkpointer = Checkpointer(folder, run=tracker, config=plain, dist=dist)
+        trial = TrialReport.from_env(tracker)  # a search trial with a pruner; before the checkpointer, which
+        # then writes last.pt for the epoch a pruned trial stops at
         loop = Loop(model, splits, task, optimizer, scheduler, settings, device=device, seed=plain["seed"], dist=dist,
-                    callbacks=[Perf(tracker), step_log, checkpointer, Progress(step_log.history)])  # Perf first: timing.py
+                    callbacks=[Perf(tracker), step_log, *([trial] if trial else []), checkpointer,
+                               Progress(step_log.history)])  # Perf first: timing.py
         if state is not None:
             restore(loop, state)
         with tracker.run(run_name=plain["tracking"].get("run_name") or f"{arch.decl.name}-{dataset.decl.name}",
@@ -76,9 +79,9 @@ def train(cfg: DictConfig, registry: Registry | None = None, overrides: Sequence
             record_inputs(run, plain, overrides, state, task, folder)
             metrics = loop.fit()
             run.metrics(metrics, step=loop.step)
-            if dist.main:
+            if dist.main:  # a pruned trial is no candidate: its model is not logged
                 log_outputs(run, checkpointer, step_log.history, model, splits, arch, out_dir,
-                            plain["tracking"]["log_model"])
+                            plain["tracking"]["log_model"] and not loop.stop_reason)
             metrics["duration_s"] = time.time() - started
             run.metrics({"duration_s": metrics["duration_s"]}, step=loop.step)
     return {**metrics, "objective": metrics.get(f"best/val_{task.monitor}"),
