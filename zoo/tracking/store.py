@@ -46,6 +46,18 @@ def artifact_root(uri: str) -> str | None:
     return None if db is None else str(db.parent / "artifacts")
 
 
+def experiment_folder(root: str, experiment: str) -> str:
+    """The artifact folder of ``experiment`` inside ``root``: one plain folder name, never a way out of it.
+
+    Characters other than letters, digits, ``.``, ``-`` and ``_`` become ``_``, and a name of
+    dots alone (``..``) gets a leading ``_``, so ``tracking.experiment=..`` stays in ``root``.
+    """
+    name = re.sub(r"[^\w.-]+", "_", experiment)
+    if not name.strip("."):
+        name = "_" + name
+    return str(Path(root) / name)
+
+
 def is_http(uri: str) -> bool:
     return uri.startswith(("http://", "https://"))
 
@@ -265,7 +277,7 @@ def prepare_store(uri: str, experiment: str) -> str:
             exp = client.get_experiment_by_name(experiment)
             if exp is None:
                 root = artifact_root(uri)
-                location = None if root is None else str(Path(root) / re.sub(r"[^\w.-]+", "_", experiment))
+                location = None if root is None else experiment_folder(root, experiment)
                 try:
                     return client.create_experiment(experiment, artifact_location=location)
                 except MlflowException as exc:  # another process created it first (or a refusal)

@@ -59,7 +59,30 @@ def load_checkpoint(path: Path) -> dict:
     if not isinstance(state, dict) or not REQUIRED_STATE <= set(state):
         missing = sorted(REQUIRED_STATE - set(state)) if isinstance(state, dict) else "everything"
         raise ZooError(f"checkpoint {path} is not a Zoo checkpoint (missing {missing}); resume from a run's last.pt")
+    if not isinstance(state["config"], dict):
+        raise ZooError(f"checkpoint {path} is not a Zoo checkpoint (its config is a {type(state['config']).__name__}); "
+                       "resume from a run's last.pt")
+    for key, value in _interpolations(state["config"]):
+        raise ZooError(f"checkpoint {path} is refused: its config holds the interpolation {key}={value!r:.120}, and a "
+                       "checkpoint's config is data (Zoo writes it resolved); resume from a checkpoint Zoo wrote")
     return state
+
+
+def _interpolations(node, path: str = ""):
+    """``(key, text)`` of every string in ``node`` that OmegaConf would resolve (``${...}``), at any depth.
+
+    A checkpoint's config is the resolved config of its run: it never holds one. A crafted one
+    could (``${oc.env:SECRET}`` names an experiment after the victim's secret), so such a file is
+    refused before OmegaConf sees it.
+    """
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _interpolations(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, (list, tuple)):
+        for i, item in enumerate(node):
+            yield from _interpolations(item, f"{path}[{i}]")
+    elif isinstance(node, str) and "${" in node:
+        yield path, node
 
 
 # ------------------------------------------------------------------------------ the format

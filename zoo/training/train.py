@@ -24,7 +24,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import zoo
-from zoo.config import validate
+from zoo.config import override_key, validate
 from zoo.errors import ConfigError, ZooError, one_line
 from zoo.plugin.registry import Registry, call_plugin, load_registry
 from zoo.tracking import NullTracker, Tracker, default_uri, git_commit, tags
@@ -70,13 +70,14 @@ def train(cfg: DictConfig, registry: Registry | None = None, overrides: Sequence
                                Progress(step_log.history)])  # Perf first: timing.py
         if state is not None:
             restore(loop, state)
-        with tracker.run(run_name=plain["tracking"].get("run_name") or f"{arch.decl.name}-{dataset.decl.name}",
-                         params=plain, tags={**run_tags(plain, arch, dataset, task, device, dist, out_dir, overrides),
+        shown = logged_config(cfg, plain, overrides)
+        with tracker.run(run_name=shown["tracking"].get("run_name") or f"{arch.decl.name}-{dataset.decl.name}",
+                         params=shown, tags={**run_tags(plain, arch, dataset, task, device, dist, out_dir, overrides),
                                              **source_tags(splits.info), **thread_tags},
                          run_id=state["run_id"] if state else None) as run, \
                 _kept_when_stopped(run, loop, checkpointer, step_log):
             started = time.time()
-            record_inputs(run, plain, overrides, state, task, folder)
+            record_inputs(run, shown, overrides, state, task, folder)
             metrics = loop.fit()
             run.metrics(metrics, step=loop.step)
             if dist.main:  # a pruned trial is no candidate: its model is not logged
@@ -104,6 +105,31 @@ def resume_state(cfg: DictConfig) -> tuple[DictConfig, dict | None, Path | None]
     config = dict(state["config"], resume=None)
     config["tracking"] = dict(config["tracking"], uri=uri)
     return OmegaConf.create(config), state, path.parent
+
+
+def logged_config(cfg: DictConfig, plain: dict, overrides: Sequence[str]) -> dict:
+    """The config as the store records it (params, run name, ``config.yaml``): ``plain``, except
+    that a setting the user gave through ``${oc.env:...}`` on the command line keeps the text typed.
+
+    An environment variable is often a secret (a token, a password); resolved, it would be stored
+    in the run for anyone who can read the store. The run itself trains with the value, and the
+    checkpoint keeps it (a resume trains with the same config). To record the value, let the
+    shell expand it instead (``tracking.run_name=$NAME``).
+    """
+    keys = [override_key(o) for o in overrides if "oc.env" in o]
+    if not keys:
+        return plain
+    import copy
+
+    typed = OmegaConf.to_container(cfg, resolve=False)
+    shown = copy.deepcopy(plain)
+    for key in keys:
+        *parents, last = key.split(".")
+        node, source = shown, typed
+        for part in parents:
+            node, source = node.get(part) or {}, source.get(part) or {}
+        node[last] = source.get(last, node.get(last))
+    return shown
 
 
 def resolve_device(name: str) -> torch.device:
