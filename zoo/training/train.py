@@ -28,7 +28,7 @@ from zoo.config import override_key, validate
 from zoo.errors import ConfigError, ZooError, one_line
 from zoo.plugin.registry import Registry, call_plugin, load_registry
 from zoo.tracking import NullTracker, Tracker, default_uri, git_commit, tags
-from zoo.training import distributed, threads
+from zoo.training import distributed, preflight, threads
 from zoo.training.callbacks import NonFiniteLoss, Perf, Progress, StepLog, TrialReport
 from zoo.training.checkpoint import Checkpointer, find_checkpoint, load_checkpoint, restore
 from zoo.training.loop import Loop
@@ -147,16 +147,24 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build(registry: Registry, cfg: DictConfig, plain: dict, arch, dataset, device: torch.device, dist):
-    """The splits (on the device), the model, its optimizer and scheduler, each seeded with ``seed``."""
-    seed = plain["seed"]
+    """The splits (on the device), the model, its optimizer and scheduler, each seeded with ``seed``.
+
+    What the data and the model turn out to be is checked on the way (:mod:`zoo.training.preflight`).
+    """
+    seed, data_settings, model_settings = plain["seed"], _settings_of(plain["data"]), _settings_of(plain["model"])
+    preflight.check_data_size(dataset.decl.name, data_settings)
     torch.manual_seed(seed)
-    splits = registry.load_dataset(dataset.decl.name, seed, **_settings_of(plain["data"]))
+    splits = registry.load_dataset(dataset.decl.name, seed, **data_settings)
     if arch.decl.tasks is not None and splits.info.task not in arch.decl.tasks:
         raise ZooError(f"model={arch.decl.name} does not accept data={dataset.decl.name} with task {splits.info.task}; "
                        f"{arch.decl.name} serves tasks {', '.join(arch.decl.tasks)}")
+    task = registry.task(splits.info.task)
+    preflight.check_splits(f"data={dataset.decl.name}", splits, task)
+    preflight.check_model_memory(registry, arch.decl.name, splits.info, model_settings, device)
     torch.manual_seed(seed)
-    model = registry.create_model(arch.decl.name, splits.info, **_settings_of(plain["model"])).to(device)
+    model = registry.create_model(arch.decl.name, splits.info, **model_settings).to(device)
     splits = zoo.Splits(splits.train.to(device), splits.val.to(device), splits.test.to(device), splits.info)
+    preflight.check_output(f"model={arch.decl.name} on data={dataset.decl.name}", model, splits, task)
     if dist.world > 1:
         distributed.check_splittable(splits.train.example(1))
     from hydra.utils import instantiate
