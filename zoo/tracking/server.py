@@ -92,13 +92,12 @@ def check_port(host: str, port: int) -> None:
 
 def check_backend(uri: str) -> None:
     """The store can be opened now: a writable SQLite store, or a database that answers."""
-    from zoo.tracking.store import enable_wal, prepare_sqlite, sqlite_path
+    from zoo.tracking.store import create_store, sqlite_path
 
     if uri.startswith("sqlite:"):
         if sqlite_path(uri) is None:
             raise ZooError(f"--backend-store-uri {uri}: a server needs a SQLite file, e.g. sqlite:///mlruns/mlflow.db")
-        prepare_sqlite(uri)
-        enable_wal(sqlite_path(uri))  # the workers write concurrently; a new (empty) file is fine
+        create_store(uri)  # its tables made now, under the lock: `zoo ui` started alongside does not race it
         return
     scheme = uri.split(":", 1)[0].split("+", 1)[0]
     if scheme not in ("postgresql", "postgres", "mysql", "mssql"):

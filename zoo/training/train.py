@@ -253,6 +253,10 @@ def _kept_when_stopped(run, loop: Loop, checkpointer: Checkpointer, step_log: St
         _log_checkpoints(run, checkpointer)
         raise ZooError(f"{run.error}; lower optimizer.lr or set trainer.grad_clip "
                        f"(run {run.run_id} ended FAILED, last good checkpoint kept)") from None
+    except ZooError as exc:  # a fault Zoo can name (a full disk, say): the reason as it is, and the run's end
+        run.error = str(exc)
+        _log_checkpoints(run, checkpointer)
+        raise ZooError(f"{exc} (run {run.run_id} ended FAILED)") from None
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM
         exc.zoo_run_id = run.run_id  # the command line prints how to resume
         run.error = f"interrupted at step {loop.step}; continue with: zoo train resume={run.run_id}"
