@@ -10,9 +10,10 @@ import mlflow
 import pytest
 
 FIXTURE_CHECKPOINT = Path(__file__).resolve().parent / "fixtures" / "last_v1_perceptron_iris_step18.pt"
-# a run of a second or two: every fault test that must train uses these
+# a run of a second or two: every fault test that must train uses these (SMALL: the model and data, unless it sets its own)
 TINY = ["trainer.device=cpu", "tracking.system_metrics=false", "tracking.log_model=false", "trainer.max_epochs=1",
-        "data=iris", "model=perceptron", "tracking.hist_every=0"]
+        "tracking.hist_every=0"]
+SMALL = ["data=iris", "model=perceptron"]
 
 
 def one_line_error(result: subprocess.CompletedProcess, fragment: str = "") -> str:

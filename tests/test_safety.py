@@ -12,7 +12,7 @@ import mlflow
 import pytest
 import torch
 
-from ._faults import FIXTURE_CHECKPOINT, TINY, no_run_in, one_line_error, runs_of
+from ._faults import FIXTURE_CHECKPOINT, SMALL, TINY, no_run_in, one_line_error, runs_of
 from ._servers import free_port, zoo_env
 from .conftest import run_zoo
 
@@ -45,7 +45,7 @@ def test_a_target_nested_in_lists_of_a_checkpoint_runs_nothing(tmp_path):
 def test_a_target_nested_in_lists_of_an_override_runs_nothing(tmp_path):
     """7c2: the same nesting typed on the command line."""
     payload = tmp_path / "written-by-the-override"
-    r = run_zoo("train", *TINY, f"+optimizer.foo=[[{{_target_:numpy.savetxt,fname:{payload},X:[1,2]}}]]", cwd=tmp_path)
+    r = run_zoo("train", *TINY, *SMALL, f"+optimizer.foo=[[{{_target_:numpy.savetxt,fname:{payload},X:[1,2]}}]]", cwd=tmp_path)
     one_line_error(r, "optimizer.foo[0][0]._target_='numpy.savetxt' is invalid")
     assert not payload.exists()
     no_run_in(tmp_path)
@@ -85,7 +85,7 @@ def test_a_checkpoint_config_is_data_and_its_interpolations_are_refused(tmp_path
 def test_an_env_value_typed_as_an_override_is_recorded_as_typed(tmp_path):
     """7e: ``tracking.run_name=${oc.env:SECRET_TOKEN}`` stored the secret as run name, param, tag and artifact."""
     typed = "${oc.env:SECRET_TOKEN}"
-    r = run_zoo("train", *TINY, f"tracking.run_name={typed}", cwd=tmp_path, env={"SECRET_TOKEN": SECRET})
+    r = run_zoo("train", *TINY, *SMALL, f"tracking.run_name={typed}", cwd=tmp_path, env={"SECRET_TOKEN": SECRET})
     assert r.returncode == 0, r.stderr[-3000:]
     (run,) = runs_of(tmp_path / "mlruns" / "mlflow.db")
     assert run.info.status == "FINISHED"
@@ -111,7 +111,7 @@ def test_zoo_server_refuses_a_weak_admin_password(tmp_path, password, why):
 @pytest.mark.parametrize("name", ["..", ".", "..."])
 def test_an_experiment_name_never_leads_out_of_the_artifacts_folder(tmp_path, name):
     """5q: ``tracking.experiment=..`` wrote the run's files beside mlflow.db, outside mlruns/artifacts/."""
-    r = run_zoo("train", *TINY, f"tracking.experiment='{name}'", cwd=tmp_path)
+    r = run_zoo("train", *TINY, *SMALL, f"tracking.experiment='{name}'", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     (run,) = runs_of(tmp_path / "mlruns" / "mlflow.db")
     root = (tmp_path / "mlruns" / "artifacts").resolve()
@@ -122,7 +122,7 @@ def test_an_experiment_name_never_leads_out_of_the_artifacts_folder(tmp_path, na
 
 def test_a_long_experiment_name_blames_tracking_experiment(tmp_path):
     """5o: a 10,000-character name blamed tracking.uri."""
-    r = run_zoo("train", *TINY, "tracking.experiment=" + "x" * 10_000, cwd=tmp_path)
+    r = run_zoo("train", *TINY, *SMALL, "tracking.experiment=" + "x" * 10_000, cwd=tmp_path)
     line = one_line_error(r, "tracking.experiment='xxxx")
     assert "at most 500 characters" in line and "(10000 characters)" in line and len(line) < 300
     no_run_in(tmp_path)
