@@ -7,9 +7,8 @@ settings (``settings.py``), the callbacks, one concern each (``callbacks/``: the
 progress bars, timings, a search trial's reports to Optuna for pruning), the checkpoint format and
 policy with finding and loading a checkpoint (``checkpoint.py``), what is checked of the data and
 the model before a run exists (``preflight.py``: memory estimates, the splits, one forward pass),
-DistributedDataParallel
-(``distributed.py``), and how many CPU threads torch uses during a run (``threads.py``:
-``trainer.threads``, ``OMP_NUM_THREADS`` or cores less one).
+DistributedDataParallel (``distributed.py``), and how many CPU threads torch uses during a run
+(``threads.py``: ``trainer.threads``, ``OMP_NUM_THREADS`` or cores less one).
 
 It may import ``zoo.errors``, ``zoo._runtime``, ``zoo.plugin``, ``zoo.config`` (validation) and
 ``zoo.tracking`` (the run and its metrics; never ``mlflow`` itself), and torch, torchmetrics,
