@@ -122,15 +122,30 @@ def _like_input(info, inputs, target):
         return [inputs, (inputs[0], math.prod(inputs[1:]))], "the input's shape, or it flattened"
 
 
+# ----------------------------------------------------------------------------------- targets
+
+
+def _class_indices(info: zoo.DataInfo, target) -> str | None:
+    """Integer labels must name a class (or a token): ``0..output_dim-1``, or ``IGNORE_INDEX`` to skip one."""
+    if not isinstance(target, torch.Tensor) or target.is_floating_point():
+        return None  # a graph batch, or class probabilities: the loss reads those
+    bad = (target != zoo.IGNORE_INDEX) & ((target < 0) | (target >= info.output_dim))
+    if not bad.any():
+        return None
+    return (f"{int(bad.sum())} labels are outside 0..{info.output_dim - 1} (e.g. {int(target[bad][0])}), but the "
+            f"data declares output_dim={info.output_dim} classes ({zoo.IGNORE_INDEX} marks a target to skip)")
+
+
 @zoo.hookimpl
 def zoo_tasks():
     return [
         zoo.Task("classification", _ce, _classification_metrics, "accuracy", "max", _flat_prepare,
-                 output_shape=_per_class("classes"), description="cross-entropy over examples or positions"),
+                 output_shape=_per_class("classes"), targets=_class_indices,
+                 description="cross-entropy over examples or positions"),
         zoo.Task("regression", _mse, _regression_metrics, "mse", "min", _flat_regression,
                  output_shape=_like_target, description="mean squared error"),
         zoo.Task("next_token", _ce, _next_token_metrics, "perplexity", "min", _flat_prepare, per_position=True,
-                 output_shape=_per_class("tokens in the vocabulary"),
+                 output_shape=_per_class("tokens in the vocabulary"), targets=_class_indices,
                  description="cross-entropy of the next token at every position"),
         zoo.Task("reconstruction", _reconstruction_loss, _reconstruction_metrics, "mse", "min", _reconstruction_prepare,
                  per_position=True, output_shape=_like_input, description="MSE of the output against the input"),

@@ -25,6 +25,9 @@ BAD_VALUES = [
     ("seed=-3", "seed=-3 is invalid"),
     ("optimizer.lr=abc", "optimizer.lr='abc' is invalid: expected a number > 0"),
     ("optimizer.lr=0", "optimizer.lr=0 is invalid"),
+    ("optimizer.lr=inf", "optimizer.lr=inf is invalid: expected a number > 0"),
+    ("optimizer.lr=1e309", "optimizer.lr=inf is invalid: expected a number > 0"),
+    ("trainer.grad_clip=inf", "trainer.grad_clip=inf is invalid"),
     ("optimizer.weight_decay=-0.1", "optimizer.weight_decay=-0.1 is invalid"),
     ("model.hidden_sizes=[]", "model.hidden_sizes=[] is empty"),
     ("model.hidden_sizes=abc", "model.hidden_sizes='abc' is invalid: expected a list"),
@@ -91,6 +94,9 @@ CLI_CASES = [
     (["optimizer.lr=abc"], "optimizer.lr='abc' is invalid"),
     (["model.hidden_sizes=[]"], "model.hidden_sizes=[] is empty"),
     (["-m", "model=mlp,nope"], "unknown model (architecture) 'nope'"),
+    (["optimizer.lr=inf"], "optimizer.lr=inf is invalid: expected a number > 0"),
+    (["tracking.experiment=实验🚀ü"], "the override 'tracking.experiment=实验🚀ü' cannot be read (token recognition error at: '实'); "
+                                     "quote the value: 'tracking.experiment=\"实验🚀ü\"'"),
 ]
 
 

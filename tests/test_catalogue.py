@@ -11,6 +11,7 @@ from pathlib import Path
 from . import test_bad_input as bad
 from . import test_data_bad_input as bad_files
 from . import test_search as search
+from . import test_faults as faults
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "bad-input.md"
 
@@ -78,6 +79,47 @@ OTHER_CASES = [
     ("a Ray launcher with `hydra.launcher.ray.init.address=HOST:PORT` where nothing answers",
      "hydra.launcher.ray.init.address=127.0.0.1:PORT: no Ray cluster answers there (Connection refused); start one "
      "(ray start --head) or fix the address", "test_search::test_an_engine_out_of_reach_is_one_line_and_no_run"),
+    # security (issue 17)
+    ("resume=<a last.pt whose config holds optimizer.foo=[[{_target_: numpy.savetxt, ...}]]>",
+     "optimizer.foo[0][0]._target_='numpy.savetxt' is invalid: expected plain data (nothing is called)",
+     "test_safety::test_a_target_nested_in_lists_of_a_checkpoint_runs_nothing"),
+    ("zoo train '+optimizer.foo=[[{_target_:numpy.savetxt,...}]]'", "optimizer.foo[0][0]._target_='numpy.savetxt' is invalid",
+     "test_safety::test_a_target_nested_in_lists_of_an_override_runs_nothing"),
+    ("_partial_, _args_, _recursive_, _convert_ (at any depth) where Zoo does not expect them",
+     "optimizer.foo[0][0][0]._partial_=True is invalid: expected no _partial_ here",
+     "test_safety::test_instantiate_keys_are_refused_wherever_zoo_does_not_expect_them"),
+    ("resume=<a last.pt whose config holds ${oc.env:SECRET_TOKEN}>",
+     "... its config holds the interpolation tracking.experiment='leak-${oc.env:SECRET_TOKEN}' ... (nothing resolved)",
+     "test_safety::test_a_checkpoint_config_is_data_and_its_interpolations_are_refused"),
+    ("zoo server --auth with MLFLOW_AUTH_ADMIN_PASSWORD blank, short or one character repeated",
+     "MLFLOW_AUTH_ADMIN_PASSWORD is blank (is 5 characters long, is one character repeated 16 times); choose ...",
+     "test_safety::test_zoo_server_refuses_a_weak_admin_password"),
+    ("zoo train tracking.experiment=<10,000 characters>", "tracking.experiment='xxxx...' (10000 characters) ... at most 500 characters",
+     "test_safety::test_a_long_experiment_name_blames_tracking_experiment"),
+    # memory, disks and stores (issue 17)
+    ("zoo train model.hidden_sizes=[100000,100000]",
+     "model=mlp needs about 149.0 GiB to train (10,000,900,003 parameters, ...) but N GiB of cpu memory is available; "
+     "lower model.hidden_sizes=[100000, 100000]", "test_faults::test_memory_is_estimated_before_allocating"),
+    ("zoo train data=moons data.n_samples=100000000000",
+     "data=moons: data.n_samples=100000000000 needs at least 1490.1 GiB ...; lower data.n_samples",
+     "test_faults::test_memory_is_estimated_before_allocating"),
+    ("zoo train data=text data.path=<a file larger than the memory>",
+     "data=text: not enough memory (...); use a smaller file than data.path='...' (100.0 GiB)",
+     "test_faults::test_a_data_file_larger_than_memory_is_one_line"),
+    ("checkpoints on a full disk", "cannot write the checkpoint last.pt in <folder>: no space left on the device (N MiB free); "
+     "free some space or point hydra.run.dir ... (run ... ended FAILED)", "test_faults::test_a_full_disk_for_checkpoints_fails_the_run_in_one_line"),
+    ("artifacts on a full disk", "cannot store the artifact ... in <folder>: No space left on device; ... (run ... ended FAILED)",
+     "test_faults::test_a_full_disk_for_artifacts_fails_the_run_in_one_line"),
+    ("a read-only artifacts folder", "tracking.uri=...: the artifacts folder ... is not writable (Read-only file system); ...",
+     "test_faults::test_a_read_only_artifacts_folder_is_refused_before_any_run"),
+    ("tracking.uri=<a SQLite file that is not an MLflow store> (zoo train, zoo compare, zoo server)",
+     "tracking.uri=...: ... is a SQLite database but not an MLflow store (its tables: notes); Zoo leaves it untouched: ...",
+     "test_faults::test_a_sqlite_file_that_is_not_an_mlflow_store_is_refused_and_left_untouched"),
+    # plugin faults (issue 17)
+    ("a plugin whose build hangs (ZOO_PLUGIN_TIMEOUT=15)", "model=faultnet: build did not finish within 15 s (plugin 'faulty', ...); "
+     "the plugin may hang: fix it, or set ZOO_PLUGIN_TIMEOUT=<seconds> ...", "test_faults::test_a_plugin_that_hangs_in_build_is_stopped_by_the_time_limit"),
+    ("a plugin that hangs or calls sys.exit at import", "warning: plugin 'bad' (...) was skipped: import did not finish within 15 s "
+     "(import failed: it called sys.exit(3))", "test_faults::test_a_plugin_that_hangs_or_exits_at_import_is_skipped_with_a_warning"),
 ]
 
 
@@ -93,12 +135,17 @@ def render() -> str:
               m.removeprefix("error: ") + ("..." if m.endswith(": ") else ""),
               "test_search::test_bad_search_input_is_one_line_and_no_run") for a, m in search.BAD_SEARCH]
     rows += [(i, m, t) for i, m, t in OTHER_CASES]
+    rows += [(f"a model plugin: {w}", m, "test_faults::test_a_faulty_model_plugin_is_one_line_before_any_run")
+             for _, w, m in faults.MODEL_FAULTS]
+    rows += [(f"a dataset plugin: {w}", m, "test_faults::test_a_faulty_dataset_plugin_is_one_line_before_any_run")
+             for _, w, m in faults.DATA_FAULTS]
     lines = ["# Bad input: the catalogue", "",
              "Every case ends with one line on stderr (`error: ...`, or a `warning:` for a skipped plugin),",
              "exit status 2, no traceback unless `HYDRA_FULL_ERROR=1`, and no run left RUNNING or half-written",
              "in the store: names and values are checked before a run is created. This table is generated from",
              "the tests (`.venv/bin/python -m tests.test_catalogue`) and `tests/test_catalogue.py` fails when it",
-             "is out of date.", "",
+             "is out of date. A fault that can only show once a run exists (a full disk) ends that run FAILED",
+             "with the same line as its reason.", "",
              "Where the checks live: `zoo.config.check_choices` reads each `group=name` before Hydra composes",
              "(`zoo/config/choices.py`); `zoo.config.validate` checks every value of the composed config",
              "(`zoo/config/validation.py`: the model's and the dataset's settings against their plugin's",

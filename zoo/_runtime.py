@@ -1,5 +1,5 @@
-"""Process-level policy in one reviewed place: signals, the garbage collector, supervising and
-stopping child process groups, a fast exit, and sharing Hydra's ConfigStore.
+"""Process-level policy in one reviewed place: signals, time limits, the garbage collector,
+supervising and stopping child process groups, a fast exit, and sharing Hydra's ConfigStore.
 
 These are the tricks a command needs to be honest (a signal stops training at a step boundary)
 and quick (no collector passes over a million long-lived objects, no teardown of every module at
@@ -52,6 +52,35 @@ def stop_on_signals(signals=(signal.SIGINT, signal.SIGTERM)):
     finally:
         for sig, h in old.items():
             signal.signal(sig, h)
+
+
+class TimeLimit(Exception):
+    """A block of code ran past its :func:`time_limit`."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float, what: str):
+    """Raise :class:`TimeLimit` in the block once it has run ``seconds`` (0 or less: no limit).
+
+    A timer signal (``SIGALRM``) interrupts Python code and the waits that Python can interrupt
+    (sleeps, locks, reads); a C loop that never returns to Python is beyond it. Off the main
+    thread, or inside another limit, there is none.
+    """
+    if (seconds <= 0 or not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread()
+            or signal.getitimer(signal.ITIMER_REAL) != (0.0, 0.0)):
+        yield
+        return
+
+    def expired(signum, frame):
+        raise TimeLimit(f"{what} did not finish within {seconds:g} s")
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def start_without_collector() -> None:

@@ -24,7 +24,16 @@ class ConfigError(ZooError):
 
     def __init__(self, key: str, value, expected: str):
         self.key, self.value, self.expected = key, value, expected
-        super().__init__(f"{key}={value!r} is invalid: expected {expected}")
+        super().__init__(f"{key}={shown(value)} is invalid: expected {expected}")
+
+
+def shown(value, limit: int = 80) -> str:
+    """``repr(value)``, cut to about ``limit`` characters (saying how long it was) so an error stays one short line."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f"{len(value)} characters" if isinstance(value, str) else f"{len(text)} characters as text"
+    return f"{text[:limit - 20]}... ({size})"
 
 
 def one_line(exc: BaseException | str, limit: int = 300) -> str:

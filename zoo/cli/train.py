@@ -50,7 +50,7 @@ def job(cfg, registry) -> float | None:
     from zoo.training.train import train
 
     hydra = HydraConfig.get()
-    overrides = list(hydra.overrides.task)
+    overrides = OmegaConf.to_container(hydra.overrides.task, resolve=False)  # as typed: ${oc.env:...} unresolved
     in_sweep = hydra.mode == RunMode.MULTIRUN
     # DDP: Slurm's tasks are the processes already (srun -n N), else torchrun starts them
     if cfg.trainer.get("strategy") == "ddp" and not under_torchrun() and not join_slurm_step():

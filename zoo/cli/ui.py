@@ -24,12 +24,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(args: list[str]) -> int:
-    from zoo.tracking import artifact_root, sqlite_path
+    from zoo.tracking import artifact_root
+    from zoo.tracking.store import create_store
 
     ns = parser().parse_args(args)
-    db = sqlite_path(ns.uri)
-    if db is not None:
-        db.parent.mkdir(parents=True, exist_ok=True)
+    create_store(ns.uri)  # a new store's tables made under the lock `zoo train` and `zoo server` take too
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", ns.uri, "--host", ns.host, "--port", str(ns.port),
            "--workers", str(max(1, ns.workers))]
     root = artifact_root(ns.uri)

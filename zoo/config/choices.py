@@ -57,8 +57,35 @@ def names_a_config(arg: str) -> bool:
     return all(isinstance(v, str) and "${" not in v for v in values)  # an interpolation is not a name
 
 
+def check_syntax(args: list[str]) -> None:
+    """One line for an override Hydra's grammar cannot read (its own error is five lines and a caret).
+
+    The usual case is an unquoted value with characters the grammar does not take, such as
+    ``tracking.experiment=实验``: quoted, ``'tracking.experiment="实验"'``, it is read as a string.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for previous, arg in zip(["", *args], args):
+        if "=" not in arg or arg.startswith("-") or previous in VALUE_FLAGS:
+            continue
+        try:
+            parser.parse_override(arg)
+        except Exception as exc:
+            key, value = arg.split("=", 1)
+            hint = (f"quote the value: '{key}=\"{value}\"'" if not value.isascii() or " " in value
+                    else "see https://hydra.cc/docs/advanced/override_grammar/basic/")
+            raise ZooError(f"the override {arg!r} cannot be read ({str(exc).splitlines()[0]}); {hint}") from None
+
+
+# Hydra's flags that take the next argument as their value (it is not an override)
+VALUE_FLAGS = ("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun",
+               "--package", "-p", "--shell-completion", "-sc")
+
+
 def check_choices(args: list[str], registry: Registry) -> None:
-    """One clear line for an unknown ``group=name`` before Hydra composes anything."""
+    """One clear line for an override Hydra cannot read, or an unknown ``group=name``, before Hydra composes anything."""
+    check_syntax(args)
     for arg in args:
         if "=" not in arg or arg.startswith("-"):
             continue

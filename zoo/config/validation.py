@@ -2,8 +2,9 @@
 
 :func:`validate` resolves the config, checks the model's and the dataset's settings against
 their plugin's defaults, then walks :data:`SETTINGS`: one rule per setting of Zoo's own groups,
-and the ``_target_`` allow-list (:func:`check_targets`), in the order the errors are reported. Every problem is one :class:`zoo.ConfigError` line naming the key, the
-value and what was expected.
+and the ``_target_`` allow-list (:func:`check_targets`: Hydra's instantiate keys anywhere in the
+config, at any depth), in the order the errors are reported. Every problem is one
+:class:`zoo.ConfigError` line naming the key, the value and what was expected.
 
 A rule table rather than Hydra structured-config schemas: the messages are pinned
 (``tests/test_bad_input.py``, ``docs/bad-input.md``), and OmegaConf would word them its own way,
@@ -13,6 +14,7 @@ convert values on the way in (``'8'`` to 8, ``1.0`` to 1) and cannot type a sett
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
@@ -91,14 +93,14 @@ class Int(Rule):
 
 @dataclass(frozen=True)
 class Number(Rule):
-    """A number above ``min`` (``strict=False``: from ``min``); not NaN."""
+    """A finite number above ``min`` (``strict=False``: from ``min``): not NaN, not infinite (``inf``, ``1e309``)."""
 
     min: float = 0.0
     strict: bool = True
 
     def problem(self, value: Any) -> str | None:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not ok or (value <= self.min if self.strict else value < self.min) or value != value:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not ok or (value <= self.min if self.strict else value < self.min):
             return self.expected or f"a number {'>' if self.strict else '>='} {self.min:g}"
         return None
 
@@ -128,7 +130,7 @@ class Check(Rule):
 
 @dataclass(frozen=True)
 class Targets(Rule):
-    """Every ``_target_`` in the config, nested ones included: the allow-list of :func:`check_targets`."""
+    """Every ``_target_`` (and ``_partial_``, ``_args_``, ...) in the config, at any depth: :func:`check_targets`."""
 
     def check(self, key: str, plain: dict) -> None:
         check_targets(plain)
@@ -142,6 +144,7 @@ def _ddp(plain: dict) -> bool:
     return plain["trainer"].get("strategy") == "ddp"
 
 
+MAX_EXPERIMENT_NAME = 500  # MLflow's limit (mlflow.utils.validation.MAX_EXPERIMENT_NAME_LENGTH); config never imports MLflow
 DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
 
 # Zoo's own settings, checked in this order (the first problem is the one reported). A new
@@ -174,7 +177,8 @@ SETTINGS: dict[str, Rule] = {
     "tracking.system_metrics": OneOf((True, False), expected="true or false (its default is "
                                      "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING when that is set)"),
     "tracking.system_metrics_interval": Number(0),
-    "tracking.experiment": Check(lambda v: isinstance(v, str) and bool(v.strip()), expected="a non-empty experiment name"),
+    "tracking.experiment": Check(lambda v: isinstance(v, str) and bool(v.strip()) and len(v) <= MAX_EXPERIMENT_NAME,
+                                 expected=f"a non-empty experiment name of at most {MAX_EXPERIMENT_NAME} characters"),
 }
 
 REQUIRED_GROUPS = ("model", "data", "trainer", "optimizer", "tracking")
@@ -283,31 +287,50 @@ def _locate_class(path: Any) -> type | None:
     return None
 
 
-def check_targets(plain: dict, path: str = "") -> None:
-    """Only ``optimizer._target_`` and ``scheduler._target_`` name code, and only torch.optim classes.
+# Hydra's instantiate reads these keys wherever they are, at any depth of dicts and lists.
+INSTANTIATE_KEYS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_")
+# ... and Zoo expects only _target_ and _partial_, only in these groups: what each _target_ must be.
+INSTANTIATED = {"optimizer": "a torch.optim optimizer class, e.g. torch.optim.Adam",
+                "scheduler": "a torch.optim.lr_scheduler class, e.g. torch.optim.lr_scheduler.StepLR"}
+PLAIN_DATA = "plain data: only optimizer._target_ and scheduler._target_ may name a class"
 
-    Hydra's ``instantiate`` calls whatever ``_target_`` it meets, nested ones included, and a
-    config can come from somewhere else than the user's own command line: a checkpoint
-    (``resume=``), a shared run, an experiment preset. Any other callable would let that config
-    write files or run code.
+
+def instantiate_keys(node: Any, path: str = ""):
+    """``(where, key, value)`` for every key of :data:`INSTANTIATE_KEYS` in ``node``, in dicts and lists at any depth."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            where = f"{path}.{key}" if path else str(key)
+            if key in INSTANTIATE_KEYS:
+                yield path, key, value
+            yield from instantiate_keys(value, where)
+    elif isinstance(node, (list, tuple)):
+        for i, item in enumerate(node):
+            yield from instantiate_keys(item, f"{path}[{i}]")
+
+
+def check_targets(plain: dict) -> None:
+    """Only ``optimizer`` and ``scheduler`` may hold ``_target_`` (a torch.optim class) and ``_partial_: true``.
+
+    Hydra's ``instantiate`` calls whatever ``_target_`` it meets, in nested dicts and lists at any
+    depth, and ``_args_``, ``_recursive_`` and ``_convert_`` change what it calls. A config can
+    come from somewhere else than the user's own command line: a checkpoint (``resume=``), a
+    shared run, an experiment preset. Any other callable would let that config write files or
+    run code, so every other place of these keys is refused.
     """
     import torch
 
     bases = {"optimizer": torch.optim.Optimizer, "scheduler": torch.optim.lr_scheduler.LRScheduler}
-    for key, value in plain.items():
-        where = f"{path}{key}"
-        if isinstance(value, dict):
-            check_targets(value, where + ".")
-        elif isinstance(value, list):
-            for i, item in enumerate(value):
-                if isinstance(item, dict):
-                    check_targets(item, f"{where}[{i}].")
-        if key != "_target_":
-            continue
-        group = path[:-1]
-        cls = _locate_class(value) if group in bases else None
-        if cls is None or not issubclass(cls, bases[group]):
-            expected = ({"optimizer": "a torch.optim optimizer class, e.g. torch.optim.Adam",
-                         "scheduler": "a torch.optim.lr_scheduler class, e.g. torch.optim.lr_scheduler.StepLR"}
-                        .get(group, "plain data: only optimizer._target_ and scheduler._target_ may name a class"))
-            raise ConfigError(where, value, expected)
+    for group, key, value in instantiate_keys(plain):
+        where = f"{group}.{key}" if group else key
+        if group not in INSTANTIATED:
+            raise ConfigError(where, value, PLAIN_DATA if key == "_target_" else
+                              f"no {key} here: Hydra's instantiate keys belong to optimizer and scheduler only")
+        if key == "_partial_":
+            if value is not True:
+                raise ConfigError(where, value, "true (it is built once the model exists)")
+        elif key != "_target_":
+            raise ConfigError(where, value, f"no {key} in {group}: only _target_, _partial_ and its settings")
+        else:
+            cls = _locate_class(value)
+            if cls is None or not issubclass(cls, bases[group]):
+                raise ConfigError(where, value, INSTANTIATED[group])

@@ -191,6 +191,9 @@ class Task:
         target_names: names of the target values when the task fixes them (``anomaly``:
             ``("normal", "anomaly")``); otherwise a dataset's ``meta["class_names"]`` name them.
         description: one line for ``zoo list``.
+        targets: ``targets(info, target) -> str | None``: why a split's targets cannot be used for
+            this task (a label outside ``0..output_dim-1``, say), or ``None``; checked on every
+            split before a run starts. ``None``: not checked.
     """
 
     name: str
@@ -203,6 +206,7 @@ class Task:
     output_shape: Callable[..., tuple[Sequence[tuple[int, ...]], str] | None] | None = None
     target_names: tuple[str, ...] = ()
     description: str = ""
+    targets: Callable[..., str | None] | None = None
 
     @property
     def direction(self) -> str:
@@ -216,6 +220,31 @@ class Task:
     def expected_output(self, info: DataInfo, input_shape, target_shape):
         """``(shapes, why)`` for a batch with these input and target shapes, or ``None`` when the task does not say."""
         return None if self.output_shape is None else self.output_shape(info, input_shape, target_shape)
+
+    def output_problem(self, info: DataInfo, inputs, target, output, where: str = "") -> str | None:
+        """Why ``output`` (a model's, for the batch ``(inputs, target)``) does not fit this task, or ``None``.
+
+        It must be a floating-point tensor of a shape :attr:`output_shape` allows; ``where`` is
+        added after the shapes (``" for data=iris"``).
+        """
+        import torch
+
+        if not isinstance(output, torch.Tensor):
+            return f"expected a tensor, got {type(output).__name__}{where}"
+        if not output.is_floating_point():
+            return f"expected floating-point scores, got {output.dtype}{where}"
+        got = tuple(output.shape)
+        target = tuple(target.shape) if isinstance(target, torch.Tensor) else None
+        inputs = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else None
+        expected = self.expected_output(info, inputs, target)
+        if expected is None:
+            return None  # a task that does not say: the loss decides
+        shapes, why = expected
+        shapes = list(dict.fromkeys(tuple(s) for s in shapes))
+        if got in shapes:
+            return None
+        alt = "".join(f" (or {s})" for s in shapes[1:])
+        return f"expected {shapes[0]}{alt}, got {got}{where} ({self.name}: {why})"
 
 
 def check_declaration(obj: Any, cls: type) -> str | None:
@@ -241,8 +270,9 @@ def _check_task(task: Task) -> str | None:
     for key in ("loss", "metrics", "prepare"):
         if not callable(getattr(task, key)):
             return f"{task.name}: {key} is not callable"
-    if task.output_shape is not None and not callable(task.output_shape):
-        return f"{task.name}: output_shape must be callable or None"
+    for key in ("output_shape", "targets"):
+        if getattr(task, key) is not None and not callable(getattr(task, key)):
+            return f"{task.name}: {key} must be callable or None"
     if not isinstance(task.monitor, str) or not task.monitor:
         return f"{task.name}: monitor must name one of its metrics, got {task.monitor!r}"
     if task.mode not in ("max", "min"):

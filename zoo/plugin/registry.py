@@ -2,9 +2,12 @@
 
 Plugins come from entry points in the group ``zoo.plugins`` (Zoo's own built-ins are declared
 there too, so they arrive exactly like third-party ones) and from ``*.py`` files in a plugin
-folder. Each plugin is loaded and called on its own: one that fails to import or returns a
-malformed declaration is recorded in ``Registry.failures`` and everything else keeps working,
-unless ``ZOO_STRICT_PLUGINS=1``. Two plugins declaring the same name is always an error.
+folder. Each plugin is loaded and called on its own: one that fails to import (it raises, calls
+``sys.exit`` or runs past ``ZOO_PLUGIN_TIMEOUT``) or returns a malformed declaration is recorded
+in ``Registry.failures`` and everything else keeps working, unless ``ZOO_STRICT_PLUGINS=1``. Two
+plugins declaring the same name is always an error. A plugin's own code (import, hooks, build,
+load, report) prints to stderr, never into what a command prints; a build that exits, hangs or
+runs out of memory, or returns something that is not a module, is a one-line :class:`ZooError`.
 
 :func:`default_registry` is the registry behind ``zoo.create_model``, ``zoo.load_dataset`` and
 ``zoo.get_task``: the entry points and ``ZOO_PLUGIN_DIR``, loaded once and cached.
@@ -12,6 +15,7 @@ unless ``ZOO_STRICT_PLUGINS=1``. Two plugins declaring the same name is always a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import functools
@@ -26,12 +30,15 @@ from typing import Iterable
 
 import pluggy
 
+from zoo._runtime import TimeLimit, time_limit
 from zoo.plugin import hookspecs
-from zoo.plugin.declarations import Architecture, DataInfo, Dataset, Task, check_declaration
+from zoo.plugin.declarations import Architecture, DataInfo, Dataset, Splits, Task, check_declaration
 from zoo.errors import ZooError, one_line
 
 ENTRY_POINT_GROUP = "zoo.plugins"
 SELF_DISTRIBUTION = "zoo"
+PLUGIN_TIMEOUT_S = 300.0  # ZOO_PLUGIN_TIMEOUT's default: generous, for a plugin that builds a large model
+HANGS = "the plugin may hang: fix it, or set ZOO_PLUGIN_TIMEOUT=<seconds> (0: no limit) if it is only slow"
 
 
 @dataclass(frozen=True)
@@ -74,15 +81,26 @@ class Registry:
         A dataset that does not say whether its targets are one per position gets its task's
         answer in ``info.meta["per_token"]`` (see :func:`zoo.per_position`).
         """
+        import torch
+
         entry = self.architecture(name)
         if "per_token" not in info.meta and info.task in self.tasks:
             info = dataclasses.replace(info, meta={**info.meta, "per_token": self.tasks[info.task].decl.per_position})
-        return call_plugin(f"model={name}", entry.decl.build, info, **{**entry.decl.defaults, **overrides})
+        with plugin_time_limit(f"model={name}: build", entry):
+            model = call_plugin(f"model={name}", entry.decl.build, info, **{**entry.decl.defaults, **overrides})
+        if not isinstance(model, torch.nn.Module):
+            raise ZooError(f"model={name}: build returned {type(model).__name__}, not a torch.nn.Module "
+                           f"(plugin '{entry.plugin}', {entry.source})")
+        return model
 
     def load_dataset(self, name: str, seed: int = 0, **overrides):
         """Load dataset ``name``'s splits for ``seed``, its defaults updated by ``overrides``."""
         entry = self.dataset(name)
-        return call_plugin(f"data={name}", entry.decl.load, seed=seed, **{**entry.decl.defaults, **overrides})
+        splits = call_plugin(f"data={name}", entry.decl.load, seed=seed, **{**entry.decl.defaults, **overrides})
+        if not isinstance(splits, Splits):
+            raise ZooError(f"data={name}: load returned {type(splits).__name__}, not zoo.Splits "
+                           f"(plugin '{entry.plugin}', {entry.source})")
+        return splits
 
     def only(self, *names: str) -> "Registry":
         """This registry with only the architectures and datasets named (all its tasks), e.g. to
@@ -105,11 +123,79 @@ class Registry:
 
 
 def call_plugin(what: str, fn, *args, **kwargs):
-    """Call a plugin's builder, loader or report; its ValueError/TypeError becomes a one-line ZooError naming ``what``."""
+    """Call a plugin's builder, loader or report as one line of trouble at most.
+
+    Its ValueError or TypeError, a ``sys.exit``, or running out of memory becomes a one-line
+    :class:`ZooError` naming ``what`` (and, for memory, the setting to lower); what it prints
+    goes to stderr, so it never mixes with what a command prints (``zoo list``, ``--cfg job``).
+    """
     try:
-        return fn(*args, **kwargs)
+        with contextlib.redirect_stdout(sys.stderr):
+            return fn(*args, **kwargs)
     except (ValueError, TypeError) as exc:
         raise ZooError(f"{what}: {one_line(exc)}") from exc
+    except SystemExit as exc:
+        raise ZooError(f"{what}: the plugin called sys.exit({exc.code!r})") from None
+    except Exception as exc:
+        if not out_of_memory(exc):
+            raise
+        raise ZooError(f"{what}: not enough memory ({one_line(exc, 160)}); {size_setting(what, kwargs)}") from None
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation that failed: Python's or numpy's MemoryError, or torch's."""
+    return (isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError"
+            or "can't allocate memory" in str(exc) or "not enough memory" in str(exc))
+
+
+def size_setting(what: str, settings: dict) -> str:
+    """What to lower to make ``what`` (``model=mlp``, ``data=text``) smaller: a file it reads, else
+    the setting with the largest number (``lower data.n_samples=...``, ``lower model.hidden_sizes=[...]``)."""
+    group = what.split("=", 1)[0]
+
+    def size(value) -> float:
+        if isinstance(value, (list, tuple)):
+            return max((size(v) for v in value), default=0)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and os.path.isfile(value):
+            return float("inf")
+        return 0
+
+    found = [(size(v), k) for k, v in settings.items() if k != "seed" and size(v) > 0]
+    if not found:
+        return f"lower the size settings of {what}"
+    key = max(found)[1]
+    value = settings[key]
+    if isinstance(value, str):
+        return f"use a smaller file than {group}.{key}={value!r} ({os.path.getsize(value) / 2**30:.1f} GiB)"
+    return f"lower {group}.{key}={value}"
+
+
+def plugin_timeout() -> float:
+    """Seconds a plugin may take to import or to build a model: ``ZOO_PLUGIN_TIMEOUT`` (0: no limit)."""
+    text = os.environ.get("ZOO_PLUGIN_TIMEOUT", "").strip()
+    if not text:
+        return PLUGIN_TIMEOUT_S
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0 or seconds == float("inf"):
+        raise ZooError(f"ZOO_PLUGIN_TIMEOUT={text!r} is invalid: expected seconds (0: no limit)")
+    return seconds
+
+
+@contextlib.contextmanager
+def plugin_time_limit(what: str, entry: Entry):
+    """A plugin's build that runs past :func:`plugin_timeout` is a one-line :class:`ZooError` naming the plugin."""
+    seconds = plugin_timeout()
+    try:
+        with time_limit(seconds, what):
+            yield
+    except TimeLimit:
+        raise ZooError(f"{what} did not finish within {seconds:g} s (plugin '{entry.plugin}', {entry.source}); "
+                       f"{HANGS}") from None
 
 
 def _accepts(arch: Architecture, data: Dataset) -> bool:
@@ -184,6 +270,9 @@ def load_registry(plugin_dirs: Iterable[str | os.PathLike] = (), *, entry_points
     reg = Registry(pm)
     sources: dict[str, str] = {}
 
+    timeout = plugin_timeout()
+    import torch  # noqa: F401  the contract's own dependency, imported before any plugin's time limit starts:
+    # a limit that expired inside torch's import would leave it half-initialised for the whole process
     candidates: list[tuple[str, str, object]] = []
     if entry_points:
         candidates += list(_entry_point_plugins())
@@ -196,9 +285,16 @@ def load_registry(plugin_dirs: Iterable[str | os.PathLike] = (), *, entry_points
         reg.failures.append(Failure(name, source, error))
 
     for name, source, load in candidates:
-        try:
-            obj = load()
-        except Exception as exc:  # a plugin that raises on import must not take Zoo down
+        try:  # a plugin that raises, exits or hangs on import must not take Zoo down; it prints to stderr
+            with contextlib.redirect_stdout(sys.stderr), time_limit(timeout, "import"):
+                obj = load()
+        except SystemExit as exc:
+            fail(name, source, f"import failed: it called sys.exit({exc.code!r})")
+            continue
+        except TimeLimit:
+            fail(name, source, f"import did not finish within {timeout:g} s; {HANGS}")
+            continue
+        except Exception as exc:
             fail(name, source, f"import failed: {_one_line(exc)}")
             continue
         _register(pm, reg, name, source, obj, sources, fail)
@@ -211,7 +307,8 @@ def load_registry(plugin_dirs: Iterable[str | os.PathLike] = (), *, entry_points
         for impl in getattr(pm.hook, hook).get_hookimpls():
             name = impl.plugin_name
             try:
-                result = impl.function()
+                with contextlib.redirect_stdout(sys.stderr):
+                    result = impl.function()
             except Exception as exc:
                 fail(name, sources[name], f"{hook}() raised {_one_line(exc)}")
                 continue

@@ -10,6 +10,7 @@ so the training thread never waits on the store.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import subprocess
@@ -267,10 +268,24 @@ class Tracker:
             self.client.set_tag(self.run_id, k, str(v))
 
     def artifact(self, path: str | os.PathLike, folder: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), folder)
+        with self._storing(os.path.basename(path)):
+            self.client.log_artifact(self.run_id, str(path), folder)
 
     def text(self, text: str, name: str) -> None:
-        self.client.log_text(self.run_id, text, name)
+        with self._storing(name):
+            self.client.log_text(self.run_id, text, name)
+
+    @contextlib.contextmanager
+    def _storing(self, name: str):
+        """An artifact the store's disk refuses (full, read-only) is one line naming the folder."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+                raise
+            where = self.client.get_run(self.run_id).info.artifact_uri
+            raise ZooError(f"cannot store the artifact {name} in {where}: {exc.strerror}; free some space there "
+                           "or choose another tracking.uri") from None
 
     def model(self, model, example, output) -> None:
         """Log the model with a signature and an input example, loadable by ``mlflow.pyfunc``."""
@@ -282,8 +297,9 @@ class Tracker:
         signature = infer_signature(ex, output.detach().cpu().numpy())
         with warnings.catch_warnings():  # torch's export warns about cuDNN's flat RNN weights; harmless here
             warnings.filterwarnings("ignore", message=".*were assigned during export.*")
-            mlflow.pytorch.log_model(model, name="model", signature=signature, input_example=ex,
-                                     pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+            with self._storing("model"):
+                mlflow.pytorch.log_model(model, name="model", signature=signature, input_example=ex,
+                                         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
 
 
 class NullTracker:

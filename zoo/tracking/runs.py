@@ -14,7 +14,7 @@ from typing import Sequence
 
 from zoo.errors import ZooError, one_line
 from zoo.tracking import tags
-from zoo.tracking.store import is_http, sqlite_path
+from zoo.tracking.store import check_mlflow_file, is_http, sqlite_path
 
 PAGE = 1000  # runs per search request (MLflow's most for one page)
 MIN_PREFIX = 4  # characters of a run id that may name it
@@ -28,6 +28,7 @@ def checkpoint_of(uri: str, run_id: str) -> Path:
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    check_mlflow_file(uri)  # MLflow's client would turn a database of the user's own into a store
     client = mlflow.MlflowClient(uri)
     try:
         run = client.get_run(str(run_id))
@@ -79,6 +80,7 @@ class Runs:
             if not db.is_file():
                 raise ZooError(f"no MLflow store at {db}: train a run first (zoo train) or pass --uri "
                                f"(or set MLFLOW_TRACKING_URI) to the store you trained into")
+            check_mlflow_file(uri)
         elif not is_http(uri) and "://" not in uri and not uri.startswith("file:"):
             raise ZooError(f"--uri {uri!r} is not an MLflow tracking URI: use sqlite:///path/mlflow.db or http://host:port")
         runs = cls(uri)

@@ -92,13 +92,12 @@ def check_port(host: str, port: int) -> None:
 
 def check_backend(uri: str) -> None:
     """The store can be opened now: a writable SQLite store, or a database that answers."""
-    from zoo.tracking.store import enable_wal, prepare_sqlite, sqlite_path
+    from zoo.tracking.store import create_store, sqlite_path
 
     if uri.startswith("sqlite:"):
         if sqlite_path(uri) is None:
             raise ZooError(f"--backend-store-uri {uri}: a server needs a SQLite file, e.g. sqlite:///mlruns/mlflow.db")
-        prepare_sqlite(uri)
-        enable_wal(sqlite_path(uri))  # the workers write concurrently; a new (empty) file is fine
+        create_store(uri)  # its tables made now, under the lock: `zoo ui` started alongside does not race it
         return
     scheme = uri.split(":", 1)[0].split("+", 1)[0]
     if scheme not in ("postgresql", "postgres", "mysql", "mssql"):
@@ -134,14 +133,26 @@ def auth_db_for(backend: str) -> str:
     return f"sqlite:///{db.parent.resolve() / 'basic_auth.db'}" if db is not None else backend
 
 
+def password_problem(password: str) -> str | None:
+    """Why ``password`` is too weak for the admin, or None: MLflow's 12 characters, not blank, not one character repeated."""
+    if len(password) < MIN_PASSWORD:
+        return f"is {len(password)} characters long: MLflow wants at least {MIN_PASSWORD}"
+    if not password.strip():
+        return "is blank (only spaces)"
+    if len(set(password)) == 1:
+        return f"is one character repeated {len(password)} times"
+    return None
+
+
 def check_auth(auth_db: str) -> None:
-    """The admin password is needed the first time (no auth store yet), and MLflow wants 12 characters."""
+    """The admin password is needed the first time (no auth store yet), and must not be weak (:func:`password_problem`)."""
     from zoo.tracking.store import sqlite_path
 
     password = os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD")
-    if password is not None and len(password) < MIN_PASSWORD:
-        raise ZooError(f"MLFLOW_AUTH_ADMIN_PASSWORD is {len(password)} characters long: MLflow wants at least "
-                       f"{MIN_PASSWORD}; choose a longer one")
+    weak = None if password is None else password_problem(password)
+    if weak:
+        raise ZooError(f"MLFLOW_AUTH_ADMIN_PASSWORD {weak}; choose a password of {MIN_PASSWORD}+ characters that "
+                       "is not blank and not one character repeated")
     db = sqlite_path(auth_db)
     if not password and db is not None and not db.exists():
         raise ZooError("--auth needs the admin's password the first time: export MLFLOW_AUTH_ADMIN_PASSWORD=<12+ "

@@ -1,7 +1,8 @@
 """The store: where runs are kept, made ready before a run (or a sweep) starts, and opened to read.
 
 ``default_uri`` and ``sqlite_path``/``artifact_root`` say where a store and its artifacts live;
-``prepare_store`` opens (creates) a store and an experiment for writing, once, before training,
+``create_store`` makes a new local store (under a lock: ``zoo train``, ``zoo ui`` and ``zoo server``
+may start together); ``prepare_store`` opens (creates) a store and an experiment for writing, once, before training,
 so that every problem with it is a one-line :class:`ZooError` now (reading an existing store
 without creating one is :meth:`zoo.tracking.runs.Runs.open`). ``bounded_http`` bounds MLflow's
 HTTP retries while a person waits.
@@ -46,6 +47,18 @@ def artifact_root(uri: str) -> str | None:
     return None if db is None else str(db.parent / "artifacts")
 
 
+def experiment_folder(root: str, experiment: str) -> str:
+    """The artifact folder of ``experiment`` inside ``root``: one plain folder name, never a way out of it.
+
+    Characters other than letters, digits, ``.``, ``-`` and ``_`` become ``_``, and a name of
+    dots alone (``..``) gets a leading ``_``, so ``tracking.experiment=..`` stays in ``root``.
+    """
+    name = re.sub(r"[^\w.-]+", "_", experiment)
+    if not name.strip("."):
+        name = "_" + name
+    return str(Path(root) / name)
+
+
 def is_http(uri: str) -> bool:
     return uri.startswith(("http://", "https://"))
 
@@ -74,13 +87,10 @@ def prepare_sqlite(uri: str) -> None:
     except OSError as exc:
         raise ZooError(f"tracking.uri={uri}: cannot create the folder {folder} ({exc.strerror}); "
                        "choose a writable tracking.uri") from None
-    try:  # SQLite writes its journal beside the database: the folder must be writable too
-        fd, probe = tempfile.mkstemp(prefix=".zoo-write-check-", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise ZooError(f"tracking.uri={uri}: the folder {folder} is read-only ({exc.strerror}); "
-                       "choose a writable tracking.uri") from None
+    why = _not_writable(folder)  # SQLite writes its journal beside the database: the folder must be writable too
+    if why:
+        raise ZooError(f"tracking.uri={uri}: the folder {folder} is read-only ({why}); "
+                       "choose a writable tracking.uri")
     if db.exists():
         try:
             with open(db, "r+b"):
@@ -88,6 +98,85 @@ def prepare_sqlite(uri: str) -> None:
         except OSError as exc:
             raise ZooError(f"tracking.uri={uri}: the store {db} is read-only ({exc.strerror}); "
                            "make it writable or choose another tracking.uri") from None
+    check_mlflow_file(uri)
+
+
+def _not_writable(folder: Path) -> str | None:
+    """Why no file can be written in ``folder``, or None: found by writing one."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".zoo-write-check-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return exc.strerror
+    return None
+
+
+def check_mlflow_file(uri: str) -> None:
+    """Refuse a SQLite database that is not an MLflow store, without changing it.
+
+    MLflow would add its ~70 tables to any SQLite file it is pointed at (a database of the
+    user's own, given by mistake); the file is only read here, through a read-only connection.
+    A file that is not a database at all is left to MLflow, which says so in one line.
+    """
+    import sqlite3
+    from urllib.parse import quote
+
+    db = sqlite_path(uri)
+    if db is None or not db.is_file() or db.stat().st_size == 0:
+        return
+    try:
+        con = sqlite3.connect(f"file:{quote(str(db))}?mode=ro", uri=True, timeout=30)
+        try:
+            tables = sorted(r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return
+    if tables and "alembic_version" not in tables:
+        shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+        raise ZooError(f"tracking.uri={uri}: {db} is a SQLite database but not an MLflow store (its tables: {shown}); "
+                       "Zoo leaves it untouched: point tracking.uri at another file")
+
+
+def _check_artifacts(uri: str, location: str | None) -> None:
+    """A local artifacts folder (the experiment's) must take files: refused now, not after training."""
+    from urllib.parse import unquote, urlparse
+
+    if not location or not (location.startswith("/") or location.startswith("file:")):
+        return  # a server's proxied artifacts, or a cloud store: MLflow's to check
+    folder = Path(unquote(urlparse(location).path) if location.startswith("file:") else location)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        why = _not_writable(folder)
+    except OSError as exc:
+        why = exc.strerror
+    if why:
+        raise ZooError(f"tracking.uri={uri}: the artifacts folder {folder} is not writable ({why}); "
+                       "make it writable or choose another tracking.uri")
+
+
+def create_store(uri: str) -> None:
+    """Make a local SQLite store ready for writers: checked, MLflow's tables created, WAL on.
+
+    The first process to open a new store creates the tables while holding a lock file beside
+    it: processes started together (``zoo train`` runs, ``zoo ui`` and ``zoo server``) would
+    otherwise race MLflow's schema migration and break the store for good. Any other store is
+    left to MLflow.
+    """
+    prepare_sqlite(uri)
+    db = sqlite_path(uri)
+    if db is None:
+        return
+    with _store_lock(db):  # held for milliseconds once the store exists
+        if not _has_tables(db):
+            import mlflow
+
+            try:
+                mlflow.MlflowClient(uri).search_experiments(max_results=1)  # MLflow creates the tables
+            except Exception as exc:
+                raise _store_error(uri, exc, 0.0) from None
+        enable_wal(db)
 
 
 @contextlib.contextmanager
@@ -236,12 +325,12 @@ def prepare_store(uri: str, experiment: str) -> str:
     """Open (create) the store and the experiment; return the experiment id.
 
     Done once before training (and before parallel jobs start), so an unreachable server, a
-    refused login, a read-only store or an inherited ``MLFLOW_RUN_ID`` (:func:`check_no_inherited_run`)
-    is a clear one-line error now, not a crash after an hour.
+    refused login, a read-only store or artifacts folder, a SQLite file that is not an MLflow store,
+    or an inherited ``MLFLOW_RUN_ID`` (:func:`check_no_inherited_run`) is a clear one-line error
+    now, not a crash after an hour.
 
-    A local SQLite store is made safe for several writers at once. The first process to open a
-    new store creates MLflow's tables while holding a lock file beside it: processes started
-    together would otherwise race MLflow's schema migration and break the store for good. The
+    A local SQLite store is made safe for several writers at once (:func:`create_store`: its
+    tables are created under a lock, as ``zoo ui`` and ``zoo server`` create them). The
     store is switched to write-ahead logging (WAL, persistent in the file), so readers (the UI,
     ``zoo compare``) do not block writers and a commit costs one sync instead of several; MLflow
     itself waits up to 20 s for a busy store (``PRAGMA busy_timeout``). WAL and the lock need a
@@ -251,21 +340,16 @@ def prepare_store(uri: str, experiment: str) -> str:
     from mlflow.exceptions import MlflowException
 
     check_no_inherited_run()
-    prepare_sqlite(uri)
-    db = sqlite_path(uri)
     started = time.perf_counter()
     try:
         with bounded_http(uri):
-            if db is not None:
-                with _store_lock(db):  # held for milliseconds once the store exists
-                    if not _has_tables(db):
-                        mlflow.MlflowClient(uri).search_experiments(max_results=1)  # MLflow creates the tables
-                    enable_wal(db)
+            create_store(uri)
             client = mlflow.MlflowClient(uri)
             exp = client.get_experiment_by_name(experiment)
             if exp is None:
                 root = artifact_root(uri)
-                location = None if root is None else str(Path(root) / re.sub(r"[^\w.-]+", "_", experiment))
+                location = None if root is None else experiment_folder(root, experiment)
+                _check_artifacts(uri, location)
                 try:
                     return client.create_experiment(experiment, artifact_location=location)
                 except MlflowException as exc:  # another process created it first (or a refusal)
@@ -274,6 +358,7 @@ def prepare_store(uri: str, experiment: str) -> str:
                         raise exc from None
             if exp.lifecycle_stage == "deleted":
                 raise ZooError(f"tracking.experiment={experiment!r} is deleted in {uri}; restore it in the UI or choose another name")
+            _check_artifacts(uri, exp.artifact_location)
             _check_can_write(uri, exp.experiment_id)
             return exp.experiment_id
     except ZooError:

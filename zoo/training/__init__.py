@@ -5,9 +5,10 @@ loop core (``loop.py``: the notes' step, epochs with exact mid-epoch resume, eva
 epoch, early stopping; and the :class:`~zoo.training.loop.Callback` base), the typed trainer
 settings (``settings.py``), the callbacks, one concern each (``callbacks/``: the step log,
 progress bars, timings, a search trial's reports to Optuna for pruning), the checkpoint format and
-policy with finding and loading a checkpoint (``checkpoint.py``), DistributedDataParallel
-(``distributed.py``), and how many CPU threads torch uses during a run (``threads.py``:
-``trainer.threads``, ``OMP_NUM_THREADS`` or cores less one).
+policy with finding and loading a checkpoint (``checkpoint.py``), what is checked of the data and
+the model before a run exists (``preflight.py``: memory estimates, the splits, one forward pass),
+DistributedDataParallel (``distributed.py``), and how many CPU threads torch uses during a run
+(``threads.py``: ``trainer.threads``, ``OMP_NUM_THREADS`` or cores less one).
 
 It may import ``zoo.errors``, ``zoo._runtime``, ``zoo.plugin``, ``zoo.config`` (validation) and
 ``zoo.tracking`` (the run and its metrics; never ``mlflow`` itself), and torch, torchmetrics,

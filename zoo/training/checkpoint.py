@@ -17,6 +17,8 @@ epoch's weights back, for the test pass.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
 import time
@@ -59,7 +61,30 @@ def load_checkpoint(path: Path) -> dict:
     if not isinstance(state, dict) or not REQUIRED_STATE <= set(state):
         missing = sorted(REQUIRED_STATE - set(state)) if isinstance(state, dict) else "everything"
         raise ZooError(f"checkpoint {path} is not a Zoo checkpoint (missing {missing}); resume from a run's last.pt")
+    if not isinstance(state["config"], dict):
+        raise ZooError(f"checkpoint {path} is not a Zoo checkpoint (its config is a {type(state['config']).__name__}); "
+                       "resume from a run's last.pt")
+    for key, value in _interpolations(state["config"]):
+        raise ZooError(f"checkpoint {path} is refused: its config holds the interpolation {key}={value!r:.120}, and a "
+                       "checkpoint's config is data (Zoo writes it resolved); resume from a checkpoint Zoo wrote")
     return state
+
+
+def _interpolations(node, path: str = ""):
+    """``(key, text)`` of every string in ``node`` that OmegaConf would resolve (``${...}``), at any depth.
+
+    A checkpoint's config is the resolved config of its run: it never holds one. A crafted one
+    could (``${oc.env:SECRET}`` names an experiment after the victim's secret), so such a file is
+    refused before OmegaConf sees it.
+    """
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _interpolations(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, (list, tuple)):
+        for i, item in enumerate(node):
+            yield from _interpolations(item, f"{path}[{i}]")
+    elif isinstance(node, str) and "${" in node:
+        yield path, node
 
 
 # ------------------------------------------------------------------------------ the format
@@ -114,9 +139,26 @@ def _copied(obj):
 
 def _write(state: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    with _written(path) as tmp:
+        torch.save(state, tmp)
+
+
+@contextlib.contextmanager
+def _written(path: Path):
+    """Write ``path`` through ``<path>.tmp``, renamed when complete: never a half-written checkpoint,
+    never a file rewritten in place. A write that fails removes the ``.tmp`` file and is one line
+    (:class:`ZooError`) naming the folder; a full disk says so (torch's own words do not)."""
     tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)  # never leave a half-written checkpoint behind, never rewrite a file in place
+    try:
+        yield tmp
+        tmp.replace(path)
+    except Exception as exc:
+        free = shutil.disk_usage(path.parent).free if path.parent.is_dir() else None  # before the .tmp goes
+        tmp.unlink(missing_ok=True)
+        full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or (free is not None and free < 2**20)
+        why = f"no space left on the device ({free / 2**20:.1f} MiB free)" if full else one_line(exc, 200)
+        raise ZooError(f"cannot write the checkpoint {path.name} in {path.parent}: {why}; free some space or point "
+                       "hydra.run.dir (where checkpoints go) at another disk") from None
 
 
 # ------------------------------------------------------------------------------ the policy
@@ -193,13 +235,12 @@ class Checkpointer(Callback):
         (step, state), self._best_state = self._best_state, None
         best, last = self.folder / "best.pt", self.folder / "last.pt"
         if step == self._last_saved_step:  # last.pt holds this very state: no second write
-            tmp = best.with_suffix(".tmp")
-            tmp.unlink(missing_ok=True)
-            try:
-                os.link(last, tmp)
-            except OSError:  # a file system without hard links
-                shutil.copyfile(last, tmp)
-            tmp.replace(best)
+            with _written(best) as tmp:
+                tmp.unlink(missing_ok=True)
+                try:
+                    os.link(last, tmp)
+                except OSError:  # a file system without hard links
+                    shutil.copyfile(last, tmp)
         else:
             _write(state, best)
 

@@ -24,11 +24,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import zoo
-from zoo.config import validate
+from zoo.config import override_key, validate
 from zoo.errors import ConfigError, ZooError, one_line
 from zoo.plugin.registry import Registry, call_plugin, load_registry
 from zoo.tracking import NullTracker, Tracker, default_uri, git_commit, tags
-from zoo.training import distributed, threads
+from zoo.training import distributed, preflight, threads
 from zoo.training.callbacks import NonFiniteLoss, Perf, Progress, StepLog, TrialReport
 from zoo.training.checkpoint import Checkpointer, find_checkpoint, load_checkpoint, restore
 from zoo.training.loop import Loop
@@ -70,13 +70,14 @@ def train(cfg: DictConfig, registry: Registry | None = None, overrides: Sequence
                                Progress(step_log.history)])  # Perf first: timing.py
         if state is not None:
             restore(loop, state)
-        with tracker.run(run_name=plain["tracking"].get("run_name") or f"{arch.decl.name}-{dataset.decl.name}",
-                         params=plain, tags={**run_tags(plain, arch, dataset, task, device, dist, out_dir, overrides),
+        shown = logged_config(cfg, plain, overrides)
+        with tracker.run(run_name=shown["tracking"].get("run_name") or f"{arch.decl.name}-{dataset.decl.name}",
+                         params=shown, tags={**run_tags(plain, arch, dataset, task, device, dist, out_dir, overrides),
                                              **source_tags(splits.info), **thread_tags},
                          run_id=state["run_id"] if state else None) as run, \
                 _kept_when_stopped(run, loop, checkpointer, step_log):
             started = time.time()
-            record_inputs(run, plain, overrides, state, task, folder)
+            record_inputs(run, shown, overrides, state, task, folder)
             metrics = loop.fit()
             run.metrics(metrics, step=loop.step)
             if dist.main:  # a pruned trial is no candidate: its model is not logged
@@ -106,6 +107,31 @@ def resume_state(cfg: DictConfig) -> tuple[DictConfig, dict | None, Path | None]
     return OmegaConf.create(config), state, path.parent
 
 
+def logged_config(cfg: DictConfig, plain: dict, overrides: Sequence[str]) -> dict:
+    """The config as the store records it (params, run name, ``config.yaml``): ``plain``, except
+    that a setting the user gave through ``${oc.env:...}`` on the command line keeps the text typed.
+
+    An environment variable is often a secret (a token, a password); resolved, it would be stored
+    in the run for anyone who can read the store. The run itself trains with the value, and the
+    checkpoint keeps it (a resume trains with the same config). To record the value, let the
+    shell expand it instead (``tracking.run_name=$NAME``).
+    """
+    keys = [override_key(o) for o in overrides if "oc.env" in o]
+    if not keys:
+        return plain
+    import copy
+
+    typed = OmegaConf.to_container(cfg, resolve=False)
+    shown = copy.deepcopy(plain)
+    for key in keys:
+        *parents, last = key.split(".")
+        node, source = shown, typed
+        for part in parents:
+            node, source = node.get(part) or {}, source.get(part) or {}
+        node[last] = source.get(last, node.get(last))
+    return shown
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -121,16 +147,24 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build(registry: Registry, cfg: DictConfig, plain: dict, arch, dataset, device: torch.device, dist):
-    """The splits (on the device), the model, its optimizer and scheduler, each seeded with ``seed``."""
-    seed = plain["seed"]
+    """The splits (on the device), the model, its optimizer and scheduler, each seeded with ``seed``.
+
+    What the data and the model turn out to be is checked on the way (:mod:`zoo.training.preflight`).
+    """
+    seed, data_settings, model_settings = plain["seed"], _settings_of(plain["data"]), _settings_of(plain["model"])
+    preflight.check_data_size(dataset.decl.name, data_settings)
     torch.manual_seed(seed)
-    splits = registry.load_dataset(dataset.decl.name, seed, **_settings_of(plain["data"]))
+    splits = registry.load_dataset(dataset.decl.name, seed, **data_settings)
     if arch.decl.tasks is not None and splits.info.task not in arch.decl.tasks:
         raise ZooError(f"model={arch.decl.name} does not accept data={dataset.decl.name} with task {splits.info.task}; "
                        f"{arch.decl.name} serves tasks {', '.join(arch.decl.tasks)}")
+    task = registry.task(splits.info.task)
+    preflight.check_splits(f"data={dataset.decl.name}", splits, task)
+    preflight.check_model_memory(registry, arch.decl.name, splits.info, model_settings, device)
     torch.manual_seed(seed)
-    model = registry.create_model(arch.decl.name, splits.info, **_settings_of(plain["model"])).to(device)
+    model = registry.create_model(arch.decl.name, splits.info, **model_settings).to(device)
     splits = zoo.Splits(splits.train.to(device), splits.val.to(device), splits.test.to(device), splits.info)
+    preflight.check_output(f"model={arch.decl.name} on data={dataset.decl.name}", model, splits, task)
     if dist.world > 1:
         distributed.check_splittable(splits.train.example(1))
     from hydra.utils import instantiate
@@ -219,6 +253,10 @@ def _kept_when_stopped(run, loop: Loop, checkpointer: Checkpointer, step_log: St
         _log_checkpoints(run, checkpointer)
         raise ZooError(f"{run.error}; lower optimizer.lr or set trainer.grad_clip "
                        f"(run {run.run_id} ended FAILED, last good checkpoint kept)") from None
+    except ZooError as exc:  # a fault Zoo can name (a full disk, say): the reason as it is, and the run's end
+        run.error = str(exc)
+        _log_checkpoints(run, checkpointer)
+        raise ZooError(f"{exc} (run {run.run_id} ended FAILED)") from None
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM
         exc.zoo_run_id = run.run_id  # the command line prints how to resume
         run.error = f"interrupted at step {loop.step}; continue with: zoo train resume={run.run_id}"

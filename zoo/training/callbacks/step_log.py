@@ -118,7 +118,9 @@ class StepLog(Callback):
         self.params = [(n, p) for n, p in loop.model.named_parameters() if p.requires_grad]
         self.norm_names = ["grad_norm/total"] + [f"grad_norm/{n}" for n, _ in self.params] + \
                           [f"weight_norm/{n}" for n, _ in self.params]
-        self.norm_rows = torch.zeros(self.log_every, len(self.norm_names), device=loop.device)
+        # a window never outlasts an epoch (flushed at its end): trainer.log_every=10**9 costs an epoch's rows, no more
+        window = min(self.log_every, loop.splits.train.num_batches(loop.settings.batch_size))
+        self.norm_rows = torch.zeros(window, len(self.norm_names), device=loop.device)
         self.check_each_step = loop.device.type == "cpu" and loop.dist.world == 1  # reading a loss costs nothing there
         self.perf = loop.perf  # norms_s and fetch_s go there
         self._new_window()
