@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import test_bad_input as bad
 from . import test_data_bad_input as bad_files
+from . import test_models as models
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "bad-input.md"
 
@@ -70,6 +71,8 @@ def render() -> str:
     rows = [("`zoo train " + o + "`", m, "test_bad_input::test_bad_value_fails_before_any_run") for o, m in bad.BAD_VALUES]
     rows += [("`zoo train " + " ".join(a) + "`", m, "test_bad_input::test_command_line_error_is_one_line") for a, m in bad.CLI_CASES]
     rows += [(i, m.format(t="..."), "test_data_bad_input::test_bad_file_is_one_line_and_no_run") for i, _, m in bad_files.CASES]
+    rows += [("`zoo " + " ".join(a) + "`", m, "test_models::test_bad_model_input_is_one_line_and_leaves_no_run")
+             for a, m in models.BAD_MODEL_INPUT]
     rows += [(i, m, t) for i, m, t in OTHER_CASES]
     lines = ["# Bad input: the catalogue", "",
              "Every case ends with one line on stderr (`error: ...`, or a `warning:` for a skipped plugin),",
@@ -82,7 +85,9 @@ def render() -> str:
              "(`zoo/config/validation.py`: the model's and the dataset's settings against their plugin's",
              "defaults, then `SETTINGS`, one rule per setting of Zoo's own groups, and the `_target_`",
              "allow-list, in the order the errors are reported); the plugins check their own values. The",
-             "command line prints every one through `zoo.errors.fail`.", "",
+             "command line prints every one through `zoo.errors.fail`. The model commands (`zoo predict`, `eval`,",
+             "`serve`, `register`, `init_from=`) check a model's name in `zoo/tracking/models.py` and its data and",
+             "input files in `zoo/models/` ([models.md](models.md)).", "",
              "| input | the error says | test |", "|---|---|---|"]
     lines += [f"| {_cell(i)} | {_cell(m)} | `tests/{t.split('::')[0]}.py::{t.split('::')[1]}` |" for i, m, t in rows]
     return "\n".join(lines) + "\n"

@@ -33,7 +33,7 @@ from typing import Sequence
 from zoo.config import override_key
 from zoo.errors import ZooError
 from zoo.experiments.table import (DURATION, build_table, check_metric, clip, differing_params, listing,
-                                   lower_is_better, metric_columns, metric_names, render, sort_runs)
+                                   lower_is_better, metric_columns, metric_names, model_of, render, sort_runs)
 from zoo.tracking import bounded_http, tags
 from zoo.tracking.runs import Runs, short
 
@@ -277,6 +277,9 @@ def _compare(store: Runs, ns) -> int:
         print(f"({len(runs) - len(shown)} more not shown: --limit {ns.limit})")
     if not params and len(runs) > 1:
         print("every param has the same value in these runs (--params PATTERN shows some anyway)")
+    if any(model_of(r) for r in shown):
+        print("MODEL is the run's logged model: models:/<MODEL> (or the run id) works in zoo predict, eval, serve, "
+              "register and zoo.load_model")
     for note in sel.notes:
         print(note)
     if ns.plot:
