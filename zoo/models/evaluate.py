@@ -27,7 +27,7 @@ import torch
 from zoo.errors import ZooError
 from zoo.models import figures
 from zoo.models.log import dataset_records
-from zoo.models.packaged import ZooModel
+from zoo.models.packaged import ZooModel, preprocessing_step
 from zoo.models.reference import find, load, store
 from zoo.plugin.data import TensorSplit
 from zoo.plugin.declarations import IGNORE_INDEX, DataInfo
@@ -59,7 +59,7 @@ def check_fits(model: ZooModel, name: str, info: DataInfo) -> None:
 
 
 def _scale(meta: dict, name: str):
-    spec = (meta.get("preprocessing") or {}).get(name)
+    spec = preprocessing_step(meta, name)
     if not spec:
         return None
     return torch.as_tensor(spec["mean"], dtype=torch.float32), torch.as_tensor(spec["std"], dtype=torch.float32)

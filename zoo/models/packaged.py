@@ -54,6 +54,22 @@ def jsonable(value: Any) -> Any:
 _SKIP = object()
 
 
+def preprocessing_step(meta: dict, name: str) -> dict | None:
+    """One step of a dataset's ``meta["preprocessing"]``: ``input`` or ``target`` (``{"mean", "std"}``), or ``image``.
+
+    The file datasets' spelling is read as the same: ``input_scaling`` and ``target_scaling``, and an
+    image reader's ``size`` and ``mode`` (grey levels 0..255 as they are).
+    """
+    steps = meta.get("preprocessing") or {}
+    if steps.get(name):
+        return steps[name]
+    if name in ("input", "target"):
+        return steps.get(f"{name}_scaling")
+    if name == "image" and steps.get("reader") == "images" and steps.get("size"):
+        return {"mode": steps.get("mode") or "L", "size": list(steps["size"]), "range": [0.0, 255.0]}
+    return None
+
+
 class ZooModel(nn.Module):
     """A trained network, its data's preprocessing and its task.
 
@@ -73,9 +89,8 @@ class ZooModel(nn.Module):
     def __init__(self, net: nn.Module, info: DataInfo, task, record: dict):
         super().__init__()
         self.net, self.info, self.task, self.record = net, info, task, record
-        steps = info.meta.get("preprocessing") or {}
         for name in ("input", "target"):
-            spec = steps.get(name)
+            spec = preprocessing_step(info.meta, name)
             for stat in ("mean", "std"):
                 value = None if not spec else torch.as_tensor(spec[stat], dtype=torch.float32)
                 self.register_buffer(f"{name}_{stat}", value)
@@ -97,7 +112,8 @@ class ZooModel(nn.Module):
 
     @property
     def feature_names(self) -> list[str]:
-        names = self.info.meta.get("feature_names")
+        steps = self.info.meta.get("preprocessing") or {}
+        names = self.info.meta.get("feature_names") or steps.get("encoded_features")  # a file's columns
         return [str(n) for n in names] if names else [f"x{i + 1}" for i in range(math.prod(self.info.input_shape))]
 
     def __repr__(self) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from zoo.errors import ZooError, one_line
-from zoo.models.packaged import ZooModel
+from zoo.models.packaged import ZooModel, preprocessing_step
 
 IMAGES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 TABLES = (".csv", ".parquet", ".json")
@@ -68,7 +68,7 @@ def read_images(model: ZooModel, folder: Path) -> tuple[list[str], np.ndarray]:
     """The images of a folder as the model's raw input ``(N, C, H, W)``, and their file names."""
     from PIL import Image, UnidentifiedImageError
 
-    spec = (model.info.meta.get("preprocessing") or {}).get("image")
+    spec = preprocessing_step(model.info.meta, "image")
     if not spec:
         raise ZooError(f"model {model.architecture} does not take image files (its data, {model.dataset}, "
                        f"is {model.info.kind}); give a .csv, .npy or .npz input")
