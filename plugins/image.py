@@ -15,7 +15,7 @@ from zoo_builtins.tabular import ANOMALY_CLASS, digit_anomaly_splits, digit_meta
 
 def load_digits_image(seed: int) -> zoo.Splits:
     x, y = digit_pixels()
-    return reconstruction_splits(x.reshape(-1, 1, 8, 8), y, seed=seed, kind="image", meta=digit_meta())
+    return reconstruction_splits(x.reshape(-1, 1, 8, 8), y, seed=seed, kind="image", meta=digit_meta(image=True))
 
 
 def load_digits_image_anomaly(seed: int, anomaly_class: int = ANOMALY_CLASS) -> zoo.Splits:

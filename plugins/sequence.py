@@ -57,7 +57,9 @@ def load_sine(seed: int, n_samples: int = 2000, length: int = 50, horizon: int =
     xs = zoo.standardize(x[tr], x[va], x[te], dim=(0, 1, 2))
     ys = zoo.standardize(y[tr], y[va], y[te], dim=(0, 1))
     info = zoo.DataInfo(kind="sequence", task="regression", input_shape=(length, 1), output_dim=horizon,
-                        meta={"target_mean": float(target_mean), "target_std": float(target_std), "noise": noise})
+                        meta={"target_mean": float(target_mean), "target_std": float(target_std), "noise": noise,
+                              "preprocessing": {"input": zoo.scaling(x[tr], dim=(0, 1, 2)),
+                                                "target": zoo.scaling(y[tr], dim=(0, 1))}})
     return zoo.Splits(*(zoo.TensorSplit(a, b) for a, b in zip(xs, ys)), info=info)
 
 
@@ -97,7 +99,8 @@ def load_digits_rows(seed: int) -> zoo.Splits:
     tr, va, te = zoo.split_indices(len(x), seed, stratify=y.numpy())
     xs = zoo.standardize(x[tr], x[va], x[te], dim=(0, 1))
     info = zoo.DataInfo(kind="sequence", task="classification", input_shape=(8, 8), output_dim=10,
-                        meta={"class_names": [str(n) for n in bunch.target_names], "image_shape": (8, 8)})
+                        meta={"class_names": [str(n) for n in bunch.target_names], "image_shape": (8, 8),
+                              "preprocessing": {"input": zoo.scaling(x[tr], dim=(0, 1))}})
     return zoo.Splits(*(zoo.TensorSplit(a, y[i]) for a, i in zip(xs, (tr, va, te))), info=info)
 
 

@@ -21,7 +21,11 @@ import zoo
 
 
 def make_splits(x, y, *, seed: int, task: str, meta=None) -> zoo.Splits:
-    """Split arrays 70/15/15 by the seed, standardise features, and wrap them as tensors."""
+    """Split arrays 70/15/15 by the seed, standardise features, and wrap them as tensors.
+
+    ``meta["preprocessing"]`` records the training split's statistics (and the target's, for
+    regression), so a trained model carries them and takes raw rows.
+    """
     x = torch.as_tensor(x, dtype=torch.float32)
     classify = task == "classification"
     y = torch.as_tensor(y, dtype=torch.long if classify else torch.float32)
@@ -31,7 +35,9 @@ def make_splits(x, y, *, seed: int, task: str, meta=None) -> zoo.Splits:
     xs = zoo.standardize(x[tr], x[va], x[te])
     ys = [y[tr], y[va], y[te]] if classify else zoo.standardize(y[tr], y[va], y[te])
     out = int(y.max()) + 1 if classify else y.shape[1]
-    info = zoo.DataInfo(kind="tabular", task=task, input_shape=tuple(x.shape[1:]), output_dim=out, meta=meta or {})
+    steps = {"input": zoo.scaling(x[tr])} if classify else {"input": zoo.scaling(x[tr]), "target": zoo.scaling(y[tr])}
+    meta = {"feature_names": [f"x{i + 1}" for i in range(x.shape[1])], **(meta or {}), "preprocessing": steps}
+    info = zoo.DataInfo(kind="tabular", task=task, input_shape=tuple(x.shape[1:]), output_dim=out, meta=meta)
     return zoo.Splits(*(zoo.TensorSplit(a, b) for a, b in zip(xs, ys)), info=info)
 
 
@@ -41,7 +47,8 @@ def _sklearn(loader_name: str, task: str):
 
         bunch = getattr(datasets, loader_name)()
         names = [str(n) for n in getattr(bunch, "target_names", [])]
-        meta = {"class_names": names} if task == "classification" else {}
+        meta = {"class_names": names} if task == "classification" else {"target_names": ["target"]}
+        meta["feature_names"] = [str(n) for n in bunch.feature_names]
         if loader_name == "load_digits":
             meta["image_shape"] = (8, 8)
         return make_splits(bunch.data, bunch.target, seed=seed, task=task, meta=meta)
@@ -71,8 +78,16 @@ def digit_pixels() -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.as_tensor(bunch.target, dtype=torch.long)
 
 
-def digit_meta() -> dict:
-    return {"class_names": [str(d) for d in range(10)], "image_shape": (8, 8), "value_range": (0.0, 1.0)}
+def digit_meta(image: bool = False) -> dict:
+    """The digits' labels and pixel range; the model takes raw pixels 0..16 (``preprocessing``: / 16).
+
+    As images, a PNG file's grey levels 0..255 map onto 0..16 (``preprocessing["image"]``).
+    """
+    steps = {"input": {"mean": 0.0, "std": 16.0}}
+    if image:
+        steps["image"] = {"mode": "L", "size": [8, 8], "range": [0.0, 16.0]}
+    return {"class_names": [str(d) for d in range(10)], "image_shape": (8, 8), "value_range": (0.0, 1.0),
+            "feature_names": [f"pixel_{r}_{c}" for r in range(8) for c in range(8)], "preprocessing": steps}
 
 
 def reconstruction_splits(x, y, *, seed: int, kind: str, meta: dict) -> zoo.Splits:
@@ -98,6 +113,7 @@ def anomaly_splits(x, y, anomalous: torch.Tensor, *, seed: int, kind: str, meta:
     parts = [normal[tr], torch.cat([normal[va], odd[order[:half]]]), torch.cat([normal[te], odd[order[half:]]])]
     xs = [x[p] for p in parts]
     if standardize:
+        meta = {**meta, "preprocessing": {"input": zoo.scaling(xs[0])}}
         xs = zoo.standardize(*xs)
     info = zoo.DataInfo(kind=kind, task="anomaly", input_shape=tuple(x.shape[1:]),
                         output_dim=math.prod(x.shape[1:]), meta=meta)
@@ -110,7 +126,7 @@ def digit_anomaly_splits(seed: int, anomaly_class: int, *, image: bool) -> zoo.S
     x, y = digit_pixels()
     if image:
         x = x.reshape(-1, 1, 8, 8)
-    meta = {**digit_meta(), "anomaly_class": anomaly_class}
+    meta = {**digit_meta(image), "anomaly_class": anomaly_class}
     return anomaly_splits(x, y, y == anomaly_class, seed=seed, kind="image" if image else "tabular",
                           meta=meta, standardize=False)
 

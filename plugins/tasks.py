@@ -101,6 +101,29 @@ def _anomaly_metrics(info: zoo.DataInfo):
     return {"auroc": BinaryAUROC()}
 
 
+# ----------------------------------------------------------------------------------- predictions
+# What a trained model returns to a person (zoo.Task.predict): the logged model, zoo predict, zoo serve.
+
+def _classify(output, inputs):
+    return {"label": output.argmax(-1), "probabilities": output.softmax(-1)}
+
+
+def _regress(output, inputs):
+    return {"prediction": output}
+
+
+def _next_token(output, inputs):
+    last = output[:, -1]  # the prediction after the last position of each sequence
+    return {"next_token": last.argmax(-1), "probabilities": last.softmax(-1)}
+
+
+def _reconstruct(score: str):
+    def predict(output, inputs):
+        rec = output.reshape(inputs.shape)
+        return {score: (rec - inputs).pow(2).flatten(1).mean(1), "reconstruction": rec}
+    return predict
+
+
 # ----------------------------------------------------------------------------------- output shapes
 
 
@@ -141,15 +164,17 @@ def zoo_tasks():
     return [
         zoo.Task("classification", _ce, _classification_metrics, "accuracy", "max", _flat_prepare,
                  output_shape=_per_class("classes"), targets=_class_indices,
-                 description="cross-entropy over examples or positions"),
+                 description="cross-entropy over examples or positions", predict=_classify),
         zoo.Task("regression", _mse, _regression_metrics, "mse", "min", _flat_regression,
-                 output_shape=_like_target, description="mean squared error"),
+                 output_shape=_like_target, description="mean squared error", predict=_regress),
         zoo.Task("next_token", _ce, _next_token_metrics, "perplexity", "min", _flat_prepare, per_position=True,
                  output_shape=_per_class("tokens in the vocabulary"), targets=_class_indices,
-                 description="cross-entropy of the next token at every position"),
+                 description="cross-entropy of the next token at every position", predict=_next_token),
         zoo.Task("reconstruction", _reconstruction_loss, _reconstruction_metrics, "mse", "min", _reconstruction_prepare,
-                 per_position=True, output_shape=_like_input, description="MSE of the output against the input"),
+                 per_position=True, output_shape=_like_input, description="MSE of the output against the input",
+                 predict=_reconstruct("reconstruction_error")),
         zoo.Task("anomaly", _reconstruction_loss, _anomaly_metrics, "auroc", "max", _anomaly_prepare,
                  per_position=True, output_shape=_like_input, target_names=("normal", "anomaly"),
-                 description="reconstruction error as the anomaly score (train on normal data only)"),
+                 description="reconstruction error as the anomaly score (train on normal data only)",
+                 predict=_reconstruct("anomaly_score")),
     ]

@@ -12,6 +12,7 @@ from . import test_bad_input as bad
 from . import test_data_bad_input as bad_files
 from . import test_search as search
 from . import test_faults as faults
+from . import test_models as models
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "bad-input.md"
 
@@ -134,6 +135,8 @@ def render() -> str:
     rows += [("`zoo train -m hydra.sweeper.search=optuna optimizer.lr=interval(0.01,0.1) " + " ".join(a) + "`",
               m.removeprefix("error: ") + ("..." if m.endswith(": ") else ""),
               "test_search::test_bad_search_input_is_one_line_and_no_run") for a, m in search.BAD_SEARCH]
+    rows += [("`zoo " + " ".join(a) + "`", m, "test_models::test_bad_model_input_is_one_line_and_leaves_no_run")
+             for a, m in models.BAD_MODEL_INPUT]
     rows += [(i, m, t) for i, m, t in OTHER_CASES]
     rows += [(f"a model plugin: {w}", m, "test_faults::test_a_faulty_model_plugin_is_one_line_before_any_run")
              for _, w, m in faults.MODEL_FAULTS]
@@ -151,7 +154,9 @@ def render() -> str:
              "(`zoo/config/validation.py`: the model's and the dataset's settings against their plugin's",
              "defaults, then `SETTINGS`, one rule per setting of Zoo's own groups, and the `_target_`",
              "allow-list, in the order the errors are reported); the plugins check their own values. The",
-             "command line prints every one through `zoo.errors.fail`.", "",
+             "command line prints every one through `zoo.errors.fail`. The model commands (`zoo predict`, `eval`,",
+             "`serve`, `register`, `init_from=`) check a model's name in `zoo/tracking/models.py` and its data and",
+             "input files in `zoo/models/` ([models.md](models.md)).", "",
              "| input | the error says | test |", "|---|---|---|"]
     lines += [f"| {_cell(i)} | {_cell(m)} | `tests/{t.split('::')[0]}.py::{t.split('::')[1]}` |" for i, m, t in rows]
     return "\n".join(lines) + "\n"

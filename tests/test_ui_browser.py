@@ -9,6 +9,7 @@ Needs Debian's ``chromium`` at /usr/bin/chromium (CI installs it); skipped when 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -84,6 +85,31 @@ def is_listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+@contextlib.contextmanager
+def zoo_ui(tmp_path: Path, store: str):
+    """``zoo ui`` over ``store`` on a free port, once it serves: yields its URL and its first line; stopped after."""
+    port = free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store}
+    log = tmp_path / "zoo_ui.log"
+    with log.open("w") as err:  # MLflow's own log, shown if the server does not come up
+        proc = subprocess.Popen([*ZOO, "ui", "--port", str(port)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                                stderr=err, text=True, start_new_session=True)
+    try:
+        line = proc.stdout.readline()
+        base = f"http://127.0.0.1:{port}"
+        startup = wait_until_serving(base, proc, START_TIMEOUT, log)
+        print(f"zoo ui served after {startup:.1f} s")
+        yield base, line
+    finally:
+        # SIGTERM to zoo ui stops the whole server (its workers run in their own process group)
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    deadline = time.time() + 30
+    while is_listening(port) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not is_listening(port), f"the MLflow server still listens on {port} after zoo ui ended"
+
+
 def test_ui_shows_the_runs_and_compares_two(tmp_path, make_cfg, store, registry):
     from playwright.sync_api import sync_playwright
 
@@ -97,20 +123,9 @@ def test_ui_shows_the_runs_and_compares_two(tmp_path, make_cfg, store, registry)
         experiment_id = m["experiment_id"]
     ids = list(runs.values())
 
-    port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": store}
-    log = tmp_path / "zoo_ui.log"
-    with log.open("w") as err:  # MLflow's own log, shown if the server does not come up
-        proc = subprocess.Popen([*ZOO, "ui", "--port", str(port)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                                stderr=err, text=True, start_new_session=True)
     ARTIFACTS.mkdir(exist_ok=True)
-    try:
-        line = proc.stdout.readline()
-        base = f"http://127.0.0.1:{port}"
+    with zoo_ui(tmp_path, store) as (base, line):
         assert f"MLflow UI for {store} at {base}" in line
-        startup = wait_until_serving(base, proc, START_TIMEOUT, log)
-        print(f"zoo ui served after {startup:.1f} s")
-
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             try:
@@ -155,11 +170,48 @@ def test_ui_shows_the_runs_and_compares_two(tmp_path, make_cfg, store, registry)
         for png in ("ui_runs.png", "ui_compare.png"):
             assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
             shutil.copy(tmp_path / png, ARTIFACTS / png)
-    finally:
-        # SIGTERM to zoo ui stops the whole server (its workers run in their own process group)
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
-    deadline = time.time() + 30
-    while is_listening(port) and time.time() < deadline:
-        time.sleep(0.5)
-    assert not is_listening(port), f"the MLflow server still listens on {port} after zoo ui ended"
+
+
+def test_ui_shows_datasets_the_training_view_and_a_registered_model(tmp_path, make_cfg, store, registry):
+    """A run on digits, registered as digits-mlp@champion: what a person looks for in the MLflow UI."""
+    from playwright.sync_api import sync_playwright
+
+    cfg = make_cfg("tracking.experiment=ui-models", "tracking.run_name=ui-digits", "tracking.register=digits-mlp",
+                   "tracking.register_alias=champion")
+    m = train(cfg, registry)
+    client = mlflow.MlflowClient(store)
+    inputs = client.get_run(m["run_id"]).inputs.dataset_inputs
+    digests = {d.tags[0].value: d.dataset.digest for d in inputs if d.dataset.name == "digits"}
+    assert set(digests) == {"training", "validation", "test"}
+    ARTIFACTS.mkdir(exist_ok=True)
+    shots = ("ui_training_view.png", "ui_registered_model.png")
+    with zoo_ui(tmp_path, store) as (base, _):
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1600, "height": 1000})
+                page.set_default_timeout(90_000)
+                # the experiment, as zoo ui says to open it: its runs (model training), not its traces
+                page.goto(f"{base}/#/experiments/{m['experiment_id']}?workflowType=machine_learning")
+                page.get_by_text("ui-digits", exact=True).first.wait_for()
+                assert f"/experiments/{m['experiment_id']}/runs" in page.url, page.url
+                assistant = page.get_by_role("button", name="Close", exact=True)
+                if assistant.count():
+                    assistant.first.click()
+                # the Dataset column: each split by name and digest, with its context
+                page.get_by_text("Dataset", exact=True).first.wait_for()
+                page.get_by_text(f"digits ({digests['training'][:8]})", exact=True).first.wait_for()
+                body = page.inner_text("body")
+                assert "Training" in body and "Validation" in body, body[:3000]
+                page.screenshot(path=str(tmp_path / shots[0]))
+                # the registered model's page: its version, alias and the description Zoo wrote
+                page.goto(f"{base}/#/models/digits-mlp")
+                page.get_by_text("mlp on digits (classification)").first.wait_for()
+                body = page.inner_text("body")
+                assert "Version 1" in body and "champion" in body, body[:3000]
+                page.screenshot(path=str(tmp_path / shots[1]), full_page=True)
+            finally:
+                browser.close()
+        for png in shots:
+            assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            shutil.copy(tmp_path / png, ARTIFACTS / png)

@@ -6,6 +6,7 @@ implementations (see ``zoo.plugin.hookspecs``), the declaration types (``Archite
 ``load_dataset``, ``get_task``) and a few helpers. A plugin imports nothing else from Zoo.
 In a notebook or a script, ``zoo.compose([...overrides])`` composes the config ``zoo train``
 would, and ``zoo.train(cfg)`` trains it and returns its metrics (docs/python-api.md).
+``zoo.load_model(MODEL)`` gives a trained model back (docs/models.md).
 
 Every name loads on first use, so ``import zoo`` stays light: pytest imports ``zoo.testing``
 (the contract kit) in every run through its pytest11 entry point.
@@ -22,13 +23,14 @@ _EXPORTS = {
     "per_position": "plugin.tasks",
     **dict.fromkeys(("ConfigError", "ZooError"), "errors"),
     **dict.fromkeys(("ACTIVATIONS", "activation", "check_range"), "plugin.nn"),
-    **dict.fromkeys(("TensorSplit", "data_path", "num_batches", "source_of", "split_indices", "standardize"),
-                    "plugin.data"),
+    **dict.fromkeys(("TensorSplit", "data_path", "num_batches", "scaling", "source_of", "split_indices",
+                     "standardize"), "plugin.data"),
     **dict.fromkeys(("ArrayFile", "RowWriter", "StreamSplit", "array_splits", "keep_in_memory", "row_stats"),
                     "plugin.stream"),
     "pyplot": "plots",
     "train": "training.train",  # train(cfg) -> metrics, for notebooks and scripts
     "compose": "config:compose_run",  # compose([overrides]) -> the config zoo train would train
+    "load_model": "models.reference",  # load_model("models:/name@alias") -> the trained torch module
 }
 
 

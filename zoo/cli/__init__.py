@@ -1,9 +1,13 @@
-"""The command line: ``zoo train | list | ui | compare | server``. It parses, calls and prints.
+"""The command line: ``zoo train | list | ui | compare | server | register | models | eval | predict | serve``.
+
+It parses, calls and prints.
 
 One module per command, imported only when that command runs, so that ``zoo list`` and
 ``zoo --help`` never load MLflow or torch's training stack: :mod:`zoo.cli.train` (a Hydra app
 over :func:`zoo.training.train.train`), :mod:`zoo.cli.listing` and :mod:`zoo.cli.ui`; ``compare``
-and ``server`` are :func:`zoo.experiments.compare.main` and :func:`zoo.tracking.server.main`.
+and ``server`` are :func:`zoo.experiments.compare.main` and :func:`zoo.tracking.server.main`; the model
+commands (:mod:`zoo.cli.register`, :mod:`zoo.cli.models`, :mod:`zoo.cli.eval`, :mod:`zoo.cli.predict`,
+:mod:`zoo.cli.serve`) are thin over :mod:`zoo.models`.
 A problem with the user's input (:class:`zoo.ZooError`) ends the command through
 :func:`zoo.errors.fail`: one line, exit status 2, a traceback only with ``HYDRA_FULL_ERROR=1``.
 
@@ -30,11 +34,20 @@ commands:
   compare [runs|--experiment E|--sweep ID] [--sort METRIC] [--plot FILE.png]
                       a table of runs side by side, and their curves in one figure
   server              a shared MLflow tracking server (PostgreSQL, authentication) for a team
+
+trained models (MODEL: a run id, runs:/<id>/model, models:/<name>/<version>, models:/<name>@<alias>):
+  register MODEL --name NAME [--alias A]   register a run's model in MLflow's Model Registry
+  models [PATTERN]    the registered models: versions, aliases, architecture, dataset, metric
+  eval MODEL [data=NAME] [split=test]      measure a model on a dataset's split (a new run)
+  predict MODEL --input FILE --output FILE a model's answers for a CSV, Parquet, .npy/.npz, text or images
+  serve MODEL [--port N]                   serve a model over HTTP (mlflow models serve, 127.0.0.1)
 """
 
 # command -> the module whose main(args) runs it
 COMMANDS = {"train": "zoo.cli.train", "list": "zoo.cli.listing", "ui": "zoo.cli.ui",
-            "compare": "zoo.experiments.compare", "server": "zoo.tracking.server"}
+            "compare": "zoo.experiments.compare", "server": "zoo.tracking.server",
+            "register": "zoo.cli.register", "models": "zoo.cli.models", "eval": "zoo.cli.eval",
+            "predict": "zoo.cli.predict", "serve": "zoo.cli.serve"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -67,6 +67,9 @@ def job(cfg, registry) -> float | None:
         fail(str(exc))
     if metrics.get("run_id"):  # rank 0 (the only rank with a run)
         print(summary_line(cfg, metrics))
+    if metrics.get("registered"):
+        r = metrics["registered"]
+        print(f"zoo: registered {r['name']} version {r['version']}" + (f" (alias @{r['alias']})" if r["alias"] else ""))
     if in_sweep:  # the next job runs in this process: free what this one left
         gc.collect()
     return metrics.get("objective")

@@ -46,4 +46,7 @@ def main(args: list[str]) -> int:
         print(f"zoo ui binds to {ns.host} (this machine only); pass --host 0.0.0.0 to share it", file=sys.stderr)
     shown = "127.0.0.1" if ns.host in ("0.0.0.0", "::") else ns.host
     print(f"MLflow UI for {ns.uri} at http://{shown}:{ns.port}", flush=True)
+    print(f"zoo ui: Zoo's runs are model training: MLflow's UI remembers its 'GenAI | Model training' switch (top "
+          f"left) per browser; an address ending in ?workflowType=machine_learning opens on the runs, e.g. "
+          f"http://{shown}:{ns.port}/#/experiments/<id>?workflowType=machine_learning", file=sys.stderr, flush=True)
     return server.run(cmd, env)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from zoo.config.choices import GROUPS, check_choices, group_choices, plugin_dirs
 from zoo.config.overrides import override_key, override_value
-from zoo.config.validation import validate
+from zoo.config.validation import FREEZE, check_plugin_settings, validate
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -38,7 +38,7 @@ CONF_PACKAGE = "zoo.config.conf"
 CONF_PATH = f"pkg://{CONF_PACKAGE}"  # what @hydra.main reads: found wherever Zoo is installed
 CONF_DIR = Path(str(resources.files(CONF_PACKAGE)))  # the same folder, for Hydra's compose API in tests
 
-__all__ = ["CONF_DIR", "CONF_PACKAGE", "CONF_PATH", "GROUPS", "check_choices", "compose", "compose_run",
+__all__ = ["CONF_DIR", "CONF_PACKAGE", "CONF_PATH", "GROUPS", "check_choices", "check_plugin_settings", "compose", "compose_run",
            "group_choices", "override_key", "override_value", "plugin_dirs", "register_configs", "validate"]
 
 
@@ -46,14 +46,15 @@ def register_configs(registry: Registry) -> None:
     """Store each plugin's defaults as a Hydra config node (``model/<name>``, ``data/<name>``).
 
     The same node is also stored as ``zoo/model/<name>``, so a YAML file in ``conf/model/`` can
-    extend it (``defaults: [/zoo/model/mlp@_here_, _self_]``) instead of repeating it.
+    extend it (``defaults: [/zoo/model/mlp@_here_, _self_]``) instead of repeating it. Every model
+    node also has Zoo's own ``freeze: []`` (parameter-name prefixes kept fixed, :mod:`zoo.models.init`).
     """
     from hydra.core.config_store import ConfigStore
 
     cs = ConfigStore.instance()
     for group, table in (("model", registry.architectures), ("data", registry.datasets)):
         for name, entry in table.items():
-            node = {"name": name, **_plain(entry.decl.defaults)}
+            node = {"name": name, **({FREEZE: []} if group == "model" else {}), **_plain(entry.decl.defaults)}
             cs.store(group=group, name=name, node=node, provider=entry.plugin)
             cs.store(group=f"zoo/{group}", name=name, node=node, provider=entry.plugin)
 

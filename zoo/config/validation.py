@@ -146,6 +146,8 @@ def _ddp(plain: dict) -> bool:
 
 MAX_EXPERIMENT_NAME = 500  # MLflow's limit (mlflow.utils.validation.MAX_EXPERIMENT_NAME_LENGTH); config never imports MLflow
 DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
+MODEL_NAME = re.compile(r"[A-Za-z0-9][\w.\-]*")
+FREEZE = "freeze"  # model.freeze: Zoo's own setting in every model's group (zoo.models.init)
 
 # Zoo's own settings, checked in this order (the first problem is the one reported). A new
 # setting is one line here; its default lives in conf/.
@@ -179,6 +181,14 @@ SETTINGS: dict[str, Rule] = {
     "tracking.system_metrics_interval": Number(0),
     "tracking.experiment": Check(lambda v: isinstance(v, str) and bool(v.strip()) and len(v) <= MAX_EXPERIMENT_NAME,
                                  expected=f"a non-empty experiment name of at most {MAX_EXPERIMENT_NAME} characters"),
+    "tracking.register": Check(lambda v: isinstance(v, str) and bool(MODEL_NAME.fullmatch(v)), optional=True,
+                               expected="a registered model's name (letters, digits, '-', '_', '.'; no '/', '@' or ':')"),
+    "tracking.register_alias": Check(lambda v: isinstance(v, str) and v.isidentifier(), optional=True,
+                                     expected="an alias such as champion (letters, digits and '_')"),
+    "init_from": Check(lambda v: isinstance(v, str) and bool(v.strip()), optional=True,
+                       expected="a model: a run id, runs:/<id>/model, models:/<name>/<version> or models:/<name>@<alias>"),
+    "model.freeze": Check(lambda v: isinstance(v, list) and all(isinstance(p, str) and p for p in v), if_present=True,
+                          expected="a list of parameter-name prefixes, e.g. [net.0,net.2]"),
 }
 
 REQUIRED_GROUPS = ("model", "data", "trainer", "optimizer", "tracking")
@@ -211,17 +221,17 @@ def validate(cfg: DictConfig, registry: Registry) -> dict:
         if not isinstance(plain.get(group), dict):
             raise ZooError(f"config group '{group}' is missing: choose one with {group}=<name>")
     arch, dataset = registry.check_pair(plain["model"].get("name"), plain["data"].get("name"))
-    _check_plugin_settings(plain, "model", arch)
-    _check_plugin_settings(plain, "data", dataset)
+    check_plugin_settings(plain, "model", arch)
+    check_plugin_settings(plain, "data", dataset)
     for key, rule in SETTINGS.items():
         rule.check(key, plain)
     return plain
 
 
-def _check_plugin_settings(plain: dict, group: str, entry: Entry) -> None:
-    """A model's or dataset's settings are the plugin's own, each of its default's type."""
+def check_plugin_settings(plain: dict, group: str, entry: Entry) -> None:
+    """A model's or dataset's settings are the plugin's own, each of its default's type (``model.freeze`` is Zoo's)."""
     for key, value in plain[group].items():
-        if key == "name":
+        if key == "name" or (group, key) == ("model", FREEZE):
             continue
         if key not in entry.decl.defaults:
             raise ConfigError(f"{group}.{key}", value,

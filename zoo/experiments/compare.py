@@ -34,8 +34,8 @@ from zoo.config import override_key
 from zoo.errors import ZooError
 from zoo.experiments.groups import group_keys, group_runs, group_stat
 from zoo.experiments.table import (DURATION, build_grouped_table, build_table, check_metric, clip, differing_params,
-                                   expand_params, listing, lower_is_better, metric_columns, metric_names, render,
-                                   sort_runs, value_of)
+                                   expand_params, listing, lower_is_better, metric_columns, metric_names, model_of,
+                                   render, sort_runs, value_of)
 from zoo.tracking import bounded_http, tags
 from zoo.tracking.runs import Runs, short
 
@@ -332,6 +332,9 @@ def _compare(store: Runs, ns) -> int:
             print(f"({len(runs) - len(shown)} more not shown: --limit {ns.limit})")
         if not params and len(runs) > 1:
             print("every param has the same value in these runs (--params PATTERN shows some anyway)")
+        if any(model_of(r) for r in shown):
+            print("MODEL is the run's logged model: models:/<MODEL> (or the run id) works in zoo predict, eval, serve, "
+                  "register and zoo.load_model")
     for note in sel.notes:
         print(note)
     if ns.plot:

@@ -257,7 +257,23 @@ class SweepCallback(Callback):
         elif best:
             print(f"zoo sweep: best {best['name'] or best['run_id']} {metric}={best_value:.4f} "
                   f"(run {best['run_id']}); parent run {self.parent_run_id}", flush=True)
+            self._register(config, best["run_id"])
         return status
+
+    def _register(self, config: DictConfig, run_id: str) -> None:
+        """``tracking.register=NAME``: the best child's model as a new version of NAME."""
+        name = config.tracking.get("register")
+        if not name:
+            return
+        from zoo.models.registry import register_run_model
+
+        try:
+            done = register_run_model(run_id, name, config.tracking.get("register_alias"), self.uri)
+        except ZooError as exc:
+            print(f"warning: the sweep's best run was not registered: {exc}", file=sys.stderr, flush=True)
+            return
+        alias = f" (alias @{done['alias']})" if done["alias"] else ""
+        print(f"zoo sweep: registered {name} version {done['version']}{alias} from run {run_id}", flush=True)
 
     def _objective(self, rows: list[dict]) -> tuple[str | None, str]:
         """The metric that picks the best child and its direction: a search's own, else what the children monitor."""

@@ -93,10 +93,15 @@ def split_indices(n: int, seed: int, val: float = 0.15, test: float = 0.15, stra
     return train_idx, val_idx, test_idx
 
 
-def standardize(train: torch.Tensor, *others: torch.Tensor, dim=0) -> list[torch.Tensor]:
-    """Scale every tensor by the training split's mean and standard deviation."""
+def _mean_std(train: torch.Tensor, dim) -> tuple[torch.Tensor, torch.Tensor]:
     mean, std = train.mean(dim, keepdim=True), train.std(dim, keepdim=True)
     std = torch.where(std > 1e-6, std, torch.ones_like(std))  # a constant feature stays as it is
+    return mean, std
+
+
+def standardize(train: torch.Tensor, *others: torch.Tensor, dim=0) -> list[torch.Tensor]:
+    """Scale every tensor by the training split's mean and standard deviation (over ``dim``)."""
+    mean, std = _mean_std(train, dim)
     return [(t - mean) / std for t in (train, *others)]
 
 
@@ -159,3 +164,15 @@ def source_of(path) -> dict:
                 digest.update(chunk)
                 size += len(chunk)
     return {"path": str(p), "size": size, "digest": digest.hexdigest()}
+
+
+def scaling(train: torch.Tensor, dim=0) -> dict:
+    """What :func:`standardize` does to ``train`` (same ``dim``), as the record a trained model carries.
+
+    ``{"mean": ..., "std": ...}``: nested lists shaped like one example, with size 1 along the
+    dimensions averaged over, so they broadcast against a batch ``(B, *input_shape)``. A dataset
+    puts it in ``DataInfo.meta["preprocessing"]["input"]`` (or ``["target"]`` for a regression
+    target); see docs/plugin-contract.md.
+    """
+    mean, std = _mean_std(train, dim)
+    return {"mean": mean[0].tolist(), "std": std[0].tolist()}

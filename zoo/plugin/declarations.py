@@ -194,6 +194,13 @@ class Task:
         targets: ``targets(info, target) -> str | None``: why a split's targets cannot be used for
             this task (a label outside ``0..output_dim-1``, say), or ``None``; checked on every
             split before a run starts. ``None``: not checked.
+        predict: ``predict(output, inputs) -> {name: tensor}``: what a trained model's output means
+            to a person, each tensor with the batch first (``label`` and ``probabilities`` for
+            classification, ``prediction`` for regression, ``reconstruction`` and an anomaly score
+            for autoencoders). The logged model returns these (docs/models.md): Zoo names ``label``
+            and ``next_token`` indices after ``meta["class_names"]`` (or the vocabulary), and turns a
+            ``prediction`` and a ``reconstruction`` back into the data's own units
+            (``meta["preprocessing"]``). ``None``: the output as it is, named ``output``.
     """
 
     name: str
@@ -207,6 +214,7 @@ class Task:
     target_names: tuple[str, ...] = ()
     description: str = ""
     targets: Callable[..., str | None] | None = None
+    predict: Callable[..., Mapping[str, Any]] | None = None
 
     @property
     def direction(self) -> str:
@@ -259,8 +267,9 @@ def check_declaration(obj: Any, cls: type) -> str | None:
         return f"{obj.name}: {'build' if cls is Architecture else 'load'} is not callable"
     if not isinstance(obj.defaults, Mapping) or not all(isinstance(k, str) for k in obj.defaults):
         return f"{obj.name}: defaults must be a mapping of setting names to values"
-    if "name" in obj.defaults:
-        return f"{obj.name}: 'name' is reserved and cannot be a default setting"
+    if "name" in obj.defaults or (cls is Architecture and "freeze" in obj.defaults):
+        word = "name" if "name" in obj.defaults else "freeze"
+        return f"{obj.name}: '{word}' is reserved and cannot be a default setting"
     if cls is Architecture and (isinstance(obj.kinds, str) or not obj.kinds):
         return f"{obj.name}: kinds must be a non-empty tuple of data kinds, got {obj.kinds!r}"
     return None
@@ -270,7 +279,7 @@ def _check_task(task: Task) -> str | None:
     for key in ("loss", "metrics", "prepare"):
         if not callable(getattr(task, key)):
             return f"{task.name}: {key} is not callable"
-    for key in ("output_shape", "targets"):
+    for key in ("output_shape", "targets", "predict"):
         if getattr(task, key) is not None and not callable(getattr(task, key)):
             return f"{task.name}: {key} must be callable or None"
     if not isinstance(task.monitor, str) or not task.monitor:

@@ -287,19 +287,37 @@ class Tracker:
             raise ZooError(f"cannot store the artifact {name} in {where}: {exc.strerror}; free some space there "
                            "or choose another tracking.uri") from None
 
-    def model(self, model, example, output) -> None:
-        """Log the model with a signature and an input example, loadable by ``mlflow.pyfunc``."""
-        import mlflow
-        import torch
-        from mlflow.models import infer_signature
+    def model(self, folder, **kwargs) -> str:
+        """Log the model saved in ``folder`` as this run's pyfunc model; return its model id.
 
-        ex = example.detach().cpu().numpy()
-        signature = infer_signature(ex, output.detach().cpu().numpy())
+        See :func:`zoo.tracking.models.log_pyfunc` for the keyword arguments.
+        """
+        from zoo.tracking.models import log_pyfunc
+
         with warnings.catch_warnings():  # torch's export warns about cuDNN's flat RNN weights; harmless here
             warnings.filterwarnings("ignore", message=".*were assigned during export.*")
             with self._storing("model"):
-                mlflow.pytorch.log_model(model, name="model", signature=signature, input_example=ex,
-                                         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+                return log_pyfunc(folder, **kwargs)
+
+    def datasets(self, records) -> dict[str, tuple[str, str]]:
+        """The run's data as MLflow dataset inputs; ``split -> (name, digest)`` (see :func:`~zoo.tracking.models.log_datasets`)."""
+        from zoo.tracking.models import log_datasets
+
+        return log_datasets(self.client, self.run_id, records)
+
+    def linked_metrics(self, values: dict[str, float], step: int, model_id: str | None, dataset) -> None:
+        """Metrics of ``model_id`` on ``dataset`` (name, digest), written now (MLflow 3's model metrics)."""
+        from zoo.tracking.models import log_linked_metrics
+
+        if values:
+            self.flush()  # after the metrics queued before them
+            log_linked_metrics(self.client, self.run_id, values, step, model_id, dataset)
+
+    def model_input(self, model_id: str) -> None:
+        """``model_id`` is where this run started from (``init_from=``) or what it evaluated."""
+        from zoo.tracking.models import log_model_input
+
+        log_model_input(self.client, self.run_id, model_id)
 
 
 class NullTracker:
@@ -338,5 +356,14 @@ class NullTracker:
     def text(self, text: str, name: str) -> None:
         pass
 
-    def model(self, model, example, output) -> None:
+    def model(self, folder, **kwargs) -> None:
+        return None
+
+    def datasets(self, records) -> dict:
+        return {}
+
+    def linked_metrics(self, values: dict[str, float], step: int, model_id: str | None, dataset) -> None:
+        pass
+
+    def model_input(self, model_id: str) -> None:
         pass

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from zoo.errors import ZooError, one_line
+from zoo.tracking import tags
 
 try:  # POSIX only: the lock that serialises creating a new SQLite store
     import fcntl
@@ -351,7 +352,8 @@ def prepare_store(uri: str, experiment: str) -> str:
                 location = None if root is None else experiment_folder(root, experiment)
                 _check_artifacts(uri, location)
                 try:
-                    return client.create_experiment(experiment, artifact_location=location)
+                    return client.create_experiment(experiment, artifact_location=location,
+                                                    tags={tags.EXPERIMENT_KIND: tags.MODEL_TRAINING})
                 except MlflowException as exc:  # another process created it first (or a refusal)
                     exp = client.get_experiment_by_name(experiment)
                     if exp is None:
@@ -360,6 +362,8 @@ def prepare_store(uri: str, experiment: str) -> str:
                 raise ZooError(f"tracking.experiment={experiment!r} is deleted in {uri}; restore it in the UI or choose another name")
             _check_artifacts(uri, exp.artifact_location)
             _check_can_write(uri, exp.experiment_id)
+            if tags.EXPERIMENT_KIND not in exp.tags:  # made before Zoo tagged them: open it on the training view too
+                client.set_experiment_tag(exp.experiment_id, tags.EXPERIMENT_KIND, tags.MODEL_TRAINING)
             return exp.experiment_id
     except ZooError:
         raise

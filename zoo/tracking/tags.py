@@ -9,6 +9,8 @@ the run's description, the source commit.
 PARENT = "mlflow.parentRunId"  # a sweep's child run points at its parent
 NOTE = "mlflow.note.content"  # the description the UI shows
 GIT_COMMIT = "mlflow.source.git.commit"
+EXPERIMENT_KIND = "mlflow.experimentKind"  # an experiment's: which view the MLflow UI opens it in ...
+MODEL_TRAINING = "custom_model_development"  # ... its model-training view (not the GenAI one)
 
 # what a run trained
 MODEL = "zoo.model"
@@ -35,6 +37,9 @@ METRIC_WRITER = "zoo.metric_writer"
 THREADS = "zoo.threads"  # torch's intra-op threads during the run (zoo.training.threads)
 THREADS_FROM = "zoo.threads_from"  # trainer.threads, OMP_NUM_THREADS or auto: what chose them
 RESUMED_FROM_STEP = "zoo.resumed_from_step"
+INIT_FROM = "zoo.init_from"  # the model a run started from (init_from=)
+INIT_LOADED = "zoo.init_loaded"  # how many of its tensors came from that model: "12 of 14"
+EVALUATED_MODEL = "zoo.evaluated_model"  # what a zoo eval run measured (the model's URI)
 
 # how it ended
 PRUNED = "zoo.pruned"  # "true": a search trial stopped early by its pruner; the run ends FINISHED

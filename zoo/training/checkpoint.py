@@ -178,6 +178,7 @@ class Checkpointer(Callback):
         self._saved_at, self._save_seconds = time.perf_counter(), 0.0
         self._best_state: tuple[int, dict | None] | None = None  # (step, state) of a best epoch not yet in best.pt
         self._last_saved_step: int | None = None  # the step last.pt holds
+        self.best_step: int | None = None  # the step of the best epoch (the weights the run's model holds)
 
     def on_fit_start(self, loop: Loop) -> None:
         self._saved_at = time.perf_counter()
@@ -217,8 +218,15 @@ class Checkpointer(Callback):
     def _state(self, loop: Loop) -> dict:
         return state_of(loop, self.run.run_id, self.config)
 
+    def state_dict(self) -> dict:
+        return {"best_step": self.best_step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best_step = state.get("best_step")
+
     def keep_best(self, loop: Loop) -> None:
         """This epoch is the best so far: best.pt is written with the next last.pt (or now, for a large state)."""
+        self.best_step = loop.step
         if not self.main:
             return
         size = sum(t.numel() * t.element_size() for t in loop.model.state_dict().values())

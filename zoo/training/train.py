@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 import zoo
 from zoo.config import override_key, validate
 from zoo.errors import ConfigError, ZooError, one_line
+from zoo.models.log import dataset_records, log_model
 from zoo.plugin.registry import Registry, call_plugin, load_registry
 from zoo.tracking import NullTracker, Tracker, default_uri, git_commit, tags
 from zoo.training import distributed, preflight, threads
@@ -50,13 +51,17 @@ def train(cfg: DictConfig, registry: Registry | None = None, overrides: Sequence
         sweeper optimises), ``run_id`` and ``experiment_id``.
     """
     registry = registry or registry_for(cfg)
+    if cfg.get("resume") and cfg.get("init_from"):
+        raise ZooError(f"resume={cfg.resume} and init_from={cfg.init_from} together: resume= continues an "
+                       f"interrupted run, init_from= starts a new one from a trained model; give one of them")
     cfg, state, checkpoint_dir = resume_state(cfg)
     plain = validate(cfg, registry)
     arch, dataset = registry.check_pair(plain["model"]["name"], plain["data"]["name"])
     settings = TrainerSettings.from_config(plain)
     with threads.torch_threads(plain["trainer"].get("threads", "auto")) as thread_tags, \
             distributed.process_group(plain["trainer"], resolve_device(plain["trainer"]["device"])) as (dist, device):
-        splits, model, optimizer, scheduler = build(registry, cfg, plain, arch, dataset, device, dist)
+        start = plain.get("init_from") if state is None else None  # a resumed run has its weights already
+        splits, model, optimizer, scheduler, lineage = build(registry, cfg, plain, arch, dataset, device, dist, start)
         task = registry.task(splits.info.task)  # a dataset may pose another task than it declares (data.task)
         out_dir = checkpoint_dir.parent if checkpoint_dir else new_output_dir(plain)
         folder = checkpoint_dir or out_dir / "checkpoints"
@@ -78,11 +83,23 @@ def train(cfg: DictConfig, registry: Registry | None = None, overrides: Sequence
                 _kept_when_stopped(run, loop, checkpointer, step_log):
             started = time.time()
             record_inputs(run, shown, overrides, state, task, folder)
+            if lineage is not None:
+                record_lineage(run, lineage)
+            data = run.datasets(dataset_records(splits, dataset.decl.name, dataset.plugin,
+                                                _settings_of(plain["data"]), plain["seed"]))
             metrics = loop.fit()
-            run.metrics(metrics, step=loop.step)
-            if dist.main:  # a pruned trial is no candidate: its model is not logged
-                log_outputs(run, checkpointer, step_log.history, model, splits, arch, out_dir,
-                            plain["tracking"]["log_model"] and not loop.stop_reason)
+            tests = {k: v for k, v in metrics.items() if k.startswith("test/")}
+            run.metrics({k: v for k, v in metrics.items() if k not in tests}, step=loop.step)
+            model_id = None
+            try:
+                if dist.main:  # a pruned trial is no candidate: its model is not logged
+                    model_id = log_outputs(run, checkpointer, step_log.history, model, splits, arch, out_dir,
+                                           plain, dataset, task,
+                                           with_model=plain["tracking"]["log_model"] and not loop.stop_reason)
+            finally:  # the test metrics, linked to the model (when there is one) and to the test data
+                run.linked_metrics(tests, loop.step, model_id, data.get("test"))
+            if model_id and plain["tracking"].get("register") and not plain["tracking"].get("parent_run_id"):
+                metrics["registered"] = register_model(run, model_id, plain["tracking"])  # a sweep: its best child
             metrics["duration_s"] = time.time() - started
             run.metrics({"duration_s": metrics["duration_s"]}, step=loop.step)
     return {**metrics, "objective": metrics.get(f"best/val_{task.monitor}"),
@@ -146,11 +163,15 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build(registry: Registry, cfg: DictConfig, plain: dict, arch, dataset, device: torch.device, dist):
-    """The splits (on the device), the model, its optimizer and scheduler, each seeded with ``seed``.
+def build(registry: Registry, cfg: DictConfig, plain: dict, arch, dataset, device: torch.device, dist,
+          init_from: str | None = None):
+    """The splits (on the device), the model (from ``init_from``'s weights where they fit; ``model.freeze``
+    kept fixed), its optimizer and scheduler, each seeded with ``seed``; and where the model started from.
 
     What the data and the model turn out to be is checked on the way (:mod:`zoo.training.preflight`).
     """
+    from zoo.models.init import freeze, load_matching
+
     seed, data_settings, model_settings = plain["seed"], _settings_of(plain["data"]), _settings_of(plain["model"])
     preflight.check_data_size(dataset.decl.name, data_settings)
     torch.manual_seed(seed)
@@ -162,7 +183,11 @@ def build(registry: Registry, cfg: DictConfig, plain: dict, arch, dataset, devic
     preflight.check_splits(f"data={dataset.decl.name}", splits, task)
     preflight.check_model_memory(registry, arch.decl.name, splits.info, model_settings, device)
     torch.manual_seed(seed)
-    model = registry.create_model(arch.decl.name, splits.info, **model_settings).to(device)
+    model = registry.create_model(arch.decl.name, splits.info, **model_settings)
+    lineage = load_matching(model, init_from, plain["tracking"]["uri"] or default_uri(), arch.decl.name) \
+        if init_from else None
+    freeze(model, plain["model"].get("freeze"))
+    model = model.to(device)
     splits = zoo.Splits(splits.train.to(device), splits.val.to(device), splits.test.to(device), splits.info)
     preflight.check_output(f"model={arch.decl.name} on data={dataset.decl.name}", model, splits, task)
     if dist.world > 1:
@@ -171,16 +196,17 @@ def build(registry: Registry, cfg: DictConfig, plain: dict, arch, dataset, devic
 
     group = "optimizer"
     try:
-        optimizer = instantiate(cfg.optimizer)(model.parameters())
+        optimizer = instantiate(cfg.optimizer)([p for p in model.parameters() if p.requires_grad])
         group = "scheduler"
         scheduler = instantiate(cfg.scheduler)(optimizer) if cfg.get("scheduler") else None
     except Exception as exc:
         raise ZooError(f"{group}: cannot build {plain[group].get('_target_')}: {one_line(exc)}") from None
-    return splits, model, optimizer, scheduler
+    return splits, model, optimizer, scheduler, lineage
 
 
 def _settings_of(group: dict) -> dict:
-    return {k: v for k, v in group.items() if k != "name"}
+    """A plugin's own settings: the group without its name (and, for a model, Zoo's ``freeze``)."""
+    return {k: v for k, v in group.items() if k not in ("name", "freeze")}
 
 
 def new_output_dir(plain: dict) -> Path:
@@ -239,6 +265,26 @@ def record_inputs(run, plain: dict, overrides: Sequence[str], state: dict | None
     run.tags(noted)
 
 
+def record_lineage(run, start) -> None:
+    """Where the run started from: a tag, MLflow's model input (the UI's lineage) and what was loaded."""
+    import json
+
+    run.tags({tags.INIT_FROM: start.ref, tags.INIT_LOADED: f"{len(start.loaded)} of "
+              f"{len(start.loaded) + len(start.not_loaded)}"})
+    run.text(json.dumps(start.summary(), indent=1), "init_from.json")
+    if start.found.model_id:
+        run.model_input(start.found.model_id)
+
+
+def register_model(run, model_id: str, tr: dict) -> dict:
+    """``tracking.register=NAME``: the run's model as a new version of NAME (and ``register_alias``)."""
+    from zoo.models.registry import register_run_model
+    from zoo.tracking.models import ModelRef
+
+    ref = ModelRef(f"models:/{model_id}", model_id, run.run_id)
+    return register_run_model(ref, tr["register"], tr.get("register_alias"), tr["uri"] or default_uri())
+
+
 @contextlib.contextmanager
 def _kept_when_stopped(run, loop: Loop, checkpointer: Checkpointer, step_log: StepLog):
     """A stopped run saves last.pt and says how to resume; a failed one keeps its checkpoints and says why.
@@ -276,8 +322,9 @@ def _log_checkpoints(run, checkpointer: Checkpointer) -> None:
             run.artifact(path, "checkpoints")
 
 
-def log_outputs(run, checkpointer: Checkpointer, history, model, splits, arch, out_dir: Path, log_model: bool) -> None:
-    """The best checkpoint, plots, the family's own report, and the model itself."""
+def log_outputs(run, checkpointer: Checkpointer, history, model, splits, arch, out_dir: Path, plain: dict,
+                dataset, task, with_model: bool = True) -> str | None:
+    """The best checkpoint, plots, the family's own report, and the model itself (its model id)."""
     from zoo import plots
 
     best = checkpointer.folder / "best.pt"
@@ -294,17 +341,8 @@ def log_outputs(run, checkpointer: Checkpointer, history, model, splits, arch, o
         model.eval()
         for path in call_plugin(f"model={arch.decl.name} report", arch.decl.report, model, splits, figs) or ():
             run.artifact(path, "plots")
-    if log_model:
-        import copy
-
-        cpu_model = copy.deepcopy(model).cpu().eval()
-        example = splits.test.example(2)
-        if isinstance(example, torch.Tensor):
-            example = example.cpu()
-            with torch.no_grad():
-                output = cpu_model(example)
-            run.model(cpu_model, example, output)
-        else:  # inputs that are not one tensor (graphs): the state dict is the model
-            path = out_dir / "model_state_dict.pt"
-            torch.save(cpu_model.state_dict(), path)
-            run.artifact(path, "model")
+    if not with_model:
+        return None
+    return log_model(run, model, splits, arch=arch, dataset=dataset, settings=_settings_of(plain["model"]),
+                     data_settings=_settings_of(plain["data"]), seed=plain["seed"], task=task,
+                     step=checkpointer.best_step or 0)

@@ -1,0 +1,102 @@
+"""What a training run records about its data and its model.
+
+:func:`dataset_records` describes the run's train/val/test splits for MLflow's dataset inputs
+(name, arrays or the file's digest, source); :func:`log_model` turns the trained network into a
+:class:`ZooModel` with its data's preprocessing and logs it as the run's MLflow model, with an
+example of raw input, the signature of what it answers, and the step of the best epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from zoo.models import io
+from zoo.models.packaged import ZooModel, load_folder, make_record
+from zoo.plugin.data import TensorSplit
+
+EXAMPLE_ROWS = 5
+
+
+def dataset_records(splits, name: str, plugin: str, settings: dict, seed: int) -> list[dict]:
+    """One record per split for :func:`zoo.tracking.models.log_datasets`."""
+    about = {"zoo.dataset": name, "zoo.data_plugin": plugin, "seed": seed,
+             **{f"data.{k}": v for k, v in settings.items()}}
+    out = []
+    for split in ("train", "val", "test"):
+        part = getattr(splits, split)
+        features = targets = None
+        if isinstance(part, TensorSplit):  # in memory: MLflow hashes the arrays and records their schema
+            features, targets = part.x.detach().cpu().numpy(), part.y.detach().cpu().numpy()
+        out.append({"split": split, "name": name, "features": features, "targets": targets,
+                    "source": splits.info.meta.get("source"), "about": about})
+    return out
+
+
+def requirements(kind: str) -> list[str]:
+    """The model's pip requirements, stated (MLflow would otherwise load the model to infer them)."""
+    wanted = ["torch", "mlflow", "numpy", "pandas"] + (["torch-geometric"] if kind == "graph" else [])
+    pins = []
+    for dist in wanted:
+        try:
+            pins.append(f"{dist}=={metadata.version(dist).split('+')[0]}")
+        except metadata.PackageNotFoundError:
+            pins.append(dist)
+    return pins
+
+
+def raw_example(model: ZooModel, split, n: int = EXAMPLE_ROWS):
+    """The first ``n`` examples of a split as a person would give them: raw units, named columns, text."""
+    import pandas as pd
+
+    x = split.example(n)
+    kind = model.info.kind
+    if kind == "graph":
+        batch = getattr(x, "batch", None)
+        graph = {"x": _raw(model, x.x).numpy().astype(np.float64), "edge_index": x.edge_index.cpu().numpy()}
+        if batch is not None:
+            graph["batch"] = batch.cpu().numpy()
+        return graph
+    x = x.detach().cpu()
+    if kind == "text" and not x.is_floating_point():
+        return pd.DataFrame({"text": [io.decode(model, row.tolist()) for row in x]})
+    raw = _raw(model, x).numpy().astype(np.float64)
+    if kind == "tabular":
+        return pd.DataFrame(raw.reshape(len(raw), -1), columns=model.feature_names)
+    return raw
+
+
+def _raw(model: ZooModel, x: torch.Tensor) -> torch.Tensor:
+    x = x.detach().cpu().float()
+    return x if model.input_mean is None else x * model.input_std + model.input_mean
+
+
+def log_model(run, net, splits, *, arch, dataset, settings: dict, data_settings: dict, seed: int, task,
+              step: int) -> str | None:
+    """Log ``net`` with its data's preprocessing as the run's MLflow model; return its model id.
+
+    The model is rebuilt from what was saved before it is logged, so a model that would not load
+    back is an error now, not when someone uses it.
+    """
+    record = make_record(architecture=arch.decl.name, plugin=arch.plugin, settings=settings,
+                         dataset=dataset.decl.name, data_settings=data_settings, seed=seed, info=splits.info,
+                         run_id=run.run_id)
+    model = ZooModel(copy.deepcopy(net).cpu().eval(), splits.info, task, record)
+    with tempfile.TemporaryDirectory(prefix="zoo-model-") as tmp:
+        folder = Path(tmp) / "zoo"
+        model.save(folder)
+        loaded = load_folder(folder)
+        example = raw_example(loaded, splits.test)
+        params = io.default_params(loaded)
+        output = loaded.predict(example)
+        meta = {"zoo_architecture": arch.decl.name, "zoo_dataset": dataset.decl.name, "zoo_task": task.name,
+                "zoo_kind": splits.info.kind}
+        return run.model(folder, loader=load_folder, input_example=example, output_example=output, params=params,
+                         step=step, metadata=meta, requirements=requirements(splits.info.kind),
+                         model_tags={"zoo.model": arch.decl.name, "zoo.dataset": dataset.decl.name,
+                                     "zoo.task": task.name})
