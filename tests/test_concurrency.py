@@ -11,11 +11,13 @@ from __future__ import annotations
 import math
 import sqlite3
 import subprocess
+import sys
 
 import mlflow
 import pytest
 
 from zoo.plugin.registry import load_registry
+from zoo.tracking import prepare_store
 
 from ._servers import fresh_postgres_database, zoo_env, zoo_server
 from .conftest import ZOO
@@ -72,6 +74,33 @@ def test_eight_writers_on_a_new_sqlite_store(tmp_path):
     check_every_run_complete(uri, results)
     with sqlite3.connect(db) as con:  # prepare_store switched the store to write-ahead logging
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_preparing_a_store_keeps_this_processs_view_of_other_writers(tmp_path):
+    """A notebook: a client open on the store, a second run prepared in-process, a run from another process.
+
+    Preparing the store once opened and closed the database file to probe it, which dropped this
+    process's SQLite locks (POSIX ``close`` releases them all): the other process, closing last,
+    deleted the WAL under the open client, which then never saw another process's run again.
+    """
+    db = tmp_path / "mlruns" / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    prepare_store(uri, "notebook")
+    client = mlflow.MlflowClient(uri)  # MLflow's engine for this URI: pooled connections, the WAL open
+    client.search_experiments()
+    prepare_store(uri, "notebook")  # what every Tracker run does first
+    for _ in range(2):  # other processes writing, each closing its last connection
+        written = subprocess.run(
+            [sys.executable, "-c", "import sys, mlflow; c = mlflow.MlflowClient(sys.argv[1]); "
+             "print(c.create_run(c.get_experiment_by_name('notebook').experiment_id).info.run_id)", uri],
+            capture_output=True, text=True, timeout=600)
+        assert written.returncode == 0, written.stderr[-2000:]
+        run_id = written.stdout.split()[-1]
+        assert client.get_run(run_id).info.run_id == run_id
+    # The direct, deterministic sign: with the locks dropped, the first of them to close deleted the
+    # WAL and shared memory under this process's connections (which then, once enough pages sat in
+    # the old WAL, read a stale snapshot: "Run with id=... not found" in tests/test_models.py).
+    assert db.with_name("mlflow.db-wal").exists() and db.with_name("mlflow.db-shm").exists()
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ HTTP retries while a person waits.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -92,14 +93,31 @@ def prepare_sqlite(uri: str) -> None:
     if why:
         raise ZooError(f"tracking.uri={uri}: the folder {folder} is read-only ({why}); "
                        "choose a writable tracking.uri")
-    if db.exists():
-        try:
-            with open(db, "r+b"):
-                pass
-        except OSError as exc:
-            raise ZooError(f"tracking.uri={uri}: the store {db} is read-only ({exc.strerror}); "
-                           "make it writable or choose another tracking.uri") from None
+    why = _store_not_writable(db) if db.exists() else None
+    if why:
+        raise ZooError(f"tracking.uri={uri}: the store {db} is read-only ({why}); "
+                       "make it writable or choose another tracking.uri")
     check_mlflow_file(uri)
+
+
+def _store_not_writable(db: Path) -> str | None:
+    """Why the database file cannot be written, or None; asked without opening the file.
+
+    Opening and closing the file here would drop every POSIX lock this process holds on it
+    (``close`` releases all of a process's ``fcntl`` locks on a file): the pooled SQLite
+    connections of MLflow's cached engine (any ``MlflowClient`` made earlier in this process)
+    would look gone to other processes, and the next one to close its last connection would
+    checkpoint and delete the WAL and shared-memory files under them, leaving this process
+    reading a stale snapshot ("Run ... not found" for runs other processes wrote). SQLite's
+    own "How To Corrupt" page, section 2.2. ``access(2)`` asks the kernel without a file
+    descriptor: it answers for read-only mounts (EROFS) and, for root, yes on a 0444 file,
+    which root can indeed write.
+    """
+    if os.statvfs(db).f_flag & os.ST_RDONLY:
+        return os.strerror(errno.EROFS)
+    if not os.access(db, os.W_OK):
+        return os.strerror(errno.EACCES)
+    return None
 
 
 def _not_writable(folder: Path) -> str | None:
