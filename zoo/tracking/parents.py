@@ -92,6 +92,7 @@ def finish_parent(uri: str, run_id: str, status: str, *, tags: dict[str, Any], m
 def abandon_parent(uri: str, experiment_id: str, run_id: str, *, interrupted: bool, error: str) -> str | None:
     """End the parent of a sweep that stopped before its end: KILLED (interrupted, or a child was
     KILLED) or FAILED with ``error``; deleted when no job ran (bad input leaves nothing behind).
+    Interrupted, its children still RUNNING (a worker that did not end its run in time) end KILLED.
 
     Returns the status, or None when the run was deleted.
     """
@@ -102,6 +103,11 @@ def abandon_parent(uri: str, experiment_id: str, run_id: str, *, interrupted: bo
         client.delete_run(run_id)
         return None
     killed = interrupted or any(c.info.status == "KILLED" for c in children)
+    if interrupted:  # a worker still ending its run when the sweep gave up waiting: nothing stays RUNNING
+        for child in children:
+            if child.info.status == "RUNNING":
+                client.set_tag(child.info.run_id, tag.ERROR, "interrupted: the sweep stopped before this job ended")
+                client.set_terminated(child.info.run_id, "KILLED")
     client.set_tag(run_id, tag.ERROR, "interrupted" if killed else error[:5000])
     status = "KILLED" if killed else "FAILED"
     client.set_terminated(run_id, status)
