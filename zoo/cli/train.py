@@ -36,7 +36,9 @@ def main(args: list[str]) -> int:
 
     from zoo.cli import load_registry
     from zoo.config import CONF_PATH, check_choices, check_composes, plugin_dirs, register_configs
+    from zoo.config.choices import without_null_choices
 
+    args = without_null_choices(args)  # scheduler=null: no scheduler
     completing = any(a.split("=", 1)[0] in COMPLETION for a in args)
     registry = load_registry(args, quiet=completing)
     _registries[tuple(plugin_dirs(args))] = registry

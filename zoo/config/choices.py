@@ -32,6 +32,16 @@ def plugin_dirs(args: list[str]) -> list[str]:
     return [d for d in dirs if d and d != "null"]
 
 
+def without_null_choices(args: list[str]) -> list[str]:
+    """``group=null`` (no config of the group: ``scheduler=null``) as Hydra takes it, ``~group``:
+    Hydra 1.3 refuses a null choice on the command line (``Config group override must be a string``)."""
+    out = []
+    for a in args:
+        key, eq, value = a.partition("=")
+        out.append(f"~{key}" if eq and value == "null" and key in GROUPS else a)
+    return out
+
+
 def names_a_config(arg: str) -> bool:
     """Whether Hydra reads the value of ``group=value`` as names (or null: no config of the group).
     Hydra crashes on a number there."""
