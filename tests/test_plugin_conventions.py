@@ -124,3 +124,86 @@ def test_digits_as_images_with_labels(registry):
     # the same examples as the reconstruction set, now with their labels
     recon = zoo.load_dataset("digits_image", seed=0)
     assert (next(iter(recon.train.batches(8, shuffle=False)))[0] == inputs[:8]).all()
+
+
+KIT_CASES = '''
+import torch
+import zoo
+
+
+def _splits(y, output_dim):
+    x = torch.randn(len(y), 4, generator=torch.Generator().manual_seed(0))
+    info = zoo.DataInfo(kind="tabular", task="classification", input_shape=(4,), output_dim=output_dim)
+    return zoo.Splits(zoo.TensorSplit(x[:24], y[:24]), zoo.TensorSplit(x[24:32], y[24:32]),
+                      zoo.TensorSplit(x[32:], y[32:]), info=info)
+
+
+def build(info, hidden=8):
+    return torch.nn.Sequential(torch.nn.Linear(info.input_shape[-1], hidden), torch.nn.ReLU(),
+                               torch.nn.Linear(hidden, info.output_dim))
+
+
+def bad_report(model, splits, out_dir):
+    raise KeyError("no such panel")
+
+
+def good_report(model, splits, out_dir):
+    path = out_dir / "weights.txt"
+    path.write_text(str(sum(p.numel() for p in model.parameters())))
+    return [path]
+
+
+def classified_report(model, splits, out_dir):
+    if splits.info.task != "classification":  # an image classifier must be checked on labelled images
+        raise ValueError(f"checked on {splits.info.task} data")
+    return []
+
+
+@zoo.hookimpl
+def zoo_datasets():
+    return [zoo.Dataset(name="float_labels", kind="tabular", task="classification",
+                        load=lambda seed: _splits(torch.arange(40) % 2 * 1.0, 2)),
+            zoo.Dataset(name="short_output", kind="tabular", task="classification",
+                        load=lambda seed: _splits(torch.arange(40) % 5, 3))]
+
+
+@zoo.hookimpl
+def zoo_architectures():
+    return [zoo.Architecture(name="bad_report_net", family="ann", kinds=("tabular",), tasks=("regression",),
+                             build=build, report=bad_report),
+            zoo.Architecture(name="good_report_net", family="ann", kinds=("tabular",), tasks=("regression",),
+                             build=build, report=good_report),
+            zoo.Architecture(name="image_classifier", family="ann", kinds=("image",), tasks=("classification",),
+                             build=lambda info: torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, info.output_dim)),
+                             report=classified_report)]
+'''
+
+
+def test_the_kit_checks_targets_and_reports_and_suggests_plugin_names(tmp_path):
+    """Float labels and labels past output_dim fail the kit (not training later); a report that raises
+    fails it (not every finished run); a misspelt --zoo-plugin gets "did you mean"."""
+    from .test_contract import messages, run_pytest
+
+    folder = tmp_path / "plugs"
+    folder.mkdir()
+    (folder / "kit_cases.py").write_text(KIT_CASES)
+    r = run_pytest("--pyargs", "zoo.testing", f"--zoo-plugin-dir={folder}", "--zoo-plugin", "kit_cases",
+                   "--zoo-plugin", "kit_case", "-v", "-rfE", cwd=tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out[-3000:]
+    got = messages(out)
+    assert set(got) == {("kit_cases:float_labels", "targets"), ("kit_cases:short_output", "targets"),
+                        ("kit_cases:bad_report_net", "report"), ("kit_case", "loads")}, out[-3000:]
+    assert got[("kit_cases:float_labels", "targets")] == (
+        "train split: targets are torch.float32: class indices must be integers (torch.long) "
+        "(task classification, output_dim=2)")
+    assert got[("kit_cases:short_output", "targets")] == (
+        "train split: targets range from 0 to 4, but output_dim=3 allows classes 0..2 "
+        "(task classification, output_dim=3)")
+    assert "raised KeyError" in got[("kit_cases:bad_report_net", "report")]
+    assert got[("kit_case", "loads")].startswith("no plugin named 'kit_case' is registered; did you mean 'kit_cases'?")
+    assert "test_report[kit_cases:good_report_net-tabular] PASSED" in out
+    # an image classifier is checked on digits_image_labels (its report refuses any other task)
+    for check in ("report", "overfit_one_batch", "output_shape"):
+        assert f"test_{check}[kit_cases:image_classifier-image] PASSED" in out, out[-3000:]
+    assert "Traceback" not in out

@@ -178,9 +178,10 @@ class Kit:
         if isinstance(splits, str) or not hasattr(splits, "info"):
             raise Skip(f"{p.label}: it does not load (see its 'loads' check)")
         info = splits.info
-        task = self.registry.tasks.get(info.task)
-        if task is None:
+        entry = self.registry.tasks.get(info.task)
+        if entry is None:
             raise Skip(f"{p.label}: unknown task '{info.task}' (see its 'loads' check)")
+        task = entry.decl
         for split in ("train", "val", "test"):
             for _, target in getattr(splits, split).batches(1024, shuffle=False):
                 if not isinstance(target, torch.Tensor):
