@@ -26,7 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from zoo.config.choices import GROUPS, check_choices, plugin_dirs
+from zoo.config.choices import GROUPS, check_choices, group_choices, plugin_dirs
 from zoo.config.composition import check_composes
 from zoo.config.overrides import override_key, override_value
 from zoo.config.validation import FREEZE, check_plugin_settings, validate
@@ -42,7 +42,8 @@ CONF_PATH = f"pkg://{CONF_PACKAGE}"  # what @hydra.main reads: found wherever Zo
 CONF_DIR = Path(str(resources.files(CONF_PACKAGE)))  # the same folder, for Hydra's compose API in tests
 
 __all__ = ["CONF_DIR", "CONF_PACKAGE", "CONF_PATH", "GROUPS", "check_choices", "check_composes", "check_plugin_settings",
-           "compose", "compose_run", "override_key", "override_value", "plugin_dirs", "register_configs", "validate"]
+           "compose", "compose_run", "group_choices", "override_key", "override_value", "plugin_dirs",
+           "register_configs", "validate"]
 
 
 def register_configs(registry: Registry) -> None:

@@ -83,6 +83,25 @@ VALUE_FLAGS = ("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "
                "--package", "-p", "--shell-completion", "-sc")
 
 
+def group_choices(group: str, registry: Registry | None = None, args: list[str] = ()) -> list[str]:
+    """The names ``group=<name>`` accepts, as Hydra's config loader lists them for ``zoo train args``:
+    the group's YAML files on the search path, and every registered architecture (``model``) or
+    dataset (``data``) once :func:`zoo.config.register_configs` has stored them."""
+    cl = parse_command_line(args)
+    with hydra_loader(cl) as (loader, searchpath):
+        if loader is None:
+            return []
+        return _options(loader, cl, searchpath + without_searchpath(cl.overrides) if searchpath else cl.overrides, group)
+
+
+def _options(loader, cl, overrides: list[str], group: str) -> list[str]:
+    try:
+        return sorted(loader.get_group_options(group, config_name=cl.config_name,
+                                               overrides=[o for o in overrides if override_key(o) == "hydra.searchpath"]))
+    except Exception:  # a search path Hydra cannot read: it says so itself
+        return []
+
+
 def check_choices(args: list[str], registry: Registry | None = None) -> None:
     """One clear line for an override Hydra cannot read, or an unknown ``group=name``, before Hydra composes anything.
 
@@ -103,12 +122,7 @@ def check_choices(args: list[str], registry: Registry | None = None) -> None:
 
         def options(group: str) -> list[str]:
             if group not in known:
-                try:
-                    known[group] = sorted(loader.get_group_options(group, config_name=cl.config_name,
-                                                                   overrides=[o for o in overrides
-                                                                              if override_key(o) == "hydra.searchpath"]))
-                except Exception:  # a search path Hydra cannot read: it says so itself
-                    known[group] = []
+                known[group] = _options(loader, cl, overrides, group)
             return known[group]
 
         for arg in cl.overrides:

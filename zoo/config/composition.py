@@ -60,17 +60,22 @@ def hydra_loader(cl: CommandLine) -> Iterator[tuple[object | None, list[str]]]:
     """
     from hydra import initialize_config_dir, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.initialize import get_gh_backup, restore_gh_from_backup
 
     from zoo.config import CONF_PACKAGE
 
     if cl.config_path and not os.path.isabs(cl.config_path):
         yield None, []
         return
-    start = (initialize_config_dir(cl.config_path, version_base="1.3") if cl.config_path
-             else initialize_config_module(CONF_PACKAGE, version_base="1.3"))
-    with start:
-        loader = GlobalHydra.instance().config_loader()
-        yield loader, _searchpath(cl, loader)
+    outer = get_gh_backup()  # a caller's own Hydra context (a test's initialize_config_dir) comes back after
+    GlobalHydra.instance().clear()
+    try:
+        with (initialize_config_dir(cl.config_path, version_base="1.3") if cl.config_path
+              else initialize_config_module(CONF_PACKAGE, version_base="1.3")):
+            loader = GlobalHydra.instance().config_loader()
+            yield loader, _searchpath(cl, loader)
+    finally:
+        restore_gh_from_backup(outer)
 
 
 def _searchpath(cl: CommandLine, loader) -> list[str]:
