@@ -198,8 +198,8 @@ def test_the_kit_checks_targets_and_reports_and_suggests_plugin_names(tmp_path):
         "train split: targets are torch.float32: class indices must be integers (torch.long) "
         "(task classification, output_dim=2)")
     assert got[("kit_cases:short_output", "targets")] == (
-        "train split: targets range from 0 to 4, but output_dim=3 allows classes 0..2 "
-        "(task classification, output_dim=3)")
+        "train split: 9 labels are outside 0..2 (e.g. 3), but the data declares output_dim=3 classes "
+        "(-100 marks a target to skip) (task classification, output_dim=3)")
     assert "raised KeyError" in got[("kit_cases:bad_report_net", "report")]
     assert got[("kit_case", "loads")].startswith("no plugin named 'kit_case' is registered; did you mean 'kit_cases'?")
     assert "test_report[kit_cases:good_report_net-tabular] PASSED" in out
