@@ -234,7 +234,8 @@ def open_tracker(tr: dict, dist: distributed.Dist):
 def hydra_params(plain: dict) -> dict[str, str]:
     """Every setting as a dotted key and its value as Hydra writes it (``false``, ``null``,
     ``[256,256]``), so that a param pastes back as an override."""
-    return {k: override_value(v) for k, v in flatten(plain).items()}
+    return {k: v if isinstance(v, str) and v.startswith("${") else override_value(v)  # typed ${oc.env:...}: as typed
+            for k, v in flatten(plain).items()}
 
 
 def task_tags(task) -> dict[str, str]:
