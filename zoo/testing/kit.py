@@ -197,6 +197,7 @@ class Kit:
         from omegaconf import OmegaConf
 
         from zoo.config import compose, override_value, register_configs
+        from zoo.config.validation import FREEZE
 
         defaults = dict(self.registry.architectures[p.name].decl.defaults)
         try:  # this architecture's node only: another plugin's bad defaults are its own failure
@@ -221,7 +222,7 @@ class Kit:
                     how = f"after the override model.{key}={override_value(defaults[key])}" if extra else f"from {label}"
                     self.fail(p, "hydra", f"model.{key}: the default {want!r} ({type(want).__name__}) came back as "
                                           f"{have!r} ({type(have).__name__}) {how}")
-            stray = sorted(set(got) - set(expected))
+            stray = sorted(set(got) - set(expected) - {FREEZE})  # model.freeze is Zoo's own (zoo.models.init)
             if stray:
                 self.fail(p, "hydra", f"{label} gives settings that are not defaults: {stray}")
 
