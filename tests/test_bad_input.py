@@ -103,7 +103,7 @@ CLI_CASES = [
     (["scheduler=1"], "scheduler=1: a config group takes the name of a config (or null for none), not '1'"),
     # Hydra's composition errors, on one line (zoo.config.composition)
     (["model.hiden_sizes=[8]"], "model.hiden_sizes=[8]: model=mlp has no setting 'hiden_sizes'. Did you mean "
-                                "'hidden_sizes'? Its settings: hidden_sizes, activation, dropout, batch_norm"),
+                                "'hidden_sizes'? Its settings: freeze, hidden_sizes, activation, dropout, batch_norm"),
     (["trainer.max_epoch=3"], "trainer.max_epoch=3: trainer has no key 'max_epoch'. Did you mean 'max_epochs'? "
                               "To add a new key, write +trainer.max_epoch=3"),
     (["+experiment=ann_digits"], "+experiment=ann_digits: experiment is already in the defaults list, so it is "
