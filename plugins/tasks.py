@@ -149,14 +149,42 @@ def _like_input(info, inputs, target):
 
 
 def _class_indices(info: zoo.DataInfo, target) -> str | None:
-    """Integer labels must name a class (or a token): ``0..output_dim-1``, or ``IGNORE_INDEX`` to skip one."""
-    if not isinstance(target, torch.Tensor) or target.is_floating_point():
-        return None  # a graph batch, or class probabilities: the loss reads those
+    """Integer labels must name a class (or a token): ``0..output_dim-1``, or ``IGNORE_INDEX`` to skip one;
+    floating-point targets only as probabilities over the ``output_dim`` classes (last dimension)."""
+    if not isinstance(target, torch.Tensor):
+        return None  # a graph batch: the loss reads it
+    if target.is_floating_point():
+        if target.ndim >= 2 and target.shape[-1] == info.output_dim:
+            return None  # class probabilities: the loss reads those
+        return f"targets are {target.dtype}: class indices must be integers (torch.long)"
     bad = (target != zoo.IGNORE_INDEX) & ((target < 0) | (target >= info.output_dim))
     if not bad.any():
         return None
     return (f"{int(bad.sum())} labels are outside 0..{info.output_dim - 1} (e.g. {int(target[bad][0])}), but the "
             f"data declares output_dim={info.output_dim} classes ({zoo.IGNORE_INDEX} marks a target to skip)")
+
+
+def _regression_targets(info, target):
+    """Finite floating-point values, ``output_dim`` of them per example (the target's last dimension)."""
+    if not isinstance(target, torch.Tensor):
+        return None  # a graph batch: the loss reads it
+    if not target.is_floating_point():
+        return f"targets are {target.dtype}: regression targets must be floating point (torch.float32)"
+    if not torch.isfinite(target).all():
+        return f"{int((~torch.isfinite(target)).sum())} targets are NaN or infinite"
+    width = target.shape[-1] if target.ndim > 1 else 1
+    if width != info.output_dim:
+        return f"targets have {width} value(s) per example (shape {tuple(target.shape)}), but output_dim={info.output_dim}"
+    return None
+
+
+def _anomaly_targets(info, target):
+    """0 for a normal example, 1 for an anomaly."""
+    if not isinstance(target, torch.Tensor):
+        return None
+    if target.is_floating_point() or not bool(((target == 0) | (target == 1)).all()):
+        return f"targets must be 0 (normal) or 1 (anomaly) as integers, got {target.dtype} values {target.unique()[:5].tolist()}"
+    return None
 
 
 @zoo.hookimpl
@@ -166,7 +194,7 @@ def zoo_tasks():
                  output_shape=_per_class("classes"), targets=_class_indices,
                  description="cross-entropy over examples or positions", predict=_classify),
         zoo.Task("regression", _mse, _regression_metrics, "mse", "min", _flat_regression,
-                 output_shape=_like_target, description="mean squared error", predict=_regress),
+                 output_shape=_like_target, targets=_regression_targets, description="mean squared error", predict=_regress),
         zoo.Task("next_token", _ce, _next_token_metrics, "perplexity", "min", _flat_prepare, per_position=True,
                  output_shape=_per_class("tokens in the vocabulary"), targets=_class_indices,
                  description="cross-entropy of the next token at every position", predict=_next_token),
@@ -174,7 +202,7 @@ def zoo_tasks():
                  per_position=True, output_shape=_like_input, description="MSE of the output against the input",
                  predict=_reconstruct("reconstruction_error")),
         zoo.Task("anomaly", _reconstruction_loss, _anomaly_metrics, "auroc", "max", _anomaly_prepare,
-                 per_position=True, output_shape=_like_input, target_names=("normal", "anomaly"),
+                 per_position=True, output_shape=_like_input, target_names=("normal", "anomaly"), targets=_anomaly_targets,
                  description="reconstruction error as the anomaly score (train on normal data only)",
                  predict=_reconstruct("anomaly_score")),
     ]

@@ -35,6 +35,8 @@ BAD_VALUES = [
     ("model.activation=swish", "model.activation='swish' is not an activation: choose one of relu"),
     ("model.dropout=1.5", "model.dropout=1.5 is out of range"),
     ("model.dropout=lots", "model.dropout='lots' is invalid: expected a number"),
+    ("model.dropout=null", "model.dropout=null is invalid: expected a number"),
+    ("~model.dropout", "model.dropout is missing: model=mlp needs every one of its settings (dropout defaults to 0.0)"),
     ("+model.depth=3", "model.depth=3 is invalid: expected one of model=mlp's settings"),
     ("tracking.grad_every=-2", "tracking.grad_every=-2 is invalid"),
     ("tracking.hist_every=x", "tracking.hist_every='x' is invalid"),
@@ -97,6 +99,20 @@ CLI_CASES = [
     (["optimizer.lr=inf"], "optimizer.lr=inf is invalid: expected a number > 0"),
     (["tracking.experiment=实验🚀ü"], "the override 'tracking.experiment=实验🚀ü' cannot be read (token recognition error at: '实'); "
                                      "quote the value: 'tracking.experiment=\"实验🚀ü\"'"),
+    (["hydra/launcher=paralel"], "unknown hydra/launcher 'paralel' in hydra/launcher=paralel. Did you mean 'parallel'?"),
+    (["scheduler=1"], "scheduler=1: a config group takes the name of a config (or null for none), not '1'"),
+    # Hydra's composition errors, on one line (zoo.config.composition)
+    (["model.hiden_sizes=[8]"], "model.hiden_sizes=[8]: model=mlp has no setting 'hiden_sizes'. Did you mean "
+                                "'hidden_sizes'? Its settings: freeze, hidden_sizes, activation, dropout, batch_norm"),
+    (["trainer.max_epoch=3"], "trainer.max_epoch=3: trainer has no key 'max_epoch'. Did you mean 'max_epochs'? "
+                              "To add a new key, write +trainer.max_epoch=3"),
+    (["+experiment=ann_digits"], "+experiment=ann_digits: experiment is already in the defaults list, so it is "
+                                 "chosen, not added: write experiment=ann_digits (without the +)"),
+    (["+optimizer.lr=3"], "+optimizer.lr=3: optimizer.lr is already set: write optimizer.lr=3 (without the +)"),
+    (["tracking.experiment=${bad.key}"], "tracking.experiment=${bad.key} cannot be resolved: "
+                                         "Interpolation key 'bad.key' not found"),
+    (["~model.dropout"], "model.dropout is missing: model=mlp needs every one of its settings"),
+    (["model.dropout=null"], "model.dropout=null is invalid: expected a number"),
 ]
 
 

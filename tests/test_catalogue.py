@@ -36,7 +36,8 @@ OTHER_CASES = [
      "test_registry::test_broken_plugin_on_the_command_line"),
     ("a plugin that returns something that is not a declaration", "zoo_architectures(): expected zoo.Architecture, got str",
      "test_registry::test_broken_plugin_is_reported_and_the_rest_works"),
-    ("a plugin with a misspelt hook", "unknown hook 'zoo_architecture'", "test_registry::test_broken_plugin_is_reported_and_the_rest_works"),
+    ("a plugin with a misspelt hook", "unknown hook 'zoo_architecture'; did you mean 'zoo_architectures'? (hooks: ...)",
+     "test_plugin_conventions::test_a_misspelt_hook_gets_did_you_mean"),
     ("ZOO_STRICT_PLUGINS=1 with a broken plugin", "plugin 'raises' (...) failed: ... (unset ZOO_STRICT_PLUGINS to skip it)",
      "test_registry::test_broken_plugin_on_the_command_line"),
     ("a plugin that duplicates a built-in name", "architecture name 'mlp' is declared twice: by plugin 'ann' (built-in) and by plugin 'copycat' (...)",
@@ -121,6 +122,15 @@ OTHER_CASES = [
      "the plugin may hang: fix it, or set ZOO_PLUGIN_TIMEOUT=<seconds> ...", "test_faults::test_a_plugin_that_hangs_in_build_is_stopped_by_the_time_limit"),
     ("a plugin that hangs or calls sys.exit at import", "warning: plugin 'bad' (...) was skipped: import did not finish within 15 s "
      "(import failed: it called sys.exit(3))", "test_faults::test_a_plugin_that_hangs_or_exits_at_import_is_skipped_with_a_warning"),
+    ("zoo train --config-dir DIR experiment=<misspelt name of the user's own preset>",
+     "unknown experiment 'my_irs' in experiment=my_irs. Did you mean 'my_iris'?",
+     "test_hydra_conventions::test_presets_and_models_from_the_users_config_folder_train"),
+    ("zoo list --bogus (or any argument but plugins.dir=PATH)",
+     "zoo list: unknown argument '--bogus'; usage: zoo list [plugins.dir=PATH]",
+     "test_plugin_conventions::test_zoo_list_shows_descriptions_and_its_usage"),
+    ("a family's report that raises after training (a warning; the run ends FINISHED)",
+     "model=bad_report_net: its report failed (KeyError: 'oops in report'); the run goes on without it",
+     "test_plugin_conventions::test_a_failing_report_does_not_fail_a_run_that_trained"),
 ]
 
 
@@ -150,7 +160,10 @@ def render() -> str:
              "is out of date. A fault that can only show once a run exists (a full disk) ends that run FAILED",
              "with the same line as its reason.", "",
              "Where the checks live: `zoo.config.check_choices` reads each `group=name` before Hydra composes",
-             "(`zoo/config/choices.py`); `zoo.config.validate` checks every value of the composed config",
+             "(`zoo/config/choices.py`, asking Hydra's config loader for the names: the user's `--config-dir`",
+             "and `hydra.searchpath` folders count); `zoo.config.check_composes` composes the command line",
+             "once and turns Hydra's composition errors (a misspelt key without `+`, `+group=` for a group",
+             "already chosen) into one line (`zoo/config/composition.py`); `zoo.config.validate` checks every value of the composed config",
              "(`zoo/config/validation.py`: the model's and the dataset's settings against their plugin's",
              "defaults, then `SETTINGS`, one rule per setting of Zoo's own groups, and the `_target_`",
              "allow-list, in the order the errors are reported); the plugins check their own values. The",

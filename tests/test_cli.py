@@ -21,7 +21,7 @@ def test_train_override_and_summary_line(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("zoo: mlp on moons | ") and "test/accuracy=" in r.stdout and "run " in r.stdout
     (run,) = runs_in(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
-    assert run.data.params["model.hidden_sizes"] == "[32, 16]" and run.data.params["model.activation"] == "tanh"
+    assert run.data.params["model.hidden_sizes"] == "[32,16]" and run.data.params["model.activation"] == "tanh"
     assert run.data.params["optimizer._target_"] == "torch.optim.SGD" and run.data.params["trainer.batch_size"] == "full"
     assert run.data.tags["zoo.overrides"].startswith("model=mlp model.hidden_sizes=[32,16]")
     # the default store's artifacts live beside the database, in mlruns/artifacts/

@@ -25,12 +25,14 @@ from zoo.config import override_value
 from zoo.testing import (  # noqa: F401  (collected here; the kit parametrizes them)
     test_builds_from_defaults,
     test_dataset_loads,
+    test_dataset_targets,
     test_deterministic,
     test_gradients,
     test_hydra_round_trip,
     test_output_shape,
     test_overfit_one_batch,
     test_plugin_loads,
+    test_report,
     test_state_dict_round_trip,
 )
 

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from zoo.config import CONF_DIR, GROUPS, check_choices, group_choices, validate
+from zoo.config.choices import without_null_choices
 from zoo.errors import ZooError, fail
 from zoo.training.train import resolve_device
 from zoo.tracking import flatten
@@ -94,6 +95,7 @@ def overrides(keys: list[str], registry) -> st.SearchStrategy[list[str]]:
 
 def pre_run(args: list[str], registry) -> dict:
     """What ``zoo train ARGS`` does before it creates a run (zoo/cli/train.py, zoo/training/train.py)."""
+    args = without_null_choices(args)
     check_choices(args, registry)
     cfg = compose("config", overrides=[OUT, *args])
     plain = validate(cfg, registry)
@@ -134,7 +136,7 @@ def test_overrides_never_crash(hydra_ctx, config_keys, capsys):
     ["trainer.max_epochs=nan"], ["seed=-1"], ["seed=4294967296"], ["seed=99999999999999999999999"],
     ["optimizer.lr=-1e400"], ["model=mpl"], ["data=iris,digitz"], ["model.hidden_sizes=[a]"], ["trainer.batch_size=0"],
     ["trainer.device=cuda:x"], ["tracking.experiment=' '"], ["+model.nope=1"], ["trainer.max_epochs=${nope}"],
-    ["model.hidden_sizes=[1,"], ["~model"], ["@=1"], ["+@="], ["model@=mlp"], ["scheduler=null"],
+    ["model.hidden_sizes=[1,"], ["~model"], ["@=1"], ["+@="], ["model@=mlp"],
     ["hydra/launcher=1"], ["+=1"], ["optimizer._target_=numpy.savetxt"], ["optimizer._target_=builtins.open"],
     ["+optimizer.x={_target_:numpy.savetxt,_args_:[/tmp/x,[a]]}"], ["scheduler=step", "scheduler._target_=torch.optim.SGD"],
 ])
@@ -146,6 +148,7 @@ def test_known_bad_overrides_are_one_line_errors(hydra_ctx, args):
 def test_a_good_override_list_validates(hydra_ctx):
     plain = pre_run(["model=mlp", "data=iris", "model.hidden_sizes=[8]", "trainer.batch_size=full", "seed=3"], hydra_ctx)
     assert plain["model"]["hidden_sizes"] == [8] and plain["data"]["name"] == "iris" and plain["seed"] == 3
+    assert "scheduler" not in pre_run(["scheduler=null"], hydra_ctx)  # valid Hydra: no scheduler
 
 
 def test_a_checkpoint_cannot_make_zoo_run_code(tmp_path, hydra_ctx):

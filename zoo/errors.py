@@ -24,7 +24,7 @@ class ConfigError(ZooError):
 
     def __init__(self, key: str, value, expected: str):
         self.key, self.value, self.expected = key, value, expected
-        super().__init__(f"{key}={shown(value)} is invalid: expected {expected}")
+        super().__init__(f"{key}={'null' if value is None else shown(value)} is invalid: expected {expected}")
 
 
 def shown(value, limit: int = 80) -> str:

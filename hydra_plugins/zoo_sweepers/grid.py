@@ -22,7 +22,7 @@ def run_grid(sweeper, arguments: List[str]) -> Any:
     try:
         keys = callback.keys if callback else varying_keys(arguments, sweeper.config.hydra.sweeper)
         repeats = callback.repeats if callback else check_repeats(sweeper.repeats, keys)  # the callback checked it
-        jobs = with_seeds(grid_jobs(sweeper.params, arguments, sweeper.arms), repeats,
+        jobs = with_seeds(grid_jobs(sweeper.params, arguments, sweeper.arms, sweeper.hydra_context.config_loader), repeats,
                           int(OmegaConf.select(sweeper.config, "seed") or 0))
     except ZooError as exc:
         fail(str(exc))

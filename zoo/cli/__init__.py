@@ -28,8 +28,9 @@ from zoo.errors import ZooError, fail
 USAGE = """usage: zoo <command> [args]
 
 commands:
-  train [overrides]   train a model (Hydra overrides; `zoo train --help` lists them)
-  list                every architecture and dataset, with its plugin and where it came from
+  train [overrides]   train a model (Hydra overrides; `zoo train --help` lists them;
+                      tab completion: eval "$(zoo train --shell-completion install=bash)")
+  list [plugins.dir=PATH]   every architecture and dataset, with its plugin and where it came from
   ui [--port N] [--host H]   the MLflow UI over the project's store (127.0.0.1 by default)
   compare [runs|--experiment E|--sweep ID] [--sort METRIC] [--plot FILE.png]
                       a table of runs side by side, and their curves in one figure
@@ -62,11 +63,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str]) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if argv[:1] != ["train"] and argv[:1] not in (["-sc"], ["--shell-completion"]):
+        # `zoo train` is a Hydra app: Hydra sets up logging (a handler here would print each line twice)
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0
+    if argv[0].split("=", 1)[0] in ("-sc", "--shell-completion"):  # the completion script's query (zoo.cli.train.complete)
+        from zoo.cli.train import complete
+
+        return complete(argv)
     if argv[0] not in COMMANDS:
         close = difflib.get_close_matches(argv[0], COMMANDS, n=1)
         fail(f"unknown command '{argv[0]}'.{f' Did you mean {close[0]!r}?' if close else ''} Commands: {', '.join(COMMANDS)}")
@@ -82,12 +89,13 @@ def _main(argv: list[str]) -> int:
         return 130
 
 
-def load_registry(args: list[str]):
-    """The registry of every plugin (``plugins.dir=`` in ``args`` adds a folder); a skipped plugin is a warning."""
+def load_registry(args: list[str], quiet: bool = False):
+    """The registry of every plugin (``plugins.dir=`` in ``args`` adds a folder); a skipped plugin is a
+    warning (none when ``quiet``: shell completion writes to the user's prompt)."""
     from zoo.config.choices import plugin_dirs
     from zoo.plugin.registry import load_registry as load
 
     registry = load(plugin_dirs(args))
-    for f in registry.failures:
+    for f in [] if quiet else registry.failures:
         print(f"warning: plugin '{f.plugin}' ({f.source}) was skipped: {f.error}", file=sys.stderr)
     return registry

@@ -9,7 +9,9 @@ It owns three things:
 * **plugin defaults as ConfigStore nodes** (:func:`register_configs`), and Hydra override text
   (:func:`override_key`, :func:`override_value`);
 * **validation**: every ``group=name`` on the command line before Hydra composes
-  (:mod:`zoo.config.choices`), then every value of the composed config before a run exists
+  (:mod:`zoo.config.choices`, asking Hydra's own config loader over the user's search path too),
+  the command line composed once as Hydra will, its errors on one line
+  (:mod:`zoo.config.composition`), then every value of the composed config before a run exists
   (:mod:`zoo.config.validation`, a table of rules).
 
 Only this package and :mod:`zoo.cli` touch Hydra's composition (``@hydra.main``, ``compose``,
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from zoo.config.choices import GROUPS, check_choices, group_choices, plugin_dirs
+from zoo.config.composition import check_composes
 from zoo.config.overrides import override_key, override_value
 from zoo.config.validation import FREEZE, check_plugin_settings, validate
 
@@ -38,8 +41,9 @@ CONF_PACKAGE = "zoo.config.conf"
 CONF_PATH = f"pkg://{CONF_PACKAGE}"  # what @hydra.main reads: found wherever Zoo is installed
 CONF_DIR = Path(str(resources.files(CONF_PACKAGE)))  # the same folder, for Hydra's compose API in tests
 
-__all__ = ["CONF_DIR", "CONF_PACKAGE", "CONF_PATH", "GROUPS", "check_choices", "check_plugin_settings", "compose", "compose_run",
-           "group_choices", "override_key", "override_value", "plugin_dirs", "register_configs", "validate"]
+__all__ = ["CONF_DIR", "CONF_PACKAGE", "CONF_PATH", "GROUPS", "check_choices", "check_composes", "check_plugin_settings",
+           "compose", "compose_run", "group_choices", "override_key", "override_value", "plugin_dirs",
+           "register_configs", "validate"]
 
 
 def register_configs(registry: Registry) -> None:

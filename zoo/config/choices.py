@@ -1,17 +1,19 @@
 """The command line's ``group=name`` choices, checked before Hydra composes anything.
 
-Hydra's own error for an unknown option is a page long, and it crashes on a number or null
-where a group takes a name; :func:`check_choices` says it in one line, with the closest name and
-the choices: every YAML file of the group, plus every registered architecture (``model``) or
-dataset (``data``).
+Hydra's own error for an unknown option is a page long, and it crashes on a number where a
+group takes a name; :func:`check_choices` says it in one line, with the closest name and the
+choices. The choices are Hydra's own: its config loader is asked which names a group has over
+the search path ``zoo train`` composes from (:func:`zoo.config.composition.hydra_loader`: Zoo's
+``conf/``, the user's ``--config-dir`` and ``hydra.searchpath`` folders, and every registered
+architecture and dataset, stored as config nodes by :func:`zoo.config.register_configs`).
 """
 
 from __future__ import annotations
 
-import difflib
 import os
 from typing import TYPE_CHECKING
 
+from zoo.config.composition import hydra_loader, parse_command_line, unknown_name, without_searchpath
 from zoo.config.overrides import override_key
 from zoo.errors import ZooError
 
@@ -19,7 +21,6 @@ if TYPE_CHECKING:
     from zoo.plugin.registry import Registry
 
 GROUPS = ("model", "data", "optimizer", "scheduler", "trainer", "tracking", "experiment", "hparams_search")
-NAMES = {"model": "model (architecture)", "data": "dataset"}  # what an unknown name is called in the error
 
 
 def plugin_dirs(args: list[str]) -> list[str]:
@@ -31,20 +32,19 @@ def plugin_dirs(args: list[str]) -> list[str]:
     return [d for d in dirs if d and d != "null"]
 
 
-def group_choices(group: str, registry: Registry) -> list[str]:
-    """The names ``group=<name>`` accepts: the group's YAML files, and the registry's architectures or datasets."""
-    from zoo.config import CONF_DIR
-
-    names = {p.stem for p in (CONF_DIR / group).glob("*.yaml")}
-    if group == "model":
-        names |= set(registry.architectures)
-    if group == "data":
-        names |= set(registry.datasets)
-    return sorted(names)
+def without_null_choices(args: list[str]) -> list[str]:
+    """``group=null`` (no config of the group: ``scheduler=null``) as Hydra takes it, ``~group``:
+    Hydra 1.3 refuses a null choice on the command line (``Config group override must be a string``)."""
+    out = []
+    for a in args:
+        key, eq, value = a.partition("=")
+        out.append(f"~{key}" if eq and value == "null" and key in GROUPS else a)
+    return out
 
 
 def names_a_config(arg: str) -> bool:
-    """Whether Hydra reads the value of ``group=value`` as names: Hydra crashes on a number or null."""
+    """Whether Hydra reads the value of ``group=value`` as names (or null: no config of the group).
+    Hydra crashes on a number there."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     try:
@@ -54,7 +54,7 @@ def names_a_config(arg: str) -> bool:
     if override.is_sweep_override():
         return True
     values = override.value() if isinstance(override.value(), list) else [override.value()]
-    return all(isinstance(v, str) and "${" not in v for v in values)  # an interpolation is not a name
+    return all(v is None or (isinstance(v, str) and "${" not in v) for v in values)  # an interpolation is not a name
 
 
 def check_syntax(args: list[str]) -> None:
@@ -83,25 +83,62 @@ VALUE_FLAGS = ("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "
                "--package", "-p", "--shell-completion", "-sc")
 
 
-def check_choices(args: list[str], registry: Registry) -> None:
-    """One clear line for an override Hydra cannot read, or an unknown ``group=name``, before Hydra composes anything."""
+def group_choices(group: str, registry: Registry | None = None, args: list[str] = ()) -> list[str]:
+    """The names ``group=<name>`` accepts, as Hydra's config loader lists them for ``zoo train args``:
+    the group's YAML files on the search path, and every registered architecture (``model``) or
+    dataset (``data``) once :func:`zoo.config.register_configs` has stored them."""
+    cl = parse_command_line(args)
+    with hydra_loader(cl) as (loader, searchpath):
+        if loader is None:
+            return []
+        return _options(loader, cl, searchpath + without_searchpath(cl.overrides) if searchpath else cl.overrides, group)
+
+
+def _options(loader, cl, overrides: list[str], group: str) -> list[str]:
+    try:
+        return sorted(loader.get_group_options(group, config_name=cl.config_name,
+                                               overrides=[o for o in overrides if override_key(o) == "hydra.searchpath"]))
+    except Exception:  # a search path Hydra cannot read: it says so itself
+        return []
+
+
+def check_choices(args: list[str], registry: Registry | None = None) -> None:
+    """One clear line for an override Hydra cannot read, or an unknown ``group=name``, before Hydra composes anything.
+
+    ``args`` are ``zoo train``'s arguments (overrides and Hydra's flags); the registry's names
+    become config nodes first (:func:`zoo.config.register_configs`).
+    """
     check_syntax(args)
-    for arg in args:
-        if "=" not in arg or arg.startswith("-"):
-            continue
-        key, value = arg.split("=", 1)
-        group = key.lstrip("+~").split("@", 1)[0]  # group@package=option is a group choice too
-        if not group:  # Hydra itself crashes on some of these (+=1, @=1)
-            raise ZooError(f"{arg} names no config key before '=': write key=value, e.g. trainer.max_epochs=5")
-        if (group in GROUPS or "/" in group) and not names_a_config(arg):  # hydra/launcher=... too
-            hint = f"; write ~{group} to go without one" if value == "null" else ""
-            raise ZooError(f"{arg}: a config group takes the name of a config, not {value!r}{hint}")
-        if group not in GROUPS or value == "" or (value.split("(", 1)[0].isidentifier() and "(" in value):
-            continue  # a sweep (choice(...), range(...)) is Hydra's to read
-        options = group_choices(group, registry)
-        for v in value.split(","):
-            if v not in options:
-                close = difflib.get_close_matches(v, options, n=1)
-                hint = f" Did you mean '{close[0]}'?" if close else ""
-                raise ZooError(f"unknown {NAMES.get(group, group)} '{v}' in {arg}.{hint} "
-                               f"Available: {', '.join(options) or 'none'}")
+    if registry is not None:  # its names become config nodes, where Hydra's loader finds them
+        from zoo.config import register_configs
+
+        register_configs(registry)
+    cl = parse_command_line(args)
+    with hydra_loader(cl) as (loader, searchpath):
+        if loader is None:
+            return
+        overrides = searchpath + without_searchpath(cl.overrides) if searchpath else cl.overrides
+        known: dict[str, list[str]] = {}
+
+        def options(group: str) -> list[str]:
+            if group not in known:
+                known[group] = _options(loader, cl, overrides, group)
+            return known[group]
+
+        for arg in cl.overrides:
+            if "=" not in arg:
+                continue
+            key, value = arg.split("=", 1)
+            group = key.lstrip("+~").split("@", 1)[0]  # group@package=option is a group choice too
+            if not group:  # Hydra itself crashes on some of these (+=1, @=1)
+                raise ZooError(f"{arg} names no config key before '=': write key=value, e.g. trainer.max_epochs=5")
+            if group not in GROUPS and ("." in group or ("/" not in group and not options(group))):
+                continue  # a setting, not a config group
+            if not names_a_config(arg):
+                raise ZooError(f"{arg}: a config group takes the name of a config (or null for none), not {value!r}")
+            if value in ("", "null") or (value.split("(", 1)[0].isidentifier() and "(" in value):
+                continue  # no config of the group; a sweep (choice(...), glob(...)) is Hydra's to read
+            names = options(group)
+            for v in value.split(","):
+                if v not in names:
+                    raise ZooError(unknown_name(group, v, names, arg))

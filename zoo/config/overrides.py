@@ -24,7 +24,8 @@ def override_value(v: Any) -> str:
     if isinstance(v, dict):
         return "{" + ",".join(f"{k}:{override_value(x)}" for k, x in v.items()) + "}"
     s = str(v)
-    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_\-]*", s) and s.lower() not in ("true", "false", "null", "nan", "inf"):
+    # plain words, dotted names, paths and URIs (torch.optim.SGD, sqlite:////tmp/x.db) need no quotes
+    if re.fullmatch(r"[A-Za-z_/][\w\-./:]*", s) and s.lower() not in ("true", "false", "null", "nan", "inf"):
         return s
     # quoted: a backslash escapes only a quote or the backslashes right before one (Hydra's grammar)
     s = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", s)

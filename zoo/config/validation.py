@@ -216,7 +216,12 @@ def validate(cfg: DictConfig, registry: Registry) -> dict:
     try:
         plain = OmegaConf.to_container(cfg, resolve=True)
     except Exception as exc:  # an interpolation that cannot resolve
-        raise ZooError(f"config cannot be resolved: {str(exc).splitlines()[0]}") from None
+        key = getattr(exc, "full_key", None) or ""
+        written = OmegaConf.to_container(cfg, resolve=False)
+        for part in key.split("."):
+            written = written.get(part) if isinstance(written, dict) else None
+        where = f"{key}={written}" if key and isinstance(written, str) else (key or "the config")
+        raise ZooError(f"{where} cannot be resolved: {str(exc).splitlines()[0]}") from None
     for group in REQUIRED_GROUPS:
         if not isinstance(plain.get(group), dict):
             raise ZooError(f"config group '{group}' is missing: choose one with {group}=<name>")
@@ -229,7 +234,13 @@ def validate(cfg: DictConfig, registry: Registry) -> dict:
 
 
 def check_plugin_settings(plain: dict, group: str, entry: Entry) -> None:
-    """A model's or dataset's settings are the plugin's own, each of its default's type (``model.freeze`` is Zoo's)."""
+    """A model's or dataset's settings are the plugin's own, each of its default's type, and all there
+    (``model.freeze`` is Zoo's)."""
+    for key, default in entry.decl.defaults.items():
+        if key not in plain[group]:  # ~model.dropout
+            raise ZooError(f"{group}.{key} is missing: {group}={entry.decl.name} needs every one of its settings "
+                           f"({key} defaults to {_hydra_text(default)}); set {group}.{key}=<value> instead of "
+                           f"removing it")
     for key, value in plain[group].items():
         if key == "name" or (group, key) == ("model", FREEZE):
             continue
@@ -239,18 +250,27 @@ def check_plugin_settings(plain: dict, group: str, entry: Entry) -> None:
         _check_like(f"{group}.{key}", value, entry.decl.defaults[key])
 
 
+def _hydra_text(v: Any) -> str:
+    from zoo.config.overrides import override_value
+
+    return override_value(v)
+
+
 def _type_name(v: Any) -> str:
     return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(type(v), type(v).__name__)
 
 
 def _check_like(key: str, value: Any, default: Any) -> None:
-    """``value`` must have the type of the plugin's ``default`` (ints pass for floats).
+    """``value`` must have the type of the plugin's ``default`` (ints pass for floats); null only where the default is.
 
     A default of ``None`` or ``"auto"`` says nothing about the type: ``auto`` is a word that
     stands beside values of another type (``data.in_memory=auto|true|false``), which the plugin checks.
     """
-    if default is None or value is None or default == "auto":
+    if default is None or default == "auto":
         return
+    if value is None:
+        raise ConfigError(key, value, _type_name(default) if not isinstance(default, (list, tuple))
+                          else "a list like " + _hydra_text(list(default)))
     if isinstance(default, bool):
         ok = isinstance(value, bool)
     elif isinstance(default, int):
@@ -261,7 +281,7 @@ def _check_like(key: str, value: Any, default: Any) -> None:
         ok = isinstance(value, str)
     elif isinstance(default, (list, tuple)):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(key, value, "a list like " + str(list(default)).replace(" ", ""))
+            raise ConfigError(key, value, "a list like " + _hydra_text(list(default)))
         if default:
             for v in value:
                 _check_like(key, v, default[0]) if not isinstance(v, (list, tuple)) else None

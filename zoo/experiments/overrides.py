@@ -16,15 +16,18 @@ from zoo.config import override_key
 from zoo.errors import ZooError, one_line
 
 
-def parse_overrides(items: Iterable[str]) -> list:
-    """Hydra's parsed overrides (``hydra.core.override_parser.types.Override``); a bad one is a ZooError."""
+def parse_overrides(items: Iterable[str], config_loader=None) -> list:
+    """Hydra's parsed overrides (``hydra.core.override_parser.types.Override``); a bad one is a ZooError.
+
+    ``config_loader`` (the sweep's, ``hydra_context.config_loader``) lets ``glob(...)`` list a group's options.
+    """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    parser = OverridesParser.create()
+    parser = OverridesParser.create(config_loader=config_loader)
     out = []
     for item in items:
         try:
-            out.append(parser.parse_override(item))
+            out += parser.parse_overrides([item])  # (the plural form hands each override the loader)
         except Exception as exc:
             raise ZooError(f"cannot parse the sweep override {item!r}: {one_line(exc)}") from None
     return out
@@ -66,11 +69,13 @@ def varying_keys(task_overrides: Sequence[str], sweeper: DictConfig | dict | Non
     return keys
 
 
-def grid_jobs(params: dict | None, arguments: Sequence[str], arms: Sequence[Sequence[str]] | None) -> list[list[str]]:
+def grid_jobs(params: dict | None, arguments: Sequence[str], arms: Sequence[Sequence[str]] | None,
+              config_loader=None) -> list[list[str]]:
     """Every job of a grid: the cartesian product of ``params`` and the command line's sweeps,
-    once per arm (an arm's overrides come last, so they win)."""
+    once per arm (an arm's overrides come last, so they win). ``glob(...)`` over a config group
+    needs the sweep's ``config_loader`` (Hydra's, which knows the group's options)."""
     lists: dict[str, list[str]] = {}
-    for o in parse_overrides([f"{k}={v}" for k, v in (params or {}).items()] + list(arguments)):
+    for o in parse_overrides([f"{k}={v}" for k, v in (params or {}).items()] + list(arguments), config_loader):
         key = o.get_key_element()
         if o.is_sweep_override():
             if not o.is_discrete_sweep():

@@ -61,6 +61,11 @@ def store_uri(cfg: DictConfig) -> str:
     return str(uri) if uri else default_uri()
 
 
+def typed_overrides(config: DictConfig) -> list[str]:
+    """The command line's overrides as the user typed them (``${...}`` not resolved)."""
+    return [str(o) for o in OmegaConf.to_container(config.hydra.overrides.task, resolve=False)]
+
+
 def sweeper_opens_the_run(config: DictConfig) -> bool:
     """Whether the configured sweeper opens the parent run itself, after checking every job.
 
@@ -110,7 +115,7 @@ class SweepCallback(Callback):
     # -- main process ------------------------------------------------------------------------
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._main_pid = os.getpid()
-        overrides = list(config.hydra.overrides.task)
+        overrides = typed_overrides(config)
         try:
             self.keys = varying_keys(overrides, config.hydra.sweeper)
             self.repeats = check_repeats(config.hydra.sweeper.get("repeats", 1), self.keys)
@@ -200,6 +205,9 @@ class SweepCallback(Callback):
         if self.failures and (self.kind == "grid" or status != "FINISHED"):
             fail(f"{len(self.failures)} of {self.jobs or len(self.failures)} sweep jobs failed; "
                  f"the others are in the parent run {self.parent_run_id}", code=1)
+        if status != "FINISHED":  # no job failed, yet none finished in this store (children nested elsewhere)
+            fail(f"no job of the sweep finished a run nested under the parent run {self.parent_run_id} "
+                 f"in {self.uri}; it ended {status}", code=1)
 
     def _finish(self, config: DictConfig) -> str:
         runs = sorted(Runs(self.uri).children(self.parent_run_id, [self.experiment_id]),
@@ -310,7 +318,7 @@ class SweepCallback(Callback):
             return
         os.environ[PARENT_ENV] = self.parent_run_id
         num = OmegaConf.select(config, "hydra.job.num")
-        label = job_label(list(config.hydra.overrides.task), self.keys)
+        label = job_label(typed_overrides(config), self.keys)
         trial = num // self.repeats if isinstance(num, int) else num
         name = f"trial {trial}: {label}" if self.kind == "optuna" else (label or f"job {num}")
         os.environ[NAME_ENV] = name[:250]

@@ -192,8 +192,9 @@ class Task:
             ``("normal", "anomaly")``); otherwise a dataset's ``meta["class_names"]`` name them.
         description: one line for ``zoo list``.
         targets: ``targets(info, target) -> str | None``: why a split's targets cannot be used for
-            this task (a label outside ``0..output_dim-1``, say), or ``None``; checked on every
-            split before a run starts. ``None``: not checked.
+            this task (their dtype, a label outside ``0..output_dim-1``, say), or ``None``; checked
+            on every split before a run starts, and by the contract kit over every dataset of the
+            task. ``None``: not checked.
         predict: ``predict(output, inputs) -> {name: tensor}``: what a trained model's output means
             to a person, each tensor with the batch first (``label`` and ``probabilities`` for
             classification, ``prediction`` for regression, ``reconstruction`` and an anomaly score
@@ -253,6 +254,10 @@ class Task:
             return None
         alt = "".join(f" (or {s})" for s in shapes[1:])
         return f"expected {shapes[0]}{alt}, got {got}{where} ({self.name}: {why})"
+
+    def target_problem(self, info: DataInfo, target) -> str | None:
+        """What is wrong with ``target`` (one batch's) for this task, or ``None`` (also when the task does not say)."""
+        return None if self.targets is None else self.targets(info, target)
 
 
 def check_declaration(obj: Any, cls: type) -> str | None:

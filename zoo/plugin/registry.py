@@ -264,9 +264,8 @@ def load_registry(plugin_dirs: Iterable[str | os.PathLike] = (), *, entry_points
         strict = os.environ.get("ZOO_STRICT_PLUGINS", "") not in ("", "0", "false")
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
-    if os.environ.get("ZOO_TRACE_PLUGINS"):
-        pm.trace.root.setwriter(lambda s: print(s, end="", file=sys.stderr))
-        pm.enable_tracing()
+    if os.environ.get("ZOO_TRACE_PLUGINS", "") not in ("", "0", "false"):
+        pm.add_hookcall_monitoring(_trace_before, _trace_after)
     reg = Registry(pm)
     sources: dict[str, str] = {}
 
@@ -306,9 +305,11 @@ def load_registry(plugin_dirs: Iterable[str | os.PathLike] = (), *, entry_points
                              ("zoo_datasets", Dataset, reg.datasets)):
         for impl in getattr(pm.hook, hook).get_hookimpls():
             name = impl.plugin_name
-            try:
+            others = [p for n, p in pm.list_name_plugin() if n != name]
+            try:  # one plugin at a time, through pluggy's caller (so ZOO_TRACE_PLUGINS sees every call)
                 with contextlib.redirect_stdout(sys.stderr):
-                    result = impl.function()
+                    results = pm.subset_hook_caller(hook, remove_plugins=others)()
+                result = results[0] if results else None
             except Exception as exc:
                 fail(name, sources[name], f"{hook}() raised {_one_line(exc)}")
                 continue
@@ -330,9 +331,38 @@ def load_registry(plugin_dirs: Iterable[str | os.PathLike] = (), *, entry_points
     return reg
 
 
+def _trace_before(hook: str, impls, kwargs) -> None:
+    """``ZOO_TRACE_PLUGINS=1``: each hook call, and whose implementations it runs, on stderr."""
+    print(f"zoo plugins: calling {hook}() of {', '.join(i.plugin_name for i in impls) or 'no plugin'}", file=sys.stderr)
+
+
+def _trace_after(outcome, hook: str, impls, kwargs) -> None:
+    if outcome.exception is not None:
+        print(f"zoo plugins: {hook}() raised {_one_line(outcome.exception)}", file=sys.stderr)
+        return
+    for impl, result in zip(impls, outcome.get_result()):
+        names = [getattr(d, "name", repr(d)) for d in result] if isinstance(result, (list, tuple)) else [repr(result)]
+        print(f"zoo plugins: {hook}() of {impl.plugin_name} returned {', '.join(names) or 'nothing'}", file=sys.stderr)
+
+
+def _unknown_hooks(pm: pluggy.PluginManager, obj) -> str | None:
+    """A function marked ``@zoo.hookimpl`` whose name is no hook: the closest hook's name."""
+    known = [n for n in dir(pm.hook) if n.startswith(f"{hookspecs.PROJECT}_")]
+    for attr in dir(obj):
+        if attr not in known and pm.parse_hookimpl_opts(obj, attr) is not None:
+            close = difflib.get_close_matches(attr, known, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            return f"unknown hook '{attr}'{hint} (hooks: {', '.join(known)})"
+    return None
+
+
 def _register(pm, reg, name, source, obj, sources, fail) -> None:
     if name in sources:
         fail(name, source, f"a plugin named '{name}' is already registered from {sources[name]}")
+        return
+    unknown = _unknown_hooks(pm, obj)
+    if unknown:
+        fail(name, source, unknown)
         return
     try:
         pm.register(obj, name=name)

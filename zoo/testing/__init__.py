@@ -6,6 +6,8 @@ A plugin author runs it in their own repository, with their plugin installed (an
     pytest --pyargs zoo.testing                              # every registered plugin
     pytest --pyargs zoo.testing --zoo-plugin my_nets         # only the plugin named my_nets
     ZOO_PLUGIN_DIR=~/my_plugins pytest --pyargs zoo.testing  # plugins from a folder too
+    pytest --pyargs zoo.testing --zoo-plugin-dir=$HOME/my_plugins   # the same (write it with '=':
+                                                             # a separate path moves pytest's rootdir)
     pytest --zoo-contract                                    # the kit alongside your own tests
 
 For every architecture, on each data kind it declares (with the smallest registered dataset of
@@ -30,12 +32,16 @@ state_dict         a fresh build with another seed, loaded with the state_dict (
                    and loaded with ``torch.save``/``torch.load(weights_only=True)``),
                    gives identical outputs
 determinism        two builds with the same seed give identical parameters and outputs
+report             the architecture's ``report`` (when it declares one) runs on the model
+                   after a few Adam steps and returns only files it wrote
 hydra              ``model=<name>`` composes to the defaults, and passing every default
                    back as an override string (``model.k=v``) gives the same values
 =================  ===================================================================
 
 plus, per plugin, ``loads`` (it imported and its hooks returned valid declarations) and, per
-dataset, ``loads`` (its ``smoke`` settings give non-empty splits that match its declaration).
+dataset, ``loads`` (its ``smoke`` settings give non-empty splits that match its declaration) and
+``targets`` (every target of its splits is what its task expects: :attr:`zoo.Task.targets`, e.g.
+class indices as integers below ``output_dim``).
 
 A failure is one line naming the plugin, the architecture, the check and the numbers::
 
@@ -64,12 +70,14 @@ from pathlib import Path
 from zoo.testing.test_checks import (  # noqa: F401  (the checks, for test modules to import)
     test_builds_from_defaults,
     test_dataset_loads,
+    test_dataset_targets,
     test_deterministic,
     test_gradients,
     test_hydra_round_trip,
     test_output_shape,
     test_overfit_one_batch,
     test_plugin_loads,
+    test_report,
     test_state_dict_round_trip,
 )
 
@@ -84,7 +92,9 @@ def pytest_addoption(parser) -> None:
     group.addoption("--zoo-contract", action="store_true", default=False,
                     help="add the contract checks over every registered architecture to this run")
     group.addoption("--zoo-plugin-dir", action="append", default=[], metavar="DIR",
-                    help="a folder of *.py plugins to check as well (repeatable; default: ZOO_PLUGIN_DIR)")
+                    help="a folder of *.py plugins to check as well (repeatable; default: ZOO_PLUGIN_DIR); "
+                         "write --zoo-plugin-dir=DIR: pytest reads a separate DIR as where your tests are, "
+                         "which moves its rootdir away from your project's config")
     group.addoption("--zoo-plugin", action="append", default=[], metavar="NAME",
                     help="check only the plugin with this name (repeatable; `zoo list` shows the names)")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from zoo.testing.kit import BATCH, DROP, EVAL_EVERY, LR, SEED, STEPS, Kit, Param, Skip
+from zoo.testing.kit import BATCH, DROP, EVAL_EVERY, LR, REPORT_STEPS, SEED, STEPS, Kit, Param, Skip
 from zoo.testing.report import diff, examples, kwargs, raised, shape_of
 
 
@@ -213,3 +213,30 @@ class Case:
         found = diff(self.eval_output(a), self.eval_output(b))
         if found:
             self.fail(f"two builds with seed {SEED} give different outputs on the CPU on data={self.data}: {found}")
+
+    def check_report(self):
+        """The architecture's ``report`` on a model trained a few steps: it runs, and the files it returns exist."""
+        import tempfile
+        from pathlib import Path
+
+        import torch
+
+        report = self.entry.decl.report
+        if report is None:
+            raise Skip(f"{self.param.label}: it declares no report")
+        model = self.build()
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.Adam(params or [torch.zeros(1)], lr=LR)
+        for _ in range(REPORT_STEPS if params else 0):  # a tiny trained model, as after a real run
+            opt.zero_grad(set_to_none=True)
+            self.loss(self.forward(model, train=True)).backward()
+            opt.step()
+        model.eval()
+        with tempfile.TemporaryDirectory(prefix="zoo-report-") as folder:
+            try:
+                paths = list(report(model, self.splits, Path(folder)) or ())
+            except Exception as exc:
+                self.fail(raised(f"report(model, splits of data={self.data}, folder)", exc))
+            missing = [str(p) for p in paths if not Path(p).is_file()]
+            if missing:
+                self.fail(f"report returned {missing[0]}, which is not a file it wrote (data={self.data})")

@@ -13,6 +13,7 @@ STEPS = 300         # the most optimizer steps the overfit check takes (it stops
 LR = 1e-2           # Adam's learning rate for the overfit check
 DROP = 0.90         # the fraction of the loss the overfit check must remove
 EVAL_EVERY = 10     # the overfit check measures the eval-mode loss every this many steps
+REPORT_STEPS = 5    # Adam steps on one batch before the report check calls the architecture's report
 SEED = 0
 
 # Argument names a test function takes to be parametrized by the kit.
@@ -91,9 +92,9 @@ class Kit:
             chosen = sorted(n for n in names if self._selected(n))
             missing = [n for n in self.only if n not in names]
             out = [Param(self, "plugin", n) for n in chosen]
-            out += [Param(self, "error", n, error=f"no plugin named '{n}' is registered; registered plugins: "
-                          f"{', '.join(sorted(names))} (install yours, or point --zoo-plugin-dir / ZOO_PLUGIN_DIR "
-                          f"at its folder)") for n in missing]
+            out += [Param(self, "error", n, error=f"no plugin named '{n}' is registered;{_did_you_mean(n, names)} "
+                          f"registered plugins: {', '.join(sorted(names))} (install yours, or point "
+                          f"--zoo-plugin-dir=PATH / ZOO_PLUGIN_DIR at its folder)") for n in missing]
             return out
         if what == "zoo_dataset":
             return [Param(self, "dataset", e.plugin, n) for n, e in sorted(reg.datasets.items())
@@ -120,7 +121,7 @@ class Kit:
                 if param.what == "plugin":
                     return self._check_plugin(param)
                 if param.what == "dataset":
-                    return self._check_dataset(param)
+                    return self._check_targets(param) if check == "targets" else self._check_dataset(param)
                 if param.what == "arch":
                     return self._check_hydra(param)
                 case = Case(self, param, check)
@@ -169,10 +170,34 @@ class Kit:
         if not all(sizes.values()):
             self.fail(p, "loads", f"empty split at its smoke settings: {sizes}")
 
+    def _check_targets(self, p: Param) -> None:
+        """Every target of every split, as its task reads them (``Task.targets``: dtype, range against ``output_dim``)."""
+        import torch
+
+        splits = self.load(p.name)
+        if isinstance(splits, str) or not hasattr(splits, "info"):
+            raise Skip(f"{p.label}: it does not load (see its 'loads' check)")
+        info = splits.info
+        entry = self.registry.tasks.get(info.task)
+        if entry is None:
+            raise Skip(f"{p.label}: unknown task '{info.task}' (see its 'loads' check)")
+        task = entry.decl
+        for split in ("train", "val", "test"):
+            for _, target in getattr(splits, split).batches(1024, shuffle=False):
+                if not isinstance(target, torch.Tensor):
+                    continue
+                try:
+                    problem = task.target_problem(info, target)
+                except Exception as exc:
+                    self.fail(p, "targets", raised(f"task {task.name}'s check of the {split} targets", exc))
+                if problem:
+                    self.fail(p, "targets", f"{split} split: {problem} (task {task.name}, output_dim={info.output_dim})")
+
     def _check_hydra(self, p: Param) -> None:
         from omegaconf import OmegaConf
 
         from zoo.config import compose, override_value, register_configs
+        from zoo.config.validation import FREEZE
 
         defaults = dict(self.registry.architectures[p.name].decl.defaults)
         try:  # this architecture's node only: another plugin's bad defaults are its own failure
@@ -197,6 +222,13 @@ class Kit:
                     how = f"after the override model.{key}={override_value(defaults[key])}" if extra else f"from {label}"
                     self.fail(p, "hydra", f"model.{key}: the default {want!r} ({type(want).__name__}) came back as "
                                           f"{have!r} ({type(have).__name__}) {how}")
-            stray = sorted(set(got) - set(expected))
+            stray = sorted(set(got) - set(expected) - {FREEZE})  # model.freeze is Zoo's own (zoo.models.init)
             if stray:
                 self.fail(p, "hydra", f"{label} gives settings that are not defaults: {stray}")
+
+
+def _did_you_mean(name: str, names) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(names), n=1, cutoff=0.5)
+    return f" did you mean '{close[0]}'?" if close else ""

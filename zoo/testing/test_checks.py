@@ -38,6 +38,11 @@ def test_dataset_loads(zoo_dataset):
     _run(zoo_dataset, "loads")
 
 
+def test_dataset_targets(zoo_dataset):
+    """Every target of its splits is what its task expects (dtype, range against ``output_dim``)."""
+    _run(zoo_dataset, "targets")
+
+
 def test_builds_from_defaults(zoo_case):
     _run(zoo_case, "builds")
 
@@ -64,3 +69,8 @@ def test_deterministic(zoo_case):
 
 def test_hydra_round_trip(zoo_arch):
     _run(zoo_arch, "hydra")
+
+
+def test_report(zoo_case):
+    """The architecture's ``report`` runs on a tiny trained model and returns files it wrote."""
+    _run(zoo_case, "report")

@@ -47,6 +47,7 @@ PRUNED_EPOCH = "zoo.pruned_epoch"  # the last epoch it trained
 ERROR = "zoo.error"
 FAILURE = "zoo.failure"
 FAILURE_STEP = "zoo.failure_step"
+REPORT_ERROR = "zoo.report_error"  # the family's report failed; the run itself did not (error/report_traceback.txt)
 
 # a sweep's parent run (zoo.experiments.sweep): what it ran
 SWEEP = "zoo.sweep"  # grid or optuna

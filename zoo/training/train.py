@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import tempfile
 import time
@@ -24,16 +25,19 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import zoo
-from zoo.config import override_key, validate
+from zoo.config import override_key, override_value, validate
 from zoo.errors import ConfigError, ZooError, one_line
 from zoo.models.log import dataset_records, log_model
 from zoo.plugin.registry import Registry, call_plugin, load_registry
-from zoo.tracking import NullTracker, Tracker, default_uri, git_commit, tags
+from zoo.tracking import NullTracker, Tracker, default_uri, flatten, git_commit, tags
 from zoo.training import distributed, preflight, threads
 from zoo.training.callbacks import NonFiniteLoss, Perf, Progress, StepLog, TrialReport
 from zoo.training.checkpoint import Checkpointer, find_checkpoint, load_checkpoint, restore
 from zoo.training.loop import Loop
 from zoo.training.settings import TrainerSettings
+
+log = logging.getLogger(__name__)
+run_log = logging.getLogger("zoo.run")  # the run's record in the job's log file (zoo train)
 
 
 def train(cfg: DictConfig, registry: Registry | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
@@ -77,11 +81,14 @@ def train(cfg: DictConfig, registry: Registry | None = None, overrides: Sequence
             restore(loop, state)
         shown = logged_config(cfg, plain, overrides)
         with tracker.run(run_name=shown["tracking"].get("run_name") or f"{arch.decl.name}-{dataset.decl.name}",
-                         params=shown, tags={**run_tags(plain, arch, dataset, task, device, dist, out_dir, overrides),
-                                             **source_tags(splits.info), **thread_tags},
+                         params=hydra_params(shown),
+                         tags={**run_tags(plain, arch, dataset, task, device, dist, out_dir, overrides),
+                               **source_tags(splits.info), **thread_tags},
                          run_id=state["run_id"] if state else None) as run, \
                 _kept_when_stopped(run, loop, checkpointer, step_log):
             started = time.time()
+            if run.run_id:  # rank 0
+                run_log.info("MLflow run %s in experiment '%s' (%s)", run.run_id, plain["tracking"]["experiment"], run.uri)
             record_inputs(run, shown, overrides, state, task, folder)
             if lineage is not None:
                 record_lineage(run, lineage)
@@ -224,6 +231,13 @@ def open_tracker(tr: dict, dist: distributed.Dist):
     return Tracker(tr["uri"], tr["experiment"], bool(tr["system_metrics"]), tr["system_metrics_interval"])
 
 
+def hydra_params(plain: dict) -> dict[str, str]:
+    """Every setting as a dotted key and its value as Hydra writes it (``false``, ``null``,
+    ``[256,256]``), so that a param pastes back as an override."""
+    return {k: v if isinstance(v, str) and v.startswith("${") else override_value(v)  # typed ${oc.env:...}: as typed
+            for k, v in flatten(plain).items()}
+
+
 def task_tags(task) -> dict[str, str]:
     """What readers of the store need to rank runs without loading plugins: the metric and its direction."""
     return {tags.MONITOR: f"best/val_{task.monitor}", tags.DIRECTION: task.direction}
@@ -260,6 +274,8 @@ def record_inputs(run, plain: dict, overrides: Sequence[str], state: dict | None
     if state is None:
         run.text(OmegaConf.to_yaml(OmegaConf.create(plain)), "config.yaml")
         run.text("\n".join(overrides) + "\n", "overrides.txt")
+        for path in hydra_files():
+            run.artifact(path, ".hydra")
     else:  # a run started before zoo.monitor and zoo.direction existed gets them now
         noted.update({tags.RESUMED_FROM_STEP: state["step"], **task_tags(task)})
     run.tags(noted)
@@ -283,6 +299,16 @@ def register_model(run, model_id: str, tr: dict) -> dict:
 
     ref = ModelRef(f"models:/{model_id}", model_id, run.run_id)
     return register_run_model(ref, tr["register"], tr.get("register_alias"), tr["uri"] or default_uri())
+
+
+def hydra_files() -> list[Path]:
+    """The job's ``.hydra/`` files (config, hydra, overrides) when Hydra runs this job, else none."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized() or not HydraConfig.get().output_subdir:
+        return []
+    hydra = HydraConfig.get()
+    return sorted((Path(hydra.runtime.output_dir) / hydra.output_subdir).glob("*.yaml"))
 
 
 @contextlib.contextmanager
@@ -338,11 +364,30 @@ def log_outputs(run, checkpointer: Checkpointer, history, model, splits, arch, o
         run.artifact(npz, "histograms")
         run.artifact(png, "plots")
     if arch.decl.report is not None:
-        model.eval()
-        for path in call_plugin(f"model={arch.decl.name} report", arch.decl.report, model, splits, figs) or ():
-            run.artifact(path, "plots")
+        report(run, arch, model, splits, figs)
     if not with_model:
         return None
     return log_model(run, model, splits, arch=arch, dataset=dataset, settings=_settings_of(plain["model"]),
                      data_settings=_settings_of(plain["data"]), seed=plain["seed"], task=task,
                      step=checkpointer.best_step or 0)
+
+
+def report(run, arch, model, splits, figs: Path) -> None:
+    """The family's own report: its files go to ``plots/``. A report that fails is a warning and a
+    record on the run (tag ``zoo.report_error``, ``error/report_traceback.txt``), never the run's failure:
+    the model trained."""
+    import traceback
+
+    model.eval()
+    try:
+        paths = list(call_plugin(f"model={arch.decl.name} report", arch.decl.report, model, splits, figs) or ())
+    except Exception as exc:  # a bug in a plot is not a failed training
+        cause = exc.__cause__ if isinstance(exc, ZooError) and exc.__cause__ else exc
+        error = f"{type(cause).__name__}: {one_line(cause)}"
+        log.warning("model=%s: its report failed (%s); the run goes on without it", arch.decl.name, error)
+        with contextlib.suppress(Exception):
+            run.tags({tags.REPORT_ERROR: error[:5000]})
+            run.text("".join(traceback.format_exception(cause)), "error/report_traceback.txt")
+        return
+    for path in paths:
+        run.artifact(path, "plots")
