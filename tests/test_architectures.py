@@ -29,7 +29,7 @@ def smoke_overrides(model: str, data: str) -> list[str]:
 @pytest.mark.parametrize("name", sorted(REGISTRY.architectures))
 def test_defaults_become_the_model_config(make_cfg, name):
     cfg = make_cfg(f"model={name}")
-    assert OmegaConf.to_container(cfg.model) == {"name": name, **{k: (list(v) if isinstance(v, tuple) else v)
+    assert OmegaConf.to_container(cfg.model) == {"name": name, "freeze": [], **{k: (list(v) if isinstance(v, tuple) else v)
                                                                   for k, v in REGISTRY.architectures[name].decl.defaults.items()}}
 
 

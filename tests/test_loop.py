@@ -166,26 +166,28 @@ class FixedRowCost(Tracker):
     row_cost = 1.25e-4
 
 
-def test_auto_grad_cadence_is_chosen_once_and_logged_as_tagged(registry, store):
+@pytest.mark.parametrize("batch_size, steps_per_epoch, n", [(4, 26, 17), (8, 13, 13)])
+def test_auto_grad_cadence_is_chosen_once_and_logged_as_tagged(registry, store, batch_size, steps_per_epoch, n):
     """auto chooses N once and logs norms at the multiples of N only, the rows computed while timing included.
 
     Each timed step reads the clock three times (norms start and end, step end): 3 ms a step, 1 ms of it the
-    norms, so N = ceil((1 ms + 5 rows x 0.125 ms) / (5% of 2 ms)) = 17 whatever the machine's load.
+    norms, so the budget gives ceil((1 ms + 5 rows x 0.125 ms) / (5% of 2 ms)) = 17 whatever the machine's load;
+    N is that, or an epoch's steps when an epoch is shorter (every epoch has its norms).
     log_every=4: windows are fetched before N is known, and their rows wait for it.
     """
     import mlflow
 
-    settings = TrainerSettings(max_epochs=3, batch_size=8, log_every=4, grad_every="auto")
+    settings = TrainerSettings(max_epochs=3, batch_size=batch_size, log_every=4, grad_every="auto")
     tracker = FixedRowCost(store, "cadence", system_metrics=False)
     step_log = StepLog(tracker, settings)
     step_log.clock = Ticks()
     loop = _loop(registry, settings, [step_log])
     with tracker.run(run_name="auto", params={}, tags={}):
         loop.fit()
-    assert step_log.grad_chosen and step_log.grad_every == 17 and loop.step == 39  # 3 epochs of 13 steps
-    assert GRAD_PROBE < 17
+    assert step_log.grad_chosen and step_log.grad_every == n and loop.step == 3 * steps_per_epoch
+    assert GRAD_PROBE < n
     logged = mlflow.MlflowClient(store).get_metric_history(tracker.run_id, "grad_norm/total")
-    assert sorted(m.step for m in logged) == [17, 34]
+    assert sorted(m.step for m in logged) == list(range(n, loop.step + 1, n))
 
 
 def test_auto_grad_cadence_of_a_run_too_short_to_time(registry, store):

@@ -80,7 +80,7 @@ class StepLog(Callback):
     tag ``zoo.grad_every`` says which steps have them. ``"auto"`` chooses N once, for the whole run:
     it computes norms at every step while it times the GRAD_PROBE steps after the first (the first
     pays for warm-up and compilation), then keeps the smallest N that costs under GRAD_BUDGET of a
-    step (:func:`grad_cadence`); of the rows computed while timing, those on a multiple of N are
+    step (:func:`grad_cadence`), at most an epoch's steps; of the rows computed while timing, those on a multiple of N are
     logged. A run that ends before it has timed enough keeps N = 1: every row is logged.
 
     ``history`` keeps what was fetched for the end-of-run plots. The epoch row it logs gets
@@ -164,7 +164,9 @@ class StepLog(Callback):
         steps, seconds, norms_s, count = self.probe
         if steps >= GRAD_PROBE:
             norms_s = (self.perf["norms_s"] - norms_s) / max(self.norm_count - count, 1)
-            self.grad_every = grad_cadence(norms_s, len(self.norm_names), self.tracker.row_cost, seconds / steps - norms_s)
+            chosen = grad_cadence(norms_s, len(self.norm_names), self.tracker.row_cost, seconds / steps - norms_s)
+            # at most an epoch apart: every epoch, and a short run, has its norms
+            self.grad_every = min(chosen, max(1, loop.splits.train.num_batches(loop.settings.batch_size)))
             self.grad_chosen = True
 
     def _norms(self) -> torch.Tensor:
