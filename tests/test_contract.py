@@ -61,9 +61,9 @@ def messages(output: str) -> dict[tuple[str, str], str]:
 # (plugin:arch, check) -> a pattern its one-line message must match; nothing else may fail.
 EXPECTED = {
     ("broken:no_grad_net", "gradients"):
-        r"^parameter head\.weight got no gradient \(grad is None\) from one backward pass on data=iris$",
+        r"^parameter head\.weight got no gradient \(grad is None\) from one backward pass on data=csv$",
     ("broken:wrong_shape_net", "output shape"):
-        r"^expected \(16, 3\), got \(16, 2\) for data=iris \(classification: target \(16,\) \+ 3 classes\)$",
+        r"^expected \(16, 3\), got \(16, 2\) for data=csv \(classification: target \(16,\) \+ 3 classes\)$",
     ("broken:wrong_shape_net", "builds"): r"^with its defaults: expected \(16, 3\), got \(16, 2\)",
     # the loss cannot even be computed on a wrong shape: these say so, with the shapes
     ("broken:wrong_shape_net", "gradients"): r"loss on its output \(16, 2\) \(target \(16,\)\) raised IndexError",
@@ -71,16 +71,16 @@ EXPECTED = {
     ("broken:wrong_shape_net", "state_dict"): r"loss on its output \(16, 2\) \(target \(16,\)\) raised IndexError",
     ("broken:cant_learn_net", "overfit"):
         r"^loss 1\.099 -> 0\.\d+ \(best 0\.\d+\) after 300 Adam steps \(lr 0\.01\) on one batch of 16 examples "
-        r"of data=iris: a \d+\.\d% drop, need >= 90% \(loss <= 0\.1099\)$",
+        r"of data=csv: a \d+\.\d% drop, need >= 90% \(loss <= 0\.1099\)$",
     ("broken:leaky_buffer_net", "state_dict"):
         r"^a fresh build \(seed 1\) loaded with the trained model's state_dict gives different outputs on "
-        r"data=iris: max \|a-b\| = [\d.e-]+ \(\d+ of 48 entries differ\)",
+        r"data=csv: max \|a-b\| = [\d.e-]+ \(\d+ of 48 entries differ\)",
     ("broken:unseeded_net", "determinism"):
-        r"^two builds with seed 0 differ on the CPU: body\.weight: max \|a-b\| = [\d.e-]+ \(\d+ of 32 entries differ\)",
+        r"^two builds with seed 0 differ on the CPU: body\.weight: max \|a-b\| = [\d.e-]+ \(\d+ of \d+ entries differ\)",
     ("broken:class_default_net", "hydra"):
         r"^model\.activation=<class 'torch\.nn\.modules\.activation\.ReLU'> \(type\) cannot be a Hydra config value",
     ("broken:bad_defaults_net", "builds"):
-        r"^build\(info of data=iris, hidden=0\) with its defaults raised ValueError: model\.hidden=0 is out of range",
+        r"^build\(info of data=csv, hidden=0\) with its defaults raised ValueError: model\.hidden=0 is out of range",
     ("broken_import", "loads"):
         r"^import failed: ModuleNotFoundError: No module named 'zoo_nonexistent_dependency' \(from .*broken_import\.py\)$",
     ("broken:missing_csv", "loads"):
