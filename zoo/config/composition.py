@@ -113,6 +113,13 @@ def check_composes(args: Sequence[str]) -> None:
             return
         overrides = (without_searchpath(cl.overrides) + searchpath) if searchpath else cl.overrides
 
+        if not cl.multirun:  # a preset's hydra.mode=MULTIRUN sweeps without -m: Hydra's own get_mode
+            try:
+                mode = loader.load_configuration(cl.config_name, overrides, run_mode=RunMode.MULTIRUN,
+                                                 validate_sweep_overrides=False).hydra.mode or mode
+            except Exception:  # the composition below says what is wrong
+                pass
+
         def compose(items: list[str]):
             return loader.load_configuration(cl.config_name, items, run_mode=mode)
 
