@@ -35,7 +35,7 @@ def test_run_finishes_with_params_and_tags(digits_run):
     metrics, client, run = digits_run
     assert run.info.status == "FINISHED"
     p = run.data.params
-    assert p["model.name"] == "mlp" and p["model.hidden_sizes"] == "[256, 256]"
+    assert p["model.name"] == "mlp" and p["model.hidden_sizes"] == "[256,256]"  # as Hydra writes it
     assert p["trainer.max_epochs"] == "2" and p["optimizer._target_"] == "torch.optim.Adam"
     assert p["data.name"] == "digits" and p["seed"] == "0"
     t = run.data.tags

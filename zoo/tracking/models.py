@@ -133,7 +133,14 @@ def log_datasets(client, run_id: str, records: Sequence[dict]) -> dict[str, tupl
         found[r["split"]] = (ds.name, ds.digest)
         inputs.append(DatasetInput(ds._to_mlflow_entity(),
                                    tags=[InputTag("mlflow.data.context", CONTEXTS.get(r["split"], r["split"]))]))
-    client.log_inputs(run_id, datasets=inputs)
+    for attempt in range(3):  # jobs of one sweep in parallel record the same dataset at the same moment:
+        try:                  # the loser of MLflow's insert finds the winner's record when it tries again
+            client.log_inputs(run_id, datasets=inputs)
+            break
+        except Exception as exc:
+            if not any(m in str(exc) for m in ("UNIQUE constraint failed: datasets", "duplicate key value")) \
+                    or attempt == 2:
+                raise
     return found
 
 
