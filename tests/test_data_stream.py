@@ -18,7 +18,7 @@ import zoo
 from zoo.training.train import train
 
 from .conftest import ROOT, ZOO, run_zoo, runs_in
-from .test_resume import _wait_for
+from .test_resume import _wait_for, assert_same_last_checkpoint
 
 
 def digits_folder(folder):
@@ -102,11 +102,7 @@ def test_a_streamed_run_killed_mid_epoch_resumes_bit_for_bit(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     straight = run_zoo("train", *args, "hydra.run.dir=straight", "tracking.experiment=straight", cwd=tmp_path)
     assert straight.returncode == 0, straight.stderr
-    a = torch.load(tmp_path / "interrupted" / "checkpoints" / "last.pt", weights_only=True)
-    b = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
-    assert a["step"] == b["step"] == 4 * steps_per_epoch
-    for key in b["model"]:
-        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert_same_last_checkpoint(tmp_path, 4 * steps_per_epoch)
     client = mlflow.MlflowClient(uri)
     straight_run = client.search_runs([client.get_experiment_by_name("straight").experiment_id])[0]
     assert client.get_run(run.info.run_id).data.metrics["test/accuracy"] == straight_run.data.metrics["test/accuracy"]

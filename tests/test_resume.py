@@ -20,6 +20,15 @@ ARGS = ["data=digits", "model.hidden_sizes=[32]", "trainer.max_epochs=8", "train
         "trainer.log_every=7", "tracking.system_metrics=false", "tracking.log_model=false", "model.dropout=0.1"]
 
 
+
+def assert_same_last_checkpoint(tmp_path: Path, step: int) -> None:
+    """The interrupted-and-resumed run's last.pt and the straight run's: the same step, the same weights."""
+    a = torch.load(tmp_path / "interrupted" / "checkpoints" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
+    assert a["step"] == b["step"] == step
+    for key in b["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+
 def _wait_for(predicate, timeout=180.0):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -63,11 +72,7 @@ def test_killed_mid_epoch_resumes_to_the_same_weights(tmp_path, sig):
 
     straight = run_zoo("train", *ARGS, "hydra.run.dir=straight", "tracking.experiment=straight", cwd=tmp_path)
     assert straight.returncode == 0, straight.stderr
-    a = torch.load(tmp_path / "interrupted" / "checkpoints" / "last.pt", weights_only=True)
-    b = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)
-    assert a["step"] == b["step"] == 8 * steps_per_epoch
-    for key in b["model"]:
-        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert_same_last_checkpoint(tmp_path, 8 * steps_per_epoch)
     for key in ("test/accuracy", "best/val_accuracy"):
         straight_run = client.search_runs([client.get_experiment_by_name("straight").experiment_id])[0]
         assert client.get_run(run.info.run_id).data.metrics[key] == straight_run.data.metrics[key]
