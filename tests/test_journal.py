@@ -216,6 +216,52 @@ def test_a_tracking_server_killed_and_restarted_mid_run_loses_no_row(tmp_path):
             proc.communicate()
 
 
+# ------------------------------------------------------------------------------ either writer
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_rows_the_store_refuses_go_to_the_journal_with_either_writer(tmp_path, store, monkeypatch, mode):
+    """A store that refuses the run's rows (here: the run was deleted under it, which MLflow refuses
+    to log into): after the retries the rows, and everything after, go to the journal, in order;
+    the run's end goes there too; restored, ``zoo.tracking.journal.sync`` writes each step once."""
+    from zoo.errors import ZooError
+    from zoo.tracking import Tracker
+    from zoo.tracking.journal import sync
+
+    monkeypatch.setenv("ZOO_METRIC_WRITER", mode)
+    client = mlflow.MlflowClient(store)
+    tracker = Tracker(store, "j", system_metrics=False, journal_dir=tmp_path / "ckpt")
+    with pytest.raises(ZooError) as raised:
+        with tracker.run(run_name="r", params={"a": 1}, tags={}):
+            tracker.metrics({"train/loss": 1.0}, step=1)
+            tracker.flush()
+            client.delete_run(tracker.run_id)  # the store now refuses every write to the run
+            for step in range(2, 7):
+                tracker.metrics({"train/loss": 1.0 / step}, step=step)
+            tracker.flush()  # no error: the rows are in the journal, and training goes on
+            assert tracker.journaling
+            tracker.tags({"zoo.grad_every": 3})
+            tracker.text("hello", "notes/hello.txt")
+    run_id = tracker.run_id
+    journal = tmp_path / "ckpt" / f"journal-{run_id}.jsonl"
+    message = str(raised.value)
+    assert message.startswith(f"the store refused rows from step 2: ") and "must be in the 'active' state" in message
+    assert message.endswith("the store could not record the run's end either (The run "
+                             f"{run_id} must be in the 'active' state. Current state is deleted.): it shows RUNNING until then")
+    records = [json.loads(x) for x in journal.read_text().splitlines()]
+    steps = [row[3] for r in records for row in r.get("metrics", ()) if row[0] == "train/loss"]
+    assert steps == [2, 3, 4, 5, 6]  # in order
+    assert records[1]["refused"].startswith("The run") and records[1]["step"] == 2
+    assert {"tags": {"zoo.grad_every": "3"}} in records and records[-1]["end"] == "FAILED"
+    client.restore_run(run_id)
+    done = sync(store, run_id, tmp_path / "ckpt")
+    assert (done.rows, done.present, done.ended) == (7, 0, "FAILED")  # train/loss 2..6, perf/writer_s, perf/metric_rows
+    assert stored_steps(store, run_id) == [1, 2, 3, 4, 5, 6]
+    run = client.get_run(run_id)
+    assert run.info.status == "FAILED" and run.data.tags["zoo.grad_every"] == "3"
+    assert run.data.tags["zoo.error"].startswith("the store refused rows from step 2: ")
+    assert sync(store, run_id, tmp_path / "ckpt") is None  # replayed: nothing waits any more
+    assert mlflow.active_run() is None
+
+
 # ------------------------------------------------------------------------------ replaying
 def test_zoo_sync_skips_rows_already_stored_and_ignores_a_torn_last_line(tmp_path, store):
     """A journal that overlaps what the store holds (the writer stored some rows before it took over,

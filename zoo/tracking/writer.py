@@ -75,6 +75,7 @@ class WriterProcess:
         self.inflight: list[list] = []  # rows sent, not yet confirmed: written again here if it dies
         self.refused: list[tuple[list, str]] = []  # rows the store refused, and why: for the journal
         self.rows, self.seconds = 0, 0.0
+        self.error: str | None = None  # the first refusal
 
     def open(self, uri: str) -> None:
         self._send(("open", uri))
@@ -108,6 +109,7 @@ class WriterProcess:
             rows = self.inflight.pop(0)
             if error:
                 self.refused.append((rows, error))
+                self.error = self.error or error
             else:
                 self.rows += n
                 self.seconds += seconds

@@ -92,6 +92,7 @@ def serve(inbox: Connection, outbox: Connection) -> int:
             except Exception as exc:
                 outbox.send(("failed", one_line(exc)))
                 return 1
+            refused = None  # a new run's store (or the same one, back)
             outbox.send(("ready",))
         elif kind == "rows":
             _, run_id, rows = msg
