@@ -117,6 +117,8 @@ class Tracker:
         from mlflow.entities import Param
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)
+        # a refused write is Zoo's one line (or the journal's warning), not MLflow's traceback in the log
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         outer = mlflow.active_run()  # the caller's own run (Zoo's runs always end): Zoo's nests under it
         self.uri = self.uri or (mlflow.get_tracking_uri() if outer else default_uri())
         self.experiment_id = prepare_store(self.uri, self.experiment)

@@ -193,8 +193,9 @@ class Writer(threading.Thread):
         while True:
             if batch:
                 timeout = max(0.0, due - time.monotonic())
-            else:  # idle: still look in on a writer process that is starting
-                timeout = 0.2 if self.child is not None and not self.child.ready else None
+            else:  # idle: still look in on a writer process that is starting, or has rows to confirm
+                child = self.child  # (a refused batch goes to the journal now, not at the next rows)
+                timeout = 0.2 if child is not None and (not child.ready or child.inflight) else None
             try:
                 item = self.q.get(timeout=timeout)
             except queue.Empty:  # the oldest waiting row is WRITE_EVERY_S old, or a look at the process

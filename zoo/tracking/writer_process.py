@@ -68,11 +68,12 @@ def serve(inbox: Connection, outbox: Connection) -> int:
     try:
         import logging
 
+        from mlflow import MlflowClient
+
         # a refused batch is reported to the training process, which says so once: not MLflow's
-        # error log and urllib3's "Retrying" line for every try
+        # error log (set up by its import) and urllib3's "Retrying" line for every try
         logging.getLogger("mlflow").setLevel(logging.CRITICAL)
         logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
-        from mlflow import MlflowClient
     except Exception as exc:  # pragma: no cover - mlflow is a dependency
         outbox.send(("failed", one_line(exc)))
         return 1
