@@ -111,7 +111,6 @@ def assert_every_step_once(uri: str, run_id: str) -> None:
 
 def the_warning_and_the_error(proc: subprocess.Popen, out: str, err: str, run_id: str) -> str:
     """One warning (the job's log, on stdout) that the store refused rows; the one error line on stderr; exit 2."""
-    open("/tmp/jdbg/err.txt", "w").write(err); open("/tmp/jdbg/out.txt", "w").write(out)
     line = one_line_error(subprocess.CompletedProcess(proc.args, proc.returncode, out, err),
                           "error: the store refused rows from step ")
     assert f"run `zoo sync {run_id}` once the store is back" in line, line

@@ -374,6 +374,7 @@ class NullTracker:
     experiment_id: str | None = None
     error: str | None = None
     row_cost = DEFAULT_ROW_COST_S
+    journaling = False
 
     def start(self, *, run_name: str | None, params: dict, tags: dict, run_id: str | None = None) -> None:
         return None
