@@ -42,9 +42,9 @@ def zoo_env(**extra: str) -> dict:
 
 
 @contextlib.contextmanager
-def zoo_server(*args: str, cwd: Path, env: dict | None = None):
-    """Start ``zoo server ARGS`` on a free port; yield its URL once it answers; stop the whole group."""
-    port = free_port()
+def zoo_server(*args: str, cwd: Path, env: dict | None = None, port: int | None = None):
+    """Start ``zoo server ARGS`` on ``port`` (default: a free one); yield its URL once it answers; stop the whole group."""
+    port = port or free_port()
     log = open(cwd / "server.log", "w")
     proc = subprocess.Popen([*ZOO, "server", "--port", str(port), *args], cwd=cwd, env=env or zoo_env(),
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

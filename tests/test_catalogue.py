@@ -112,6 +112,13 @@ OTHER_CASES = [
      "free some space or point hydra.run.dir ... (run ... ended FAILED)", "test_faults::test_a_full_disk_for_checkpoints_fails_the_run_in_one_line"),
     ("artifacts on a full disk", "cannot store the artifact ... in <folder>: No space left on device; ... (run ... ended FAILED)",
      "test_faults::test_a_full_disk_for_artifacts_fails_the_run_in_one_line"),
+    ("the store refuses rows mid-run (its disk fills; the tracking server goes away)",
+     "the store refused rows from step N: <reason>; they are in <checkpoints>/journal-<run id>.jsonl; run `zoo sync <run id>` "
+     "once the store is back (run ... ended FAILED) / ...; the store could not record the run's end either (...)",
+     "test_journal::test_a_store_whose_disk_fills_mid_run_loses_no_row_and_zoo_sync_replays_them"),
+    ("zoo sync <unknown run id> / <a file that is not a journal> / with the store away",
+     "unknown run id '...' in <store> / <file> is not a Zoo journal (its first line is not a journal header) / "
+     "cannot read the MLflow store ...", "test_journal::test_zoo_sync_errors_are_one_line"),
     ("a read-only artifacts folder", "tracking.uri=...: the artifacts folder ... is not writable (Read-only file system); ...",
      "test_faults::test_a_read_only_artifacts_folder_is_refused_before_any_run"),
     ("tracking.uri=<a SQLite file that is not an MLflow store> (zoo train, zoo compare, zoo server)",

@@ -4,7 +4,7 @@ It parses, calls and prints.
 
 One module per command, imported only when that command runs, so that ``zoo list`` and
 ``zoo --help`` never load MLflow or torch's training stack: :mod:`zoo.cli.train` (a Hydra app
-over :func:`zoo.training.train.train`), :mod:`zoo.cli.listing` and :mod:`zoo.cli.ui`; ``compare``
+over :func:`zoo.training.train.train`), :mod:`zoo.cli.listing` and :mod:`zoo.cli.ui`; ``sync`` is :mod:`zoo.cli.sync`; ``compare``
 and ``server`` are :func:`zoo.experiments.compare.main` and :func:`zoo.tracking.server.main`; the model
 commands (:mod:`zoo.cli.register`, :mod:`zoo.cli.models`, :mod:`zoo.cli.eval`, :mod:`zoo.cli.predict`,
 :mod:`zoo.cli.serve`) are thin over :mod:`zoo.models`.
@@ -35,6 +35,7 @@ commands:
   compare [runs|--experiment E|--sweep ID] [--sort METRIC] [--plot FILE.png]
                       a table of runs side by side, and their curves in one figure
   server              a shared MLflow tracking server (PostgreSQL, authentication) for a team
+  sync RUN_ID         write the rows a run's store refused (its journal) into the store, once it is back
 
 trained models (MODEL: a run id, runs:/<id>/model, models:/<name>/<version>, models:/<name>@<alias>):
   register MODEL --name NAME [--alias A]   register a run's model in MLflow's Model Registry
@@ -47,6 +48,7 @@ trained models (MODEL: a run id, runs:/<id>/model, models:/<name>/<version>, mod
 # command -> the module whose main(args) runs it
 COMMANDS = {"train": "zoo.cli.train", "list": "zoo.cli.listing", "ui": "zoo.cli.ui",
             "compare": "zoo.experiments.compare", "server": "zoo.tracking.server",
+            "sync": "zoo.cli.sync",
             "register": "zoo.cli.register", "models": "zoo.cli.models", "eval": "zoo.cli.eval",
             "predict": "zoo.cli.predict", "serve": "zoo.cli.serve"}
 

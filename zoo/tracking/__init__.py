@@ -3,7 +3,8 @@
 It owns the store (:mod:`.store`: where runs live, preparing it before a run, opening it to
 read), one run's lifecycle and what the loop logs to it (:mod:`.run`: :class:`Tracker` with its
 ``run()`` context manager, :class:`NullTracker`), the metric writer (:mod:`.writer` and the
-:mod:`.writer_process` it feeds), system metrics (:mod:`.system`), the read side (:mod:`.runs`:
+:mod:`.writer_process` it feeds), the journal of rows the store refused and its replay
+(:mod:`.journal`, ``zoo sync``), system metrics (:mod:`.system`), the read side (:mod:`.runs`:
 search, children of a sweep, resolving run ids, checkpoints to resume), a sweep's
 parent run (:mod:`.parents`), the tag names (:mod:`.tags`) and ``zoo server`` (:mod:`.server`).
 It may import ``zoo.errors`` and MLflow, and imports MLflow only inside functions: importing this

@@ -4,7 +4,8 @@ The loop talks to a tracker through a handful of calls (``metrics``, ``series``,
 ``artifact``, ``text``, ``model``) and knows nothing of MLflow's API. ``Tracker.run(...)`` is the
 run's lifecycle as one context manager: it ends the run FINISHED, FAILED (with the reason and the
 traceback) or KILLED, never RUNNING. Metrics are queued for the writer (:mod:`zoo.tracking.writer`),
-so the training thread never waits on the store.
+so the training thread never waits on the store. Once the store refuses rows, everything the run
+sends goes to its journal (:mod:`zoo.tracking.journal`) and the run ends FAILED saying so.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ import threading
 import time
 import traceback
 import warnings
+from pathlib import Path
 from typing import Any, Iterable
 
 from zoo.errors import ZooError, one_line
 from zoo.tracking import system
 from zoo.tracking import tags as tag
+from zoo.tracking.journal import Journal, journal_path
 from zoo.tracking.store import default_uri, prepare_store
 from zoo.tracking.writer import DEFAULT_ROW_COST_S, Writer, writer_mode
 
@@ -74,6 +77,8 @@ class Tracker:
         experiment: the experiment name.
         system_metrics: record CPU, memory and GPU through MLflow's system-metrics monitor.
         system_metrics_interval: seconds between samples.
+        journal_dir: where the run's journal goes if the store refuses rows (its checkpoint folder);
+            None: a refusal fails the run at once.
 
     Inside the caller's own active run, Zoo's run is nested under it (``mlflow.parentRunId``) and
     the caller's run stays active. MLflow's process-wide tracking URI is Zoo's store while the run
@@ -81,8 +86,9 @@ class Tracker:
     """
 
     def __init__(self, uri: str | None, experiment: str, system_metrics: bool = True,
-                 system_metrics_interval: float = 10.0):
-        self.uri, self.experiment = uri, experiment
+                 system_metrics_interval: float = 10.0, journal_dir: str | os.PathLike | None = None):
+        self.uri, self.experiment, self.journal_dir = uri, experiment, journal_dir
+        self._journal: Journal | None = None
         self.system_metrics, self.interval = system_metrics, system_metrics_interval
         self.run_id: str | None = None
         self.experiment_id: str | None = None
@@ -99,7 +105,9 @@ class Tracker:
         except BaseException:
             writer.discard()
             raise
-        writer.open(self.client, self.uri, self.run_id)
+        if self.journal_dir is not None:
+            self._journal = Journal(journal_path(self.journal_dir, self.run_id), self.run_id, self.uri)
+        writer.open(self.client, self.uri, self.run_id, self._journal)
         self._writer = writer
         writer.start()
         return self.run_id
@@ -109,6 +117,8 @@ class Tracker:
         from mlflow.entities import Param
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)
+        # a refused write is Zoo's one line (or the journal's warning), not MLflow's traceback in the log
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         outer = mlflow.active_run()  # the caller's own run (Zoo's runs always end): Zoo's nests under it
         self.uri = self.uri or (mlflow.get_tracking_uri() if outer else default_uri())
         self.experiment_id = prepare_store(self.uri, self.experiment)
@@ -203,15 +213,26 @@ class Tracker:
             self.flush(stop=True)
             self._log_writer_cost(writer)
         finally:
-            if error:
-                try:
-                    self.client.set_tag(self.run_id, tag.ERROR, error[:5000])
-                except Exception:  # the store itself may be the problem; the status still matters more
-                    log.exception("could not record the error tag")
             try:
-                mlflow.end_run(status)  # Zoo's run; the caller's, if any, is active again
+                if self.journaling:  # FAILED (or KILLED) saying where the rows are; raises its one line
+                    self._journal.end(self.client, "KILLED" if status == "KILLED" else "FAILED", error, mlflow.end_run)
+                else:
+                    if error:
+                        try:
+                            self.client.set_tag(self.run_id, tag.ERROR, error[:5000])
+                        except Exception:  # the store itself may be the problem; the status still matters more
+                            log.exception("could not record the error tag")
+                    mlflow.end_run(status)  # Zoo's run; the caller's, if any, is active again
             finally:
                 self._restore_store()
+
+    @property
+    def journaling(self) -> bool:
+        """The store refused rows: from now on, everything this run sends goes to its journal."""
+        return self._journal is not None and self._journal.active
+
+    def _journaled(self, record: dict) -> bool:
+        return self._journal is not None and self._journal.keep(record)
 
     def _log_writer_cost(self, w: Writer | None) -> None:
         """``perf/metric_rows`` written, ``perf/writer_s`` spent writing them, and where (``zoo.metric_writer``)."""
@@ -220,6 +241,9 @@ class Tracker:
         from mlflow.entities import Metric, RunTag
 
         ts, step = int(time.time() * 1000), w.last_step
+        if self._journaled({"metrics": [["perf/writer_s", w.seconds, ts, step], ["perf/metric_rows", float(w.rows), ts, step]],
+                            "tags": {tag.METRIC_WRITER: w.where}}):
+            return
         try:
             self.client.log_batch(self.run_id, metrics=[Metric("perf/writer_s", w.seconds, ts, step),
                                                         Metric("perf/metric_rows", float(w.rows), ts, step)],
@@ -244,6 +268,8 @@ class Tracker:
                     break
         if w.error is not None:
             err, w.error = w.error, None
+            if isinstance(err, ZooError):
+                raise err
             raise ZooError(f"writing metrics to {self.uri} failed: {one_line(err)}")
 
     # -- what the loop logs ---------------------------------------------------------------------
@@ -264,14 +290,26 @@ class Tracker:
         self._writer.q.put(rows)
 
     def tags(self, values: dict[str, Any]) -> None:
-        for k, v in values.items():
-            self.client.set_tag(self.run_id, k, str(v))
+        values = {k: str(v) for k, v in values.items()}
+        if self._journaled({"tags": values}):
+            return
+        try:
+            for k, v in values.items():
+                self.client.set_tag(self.run_id, k, v)
+        except Exception as exc:
+            if self._journal is None or isinstance(exc, ZooError):
+                raise
+            self._journal.refused(one_line(exc), self._writer.last_step if self._writer else None, {"tags": values})
 
     def artifact(self, path: str | os.PathLike, folder: str | None = None) -> None:
+        if self._journaled({"artifact": str(Path(path).resolve()), "folder": folder}):
+            return
         with self._storing(os.path.basename(path)):
             self.client.log_artifact(self.run_id, str(path), folder)
 
     def text(self, text: str, name: str) -> None:
+        if self._journaled({"text": text, "name": name}):
+            return
         with self._storing(name):
             self.client.log_text(self.run_id, text, name)
 
@@ -294,6 +332,9 @@ class Tracker:
         """
         from zoo.tracking.models import log_pyfunc
 
+        if self.journaling:  # a model is not journaled: its checkpoints are kept
+            log.warning("the model is not logged: the store refused rows earlier (see %s)", self._journal.path)
+            return None
         with warnings.catch_warnings():  # torch's export warns about cuDNN's flat RNN weights; harmless here
             warnings.filterwarnings("ignore", message=".*were assigned during export.*")
             with self._storing("model"):
@@ -303,13 +344,17 @@ class Tracker:
         """The run's data as MLflow dataset inputs; ``split -> (name, digest)`` (see :func:`~zoo.tracking.models.log_datasets`)."""
         from zoo.tracking.models import log_datasets
 
+        if self.journaling:
+            return {}
         return log_datasets(self.client, self.run_id, records)
 
     def linked_metrics(self, values: dict[str, float], step: int, model_id: str | None, dataset) -> None:
         """Metrics of ``model_id`` on ``dataset`` (name, digest), written now (MLflow 3's model metrics)."""
         from zoo.tracking.models import log_linked_metrics
 
-        if values:
+        if values and self.journaling:  # plain metrics, in the journal (no model to link them to)
+            self.metrics(values, step)
+        elif values:
             self.flush()  # after the metrics queued before them
             log_linked_metrics(self.client, self.run_id, values, step, model_id, dataset)
 
@@ -317,6 +362,8 @@ class Tracker:
         """``model_id`` is where this run started from (``init_from=``) or what it evaluated."""
         from zoo.tracking.models import log_model_input
 
+        if self.journaling:
+            return
         log_model_input(self.client, self.run_id, model_id)
 
 
@@ -327,6 +374,7 @@ class NullTracker:
     experiment_id: str | None = None
     error: str | None = None
     row_cost = DEFAULT_ROW_COST_S
+    journaling = False
 
     def start(self, *, run_name: str | None, params: dict, tags: dict, run_id: str | None = None) -> None:
         return None

@@ -45,6 +45,7 @@ EVALUATED_MODEL = "zoo.evaluated_model"  # what a zoo eval run measured (the mod
 PRUNED = "zoo.pruned"  # "true": a search trial stopped early by its pruner; the run ends FINISHED
 PRUNED_EPOCH = "zoo.pruned_epoch"  # the last epoch it trained
 ERROR = "zoo.error"
+SYNCED = "zoo.synced"  # zoo sync replayed the run's journal: how many rows, from where, when
 FAILURE = "zoo.failure"
 FAILURE_STEP = "zoo.failure_step"
 REPORT_ERROR = "zoo.report_error"  # the family's report failed; the run itself did not (error/report_traceback.txt)

@@ -4,7 +4,8 @@ The training loop queues ``(key, value, timestamp_ms, step)`` rows; :class:`Writ
 gathers them for up to ``WRITE_EVERY_S`` so that one ``log_batch`` carries many, then hands them
 to the writer process (:mod:`zoo.tracking.writer_process`, seen from here through
 :class:`WriterProcess`) or writes them itself. No row is lost when the process dies: the rows it
-had not confirmed are written again here.
+had not confirmed are written again here. No row is lost when the store refuses them either: after
+the retries, they go to the run's journal (:mod:`zoo.tracking.journal`), and so does every row after.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import sys
 import threading
 import time
 
-from zoo.errors import ZooError
-from zoo.tracking.writer_process import MAX_BATCH, write_rows
+from zoo.errors import ZooError, one_line
+from zoo.tracking.writer_process import HTTP_BOUNDS, MAX_BATCH, write_patiently
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +59,11 @@ class WriterProcess:
 
         to_child, from_parent = os.pipe()
         to_parent, from_child = os.pipe()
+        env = {**HTTP_BOUNDS, **os.environ}  # MLflow's HTTP retries bounded there, unless the user set them
         try:  # the installed package's module, as the training process imported it
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", "from zoo.tracking.writer_process import main; main()", str(to_child), str(from_child)],
-                pass_fds=(to_child, from_child), stdin=subprocess.DEVNULL, start_new_session=True)
+                pass_fds=(to_child, from_child), stdin=subprocess.DEVNULL, start_new_session=True, env=env)
         finally:
             os.close(to_child)
             os.close(from_child)
@@ -71,8 +73,9 @@ class WriterProcess:
         self.ready = self.dead = False
         self.failure: str | None = None
         self.inflight: list[list] = []  # rows sent, not yet confirmed: written again here if it dies
+        self.refused: list[tuple[list, str]] = []  # rows the store refused, and why: for the journal
         self.rows, self.seconds = 0, 0.0
-        self.error: str | None = None
+        self.error: str | None = None  # the first refusal
 
     def open(self, uri: str) -> None:
         self._send(("open", uri))
@@ -103,11 +106,13 @@ class WriterProcess:
             self._died(msg[1])
         elif kind == "done":
             _, n, seconds, error = msg
-            self.inflight.pop(0)
-            self.rows += n
-            self.seconds += seconds
-            if error and self.error is None:
-                self.error = error
+            rows = self.inflight.pop(0)
+            if error:
+                self.refused.append((rows, error))
+                self.error = self.error or error
+            else:
+                self.rows += n
+                self.seconds += seconds
         return kind
 
     def poll(self, timeout: float = 0.0, until: str | None = None) -> bool:
@@ -161,6 +166,7 @@ class Writer(threading.Thread):
     def __init__(self, client, run_id: str | None, mode: str = "thread"):
         super().__init__(name="zoo-metrics", daemon=True)
         self.client, self.run_id, self.mode = client, run_id, mode
+        self.journal = None  # the run's Journal: where refused rows go (None: a refusal is an error)
         self.q: queue.Queue = queue.Queue()
         self.error: BaseException | None = None
         self.rows = 0
@@ -175,9 +181,9 @@ class Writer(threading.Thread):
                 log.warning("metric writer process could not start (%s); writing metrics from a thread", exc)
                 self.mode = "thread"
 
-    def open(self, client, uri: str, run_id: str) -> None:
+    def open(self, client, uri: str, run_id: str, journal=None) -> None:
         """The store exists and the run too: the writer process may open it."""
-        self.client, self.run_id = client, run_id
+        self.client, self.run_id, self.journal = client, run_id, journal
         if self.child is not None:
             self.child.open(uri)
 
@@ -187,8 +193,9 @@ class Writer(threading.Thread):
         while True:
             if batch:
                 timeout = max(0.0, due - time.monotonic())
-            else:  # idle: still look in on a writer process that is starting
-                timeout = 0.2 if self.child is not None and not self.child.ready else None
+            else:  # idle: still look in on a writer process that is starting, or has rows to confirm
+                child = self.child  # (a refused batch goes to the journal now, not at the next rows)
+                timeout = 0.2 if child is not None and (not child.ready or child.inflight) else None
             try:
                 item = self.q.get(timeout=timeout)
             except queue.Empty:  # the oldest waiting row is WRITE_EVERY_S old, or a look at the process
@@ -217,6 +224,9 @@ class Writer(threading.Thread):
         """Hand ``batch`` on; returns what must wait (rows held for a writer process still starting)."""
         if not batch:
             return batch
+        if self.journal is not None and self.journal.active:  # the store refused rows: the rest follow them
+            self._refuse(batch, None)
+            return []
         child = self.child
         if child is not None:
             child.poll()
@@ -235,15 +245,39 @@ class Writer(threading.Thread):
     def _write(self, batch: list) -> None:
         if self.error is not None:
             return
+        if self.journal is not None and self.journal.active:
+            self._refuse(batch, None)
+            return
         t0 = time.perf_counter()
         try:
-            write_rows(self.client, self.run_id, batch)
-        except BaseException as exc:  # surfaced to the training thread at the next flush
-            self.error = exc
+            write_patiently(self.client, self.run_id, batch)
+        except Exception as exc:
+            self._refuse(batch, one_line(exc))
+            return
         self.seconds += time.perf_counter() - t0
         self.rows += len(batch)
         self.rows_here += len(batch)
         self.last_step = max(self.last_step, batch[-1][3])
+
+    def _refuse(self, batch: list, reason: str | None) -> None:
+        """Rows the store refused (``reason``), or that follow refused ones (None): into the journal.
+
+        Without a journal, or when the journal's own disk refuses them, the error reaches the
+        training thread at its next flush.
+        """
+        self.last_step = max(self.last_step, batch[-1][3])
+        if self.error is not None:
+            return
+        if self.journal is None:
+            self.error = RuntimeError(reason or "the store refused an earlier batch")
+            return
+        try:
+            if self.journal.active:
+                self.journal.keep({"metrics": batch})
+            else:
+                self.journal.refused(reason, min(r[3] for r in batch), {"metrics": batch})
+        except ZooError as exc:  # the journal's own disk refused them too
+            self.error = exc
 
     def _collect(self) -> None:
         """Take the writer process's confirmed rows and errors into this writer's account."""
@@ -252,8 +286,9 @@ class Writer(threading.Thread):
             return
         self.rows, self.seconds = self.rows + child.rows, self.seconds + child.seconds
         child.rows, child.seconds = 0, 0.0
-        if child.error and self.error is None:
-            self.error = RuntimeError(child.error)
+        refused, child.refused = child.refused, []
+        for rows, reason in refused:
+            self._refuse(rows, reason)
         if child.dead:
             self._abandon()
 

@@ -11,6 +11,8 @@ training process -> writer                                 writer -> training pr
 ``("open", uri)`` once the store exists                    ``("ready",)`` once its client is open,
                                                            or ``("failed", message)``
 ``("rows", run_id, [(key, value, ms, step), ...])``        ``("done", n_rows, seconds, error|None)``
+                                                           (after the retries of RETRY_WAITS_S; once
+                                                           a batch is refused, later ones are not tried)
 ``("flush",)``                                             ``("flushed",)``
 ``("stop",)``                                              ``("stopped",)``, then it exits
 =========================================================  =========================================
@@ -31,6 +33,12 @@ from multiprocessing.connection import Connection
 from zoo.errors import one_line
 
 MAX_BATCH = 1000  # MLflow's limit of metrics per log_batch call
+# A batch the store refuses is tried again after these waits (seconds); then its rows go to the
+# run's journal (zoo.tracking.journal). MLflow's own HTTP retries are bounded in this process
+# (HTTP_BOUNDS), so a server that went away costs about ten seconds, not MLflow's minutes.
+RETRY_WAITS_S = (1.0, 3.0)
+HTTP_BOUNDS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+               "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 
 
 def write_rows(client, run_id: str, rows: list) -> None:
@@ -41,20 +49,38 @@ def write_rows(client, run_id: str, rows: list) -> None:
         client.log_batch(run_id, metrics=[Metric(*r) for r in rows[i:i + MAX_BATCH]], synchronous=True)
 
 
+def write_patiently(client, run_id: str, rows: list) -> None:
+    """:func:`write_rows`, tried again after each of RETRY_WAITS_S; the last refusal is raised.
+
+    A batch tried again whole is safe: MLflow ignores a row it already holds.
+    """
+    for wait in RETRY_WAITS_S:
+        try:
+            return write_rows(client, run_id, rows)
+        except Exception:
+            time.sleep(wait)
+    write_rows(client, run_id, rows)
+
+
 def serve(inbox: Connection, outbox: Connection) -> int:
     """Answer the training process until it says stop or goes away."""
     gc.disable()  # while importing MLflow: full passes over its modules cost a tenth of a second each
     try:
         import logging
 
-        logging.getLogger("mlflow").setLevel(logging.WARNING)
         from mlflow import MlflowClient
+
+        # a refused batch is reported to the training process, which says so once: not MLflow's
+        # error log (set up by its import) and urllib3's "Retrying" line for every try
+        logging.getLogger("mlflow").setLevel(logging.CRITICAL)
+        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     except Exception as exc:  # pragma: no cover - mlflow is a dependency
         outbox.send(("failed", one_line(exc)))
         return 1
     gc.freeze()  # MLflow's modules live as long as this process: the collector's full passes skip them
     gc.enable()
     client = None
+    refused = None  # once the store refused a batch, the rest go straight back to the journal, untried
     while True:
         try:
             msg = inbox.recv()
@@ -67,14 +93,16 @@ def serve(inbox: Connection, outbox: Connection) -> int:
             except Exception as exc:
                 outbox.send(("failed", one_line(exc)))
                 return 1
+            refused = None  # a new run's store (or the same one, back)
             outbox.send(("ready",))
         elif kind == "rows":
             _, run_id, rows = msg
-            t0, error = time.perf_counter(), None
-            try:
-                write_rows(client, run_id, rows)
-            except Exception as exc:
-                error = one_line(exc)
+            t0, error = time.perf_counter(), refused
+            if refused is None:
+                try:
+                    write_patiently(client, run_id, rows)
+                except Exception as exc:
+                    error = refused = one_line(exc)
             outbox.send(("done", len(rows), time.perf_counter() - t0, error))
         elif kind == "flush":
             outbox.send(("flushed",))

@@ -30,6 +30,7 @@ from zoo.errors import ConfigError, ZooError, one_line
 from zoo.models.log import dataset_records, log_model
 from zoo.plugin.registry import Registry, call_plugin, load_registry
 from zoo.tracking import NullTracker, Tracker, default_uri, flatten, git_commit, tags
+from zoo.tracking.journal import replay_before_resume
 from zoo.training import distributed, preflight, threads
 from zoo.training.callbacks import NonFiniteLoss, Perf, Progress, StepLog, TrialReport
 from zoo.training.checkpoint import Checkpointer, find_checkpoint, load_checkpoint, restore
@@ -69,7 +70,7 @@ def train(cfg: DictConfig, registry: Registry | None = None, overrides: Sequence
         task = registry.task(splits.info.task)  # a dataset may pose another task than it declares (data.task)
         out_dir = checkpoint_dir.parent if checkpoint_dir else new_output_dir(plain)
         folder = checkpoint_dir or out_dir / "checkpoints"
-        tracker = open_tracker(plain["tracking"], dist)
+        tracker = open_tracker(plain["tracking"], dist, journal_dir=folder)
         step_log = StepLog(tracker, settings)
         checkpointer = Checkpointer(folder, run=tracker, config=plain, dist=dist)
         trial = TrialReport.from_env(tracker)  # a search trial with a pruner; before the checkpointer, which
@@ -126,6 +127,8 @@ def resume_state(cfg: DictConfig) -> tuple[DictConfig, dict | None, Path | None]
     uri = cfg.tracking.get("uri") or default_uri()
     path = find_checkpoint(cfg.resume, uri)
     state = load_checkpoint(path)
+    if state.get("run_id"):  # rows the store once refused (the run's journal) go in first
+        replay_before_resume(uri, state["run_id"], path.parent)
     config = dict(state["config"], resume=None)
     config["tracking"] = dict(config["tracking"], uri=uri)
     return OmegaConf.create(config), state, path.parent
@@ -220,15 +223,17 @@ def new_output_dir(plain: dict) -> Path:
     return Path(plain.get("paths", {}).get("output_dir") or tempfile.mkdtemp(prefix="zoo-"))
 
 
-def open_tracker(tr: dict, dist: distributed.Dist):
+def open_tracker(tr: dict, dist: distributed.Dist, journal_dir: Path | None = None):
     """The MLflow run's tracker; under DDP only rank 0 has one (the others report to nothing).
 
     ``tracking.uri`` unset: the store of the caller's active MLflow run (Python code inside
     ``with mlflow.start_run():``), else ``mlruns/mlflow.db`` (:class:`zoo.tracking.Tracker`).
+    ``journal_dir``: where rows the store refuses are kept (the checkpoint folder; ``zoo sync``).
     """
     if not dist.main:
         return NullTracker()
-    return Tracker(tr["uri"], tr["experiment"], bool(tr["system_metrics"]), tr["system_metrics_interval"])
+    return Tracker(tr["uri"], tr["experiment"], bool(tr["system_metrics"]), tr["system_metrics_interval"],
+                   journal_dir=journal_dir)
 
 
 def hydra_params(plain: dict) -> dict[str, str]:
