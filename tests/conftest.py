@@ -6,6 +6,8 @@ its own temporary SQLite store, never at the repository's ``mlruns/``.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -85,6 +87,41 @@ def run_zoo(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300
     full_env = {**os.environ, **(env or {})}
     full_env.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}")
     return subprocess.run([*ZOO, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def zoo_here(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``zoo ARGS`` run in this process (``zoo.cli.main``), given back as :func:`run_zoo` gives it: the exit
+    status, stdout and stderr, in ``cwd`` with ``env`` added to the environment for the call.
+
+    For the commands that are not Hydra apps (list, compare, models, register, eval, predict, and
+    server's refusals before it starts) where the process boundary is not what the test is about: the
+    same code path without a new interpreter's 3-5 s of imports. ``zoo train`` always runs in its
+    own process (:func:`run_zoo`). An exception other than ``SystemExit`` fails the test where it happens.
+    """
+    from zoo.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = {k: os.environ.get(k) for k in (env or {})}
+    here = os.getcwd()
+    try:
+        os.environ.update(env or {})
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:
+                code = exc.code
+        if isinstance(code, str):  # as the interpreter does with sys.exit("message")
+            print(code, file=err)
+            code = 1
+    finally:
+        os.chdir(here)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return subprocess.CompletedProcess(["zoo", *args], code or 0, out.getvalue(), err.getvalue())
 
 
 def runs_in(uri: str):
