@@ -101,26 +101,17 @@ def zoo_here(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Compl
     from zoo.cli import main
 
     out, err = io.StringIO(), io.StringIO()
-    saved = {k: os.environ.get(k) for k in (env or {})}
-    here = os.getcwd()
-    try:
-        os.environ.update(env or {})
-        os.chdir(cwd)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                code = main(list(args))
-            except SystemExit as exc:
-                code = exc.code
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        for k, v in (env or {}).items():
+            mp.setenv(k, v)
+        mp.chdir(cwd)
+        try:
+            code = main(list(args))
+        except SystemExit as exc:
+            code = exc.code
         if isinstance(code, str):  # as the interpreter does with sys.exit("message")
-            print(code, file=err)
+            print(code, file=sys.stderr)
             code = 1
-    finally:
-        os.chdir(here)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     return subprocess.CompletedProcess(["zoo", *args], code or 0, out.getvalue(), err.getvalue())
 
 
