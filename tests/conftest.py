@@ -17,6 +17,7 @@ import mlflow
 import pytest
 from hydra import compose, initialize_config_dir
 
+from zoo._runtime import share_config_store
 from zoo.config import CONF_DIR, register_configs
 from zoo.plugin.registry import load_registry
 
@@ -56,6 +57,7 @@ def _no_repo_store(tmp_path, monkeypatch):
 def registry():
     reg = load_registry()
     register_configs(reg)
+    share_config_store()  # as `zoo train` does: each compose then takes about a quarter less time
     return reg
 
 
