@@ -87,16 +87,16 @@ def test_cuda_without_gpu_is_an_error(make_cfg, registry):
         train(make_cfg("trainer.device=cuda"), registry)
 
 
+# Each case is a process of its own (a Hydra app): a value error takes the same path through the
+# command line whatever the value (the in-process BAD_VALUES above cover each value), so two stand
+# for all of them here: trainer.max_epochs=-1, and ~model.dropout (Hydra's deletion syntax).
 CLI_CASES = [
     (["model=mpl"], "unknown model (architecture) 'mpl' in model=mpl. Did you mean 'mlp'?"),
     (["data=digitz"], "unknown dataset 'digitz' in data=digitz. Did you mean 'digits'?"),
     (["optimizer=adamm"], "unknown optimizer 'adamm'"),
     (["experiment=nope"], "unknown experiment 'nope'"),
     (["trainer.max_epochs=-1"], "trainer.max_epochs=-1 is invalid"),
-    (["optimizer.lr=abc"], "optimizer.lr='abc' is invalid"),
-    (["model.hidden_sizes=[]"], "model.hidden_sizes=[] is empty"),
     (["-m", "model=mlp,nope"], "unknown model (architecture) 'nope'"),
-    (["optimizer.lr=inf"], "optimizer.lr=inf is invalid: expected a number > 0"),
     (["tracking.experiment=实验🚀ü"], "the override 'tracking.experiment=实验🚀ü' cannot be read (token recognition error at: '实'); "
                                      "quote the value: 'tracking.experiment=\"实验🚀ü\"'"),
     (["hydra/launcher=paralel"], "unknown hydra/launcher 'paralel' in hydra/launcher=paralel. Did you mean 'parallel'?"),
@@ -112,7 +112,6 @@ CLI_CASES = [
     (["tracking.experiment=${bad.key}"], "tracking.experiment=${bad.key} cannot be resolved: "
                                          "Interpolation key 'bad.key' not found"),
     (["~model.dropout"], "model.dropout is missing: model=mlp needs every one of its settings"),
-    (["model.dropout=null"], "model.dropout=null is invalid: expected a number"),
 ]
 
 

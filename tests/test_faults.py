@@ -1,7 +1,9 @@
 """Bad input and plugin faults: one line, exit 2, and no run where possible (or a run that ended
 FAILED with the reason, where the fault comes after it started). Every case runs the real
 command line against a real store, real files and real mounts (field report ``reliability.md``,
-cases 2a, 2b, 3d, 3h, 5c-5am, 6e).
+cases 2a, 2b, 3d, 3h, 5c-5am, 6e), except the many shapes of a faulty plugin's build and load:
+one of each goes through the command line, the others through ``train(cfg)`` in this process
+(the same checks raise the same one-line error; the command line only prints it).
 """
 
 from __future__ import annotations
@@ -20,9 +22,14 @@ import mlflow
 import pytest
 import yaml
 
+import zoo
+from zoo.config import register_configs
+from zoo.plugin.registry import load_registry
+from zoo.training.train import train
+
 from ._faults import SMALL, TINY, no_run_in, one_line_error, read_only, runs_of, small_disk, the_failed_run
 from ._servers import free_port, zoo_env
-from .conftest import ZOO, run_zoo
+from .conftest import ZOO, run_zoo, runs_in, zoo_here
 
 MEMORY_LIMIT = 8 * 2**30  # the address space a memory-hungry case may take (ulimit -v), to spare the machine
 
@@ -114,7 +121,7 @@ def test_a_sqlite_file_that_is_not_an_mlflow_store_is_refused_and_left_untouched
     before = hashlib.sha256(db.read_bytes()).hexdigest()
     message = "is a SQLite database but not an MLflow store (its tables: "
     one_line_error(run_zoo("train", *TINY, *SMALL, cwd=tmp_path), message)
-    one_line_error(run_zoo("compare", cwd=tmp_path), message)
+    one_line_error(zoo_here("compare", cwd=tmp_path), message)
     one_line_error(run_zoo("server", "--port", str(free_port()), "--backend-store-uri", f"sqlite:///{db}",
                            cwd=tmp_path, env=zoo_env()), message)
     assert hashlib.sha256(db.read_bytes()).hexdigest() == before
@@ -251,6 +258,25 @@ def faulty(tmp_path):
     return f"plugins.dir={folder}"
 
 
+@pytest.fixture
+def faulty_registry(faulty):
+    """The registry with the faulty plugin, its nodes in Hydra's config store, as ``zoo train plugins.dir=`` loads it."""
+    registry = load_registry([faulty.split("=", 1)[1]])
+    register_configs(registry)
+    return registry
+
+
+def refused_before_any_run(make_cfg, registry, store, *overrides: str) -> str:
+    """``train`` of ``overrides`` (the command's TINY settings) raises a one-line ZooError and leaves no run."""
+    with pytest.raises(zoo.ZooError) as err:
+        train(make_cfg(*TINY, *overrides), registry)
+    line = str(err.value)
+    assert "\n" not in line, line
+    db = store.removeprefix("sqlite:///")
+    assert not os.path.exists(db) or runs_in(store) == []
+    return line
+
+
 MODEL_FAULTS = [
     ("str", "build returns a str", "model=faultnet: build returned str, not a torch.nn.Module (plugin 'faulty', "),
     ("none", "build returns None", "model=faultnet: build returned NoneType, not a torch.nn.Module"),
@@ -264,11 +290,10 @@ MODEL_FAULTS = [
 
 
 @pytest.mark.parametrize("mode, what, message", MODEL_FAULTS, ids=[m for m, _, _ in MODEL_FAULTS])
-def test_a_faulty_model_plugin_is_one_line_before_any_run(tmp_path, faulty, mode, what, message):
+def test_a_faulty_model_plugin_is_one_line_before_any_run(make_cfg, faulty_registry, store, mode, what, message):
     """5aa, 5ad, 5y: a build returning no module, an output of the wrong shape or kind, a sys.exit in build."""
-    r = run_zoo("train", *TINY, "data=iris", faulty, "model=faultnet", f"model.mode={mode}", cwd=tmp_path)
-    one_line_error(r, message)
-    no_run_in(tmp_path)
+    line = refused_before_any_run(make_cfg, faulty_registry, store, "data=iris", "model=faultnet", f"model.mode={mode}")
+    assert message in line, line
 
 
 DATA_FAULTS = [
@@ -285,11 +310,22 @@ DATA_FAULTS = [
 
 
 @pytest.mark.parametrize("mode, what, message", DATA_FAULTS, ids=[m for m, _, _ in DATA_FAULTS])
-def test_a_faulty_dataset_plugin_is_one_line_before_any_run(tmp_path, faulty, mode, what, message):
+def test_a_faulty_dataset_plugin_is_one_line_before_any_run(make_cfg, faulty_registry, store, mode, what, message):
     """5ag-5am: empty or mismatched splits, a wrong input_shape, labels out of range, NaN, a load returning a tuple."""
-    r = run_zoo("train", *TINY, faulty, "model=mlp", "data=faultdata", f"data.mode={mode}", cwd=tmp_path)
+    line = refused_before_any_run(make_cfg, faulty_registry, store, "model=mlp", "data=faultdata", f"data.mode={mode}")
+    assert message in line, line
+    assert "optimizer.lr" not in line  # not the advice for a diverging run
+
+
+@pytest.mark.parametrize("args, message", [
+    (["data=iris", "model=faultnet", "model.mode=str"], MODEL_FAULTS[0][2]),
+    (["model=mlp", "data=faultdata", "data.mode=tuple"], DATA_FAULTS[0][2]),
+], ids=["model", "data"])
+def test_a_faulty_plugin_on_the_command_line_is_one_line_exit_2_and_no_run(tmp_path, faulty, args, message):
+    """The command line prints what the cases above raise: one line, exit 2, no traceback, no run."""
+    r = run_zoo("train", *TINY, faulty, *args, cwd=tmp_path)
     one_line_error(r, message)
-    assert "optimizer.lr" not in r.stderr  # not the advice for a diverging run
+    assert "optimizer.lr" not in r.stderr
     no_run_in(tmp_path)
 
 

@@ -2,7 +2,9 @@
 
 One module-wide store in tmp holds two real runs (mlp on digits, registered as ``digits-mlp@champion``
 by ``tracking.register``; mlp on diabetes), read back through MlflowClient, ``mlflow.pyfunc``,
-``mlflow.models.evaluate``, ``mlflow models predict`` and the real ``zoo`` commands.
+``mlflow.models.evaluate``, ``mlflow models predict`` and the real ``zoo`` commands (``zoo train`` and
+``zoo serve`` in their own processes; predict, eval, register, models and compare through
+``zoo.cli.main`` in this one, where only their output and the store matter).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import zoo
 from zoo.config import CONF_DIR
 from zoo.training.train import train
 
-from .conftest import ROOT, ZOO, run_zoo, runs_in
+from .conftest import ROOT, ZOO, run_zoo, runs_in, zoo_here
 
 
 def _raw_split(name: str, split: int = 2):
@@ -151,7 +153,7 @@ def test_zoo_predict_writes_labels_and_probabilities(trained):
     x.to_csv(trained.tmp / "digits.csv", index=False)
     x.to_parquet(trained.tmp / "digits.parquet")
     for source, target in (("digits.csv", "out.csv"), ("digits.parquet", "out.parquet")):
-        proc = run_zoo("predict", "models:/digits-mlp@champion", "--input", str(trained.tmp / source),
+        proc = zoo_here("predict", "models:/digits-mlp@champion", "--input", str(trained.tmp / source),
                        "--output", str(trained.tmp / target), cwd=trained.tmp, env=trained.env)
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert f"answered {len(x)} rows" in proc.stderr
@@ -160,14 +162,14 @@ def test_zoo_predict_writes_labels_and_probabilities(trained):
     assert float((out["label"].to_numpy() == y).mean()) == pytest.approx(trained.digits["test/accuracy"], abs=1e-6)
     assert pd.read_parquet(trained.tmp / "out.parquet")["label"].astype(int).tolist() == out["label"].tolist()
     np.save(trained.tmp / "digits.npy", x.to_numpy())  # an array in the columns' order works too
-    proc = run_zoo("predict", trained.digits["run_id"], "--input", str(trained.tmp / "digits.npy"),
+    proc = zoo_here("predict", trained.digits["run_id"], "--input", str(trained.tmp / "digits.npy"),
                    "--output", str(trained.tmp / "out.npz"), "--answers", "label", cwd=trained.tmp, env=trained.env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert np.load(trained.tmp / "out.npz")["label"].astype(int).tolist() == out["label"].tolist()
 
 
 def test_zoo_eval_is_a_run_linked_to_the_model(trained):
-    proc = run_zoo("eval", "models:/digits-mlp@champion", cwd=trained.tmp, env=trained.env)
+    proc = zoo_here("eval", "models:/digits-mlp@champion", cwd=trained.tmp, env=trained.env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     run_id = proc.stdout.strip().rsplit("run ", 1)[1]
     run = trained.client.get_run(run_id)
@@ -181,14 +183,14 @@ def test_zoo_eval_is_a_run_linked_to_the_model(trained):
         {a.path for a in trained.client.list_artifacts(run_id, "plots")}
     assert {"plots/roc_pr.png", "confusion_matrix.png"} <= artifacts
     # the validation split: the model's weights are the best validation epoch's
-    proc = run_zoo("eval", trained.digits["run_id"], "split=val", cwd=trained.tmp, env=trained.env)
+    proc = zoo_here("eval", trained.digits["run_id"], "split=val", cwd=trained.tmp, env=trained.env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     run = trained.client.get_run(proc.stdout.strip().rsplit("run ", 1)[1])
     assert run.data.metrics["val/accuracy"] == pytest.approx(trained.digits["best/val_accuracy"], abs=1e-6)
 
 
 def test_zoo_eval_on_a_regressor_draws_residuals(trained):
-    proc = run_zoo("eval", trained.diabetes["run_id"], cwd=trained.tmp, env=trained.env)
+    proc = zoo_here("eval", trained.diabetes["run_id"], cwd=trained.tmp, env=trained.env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     run_id = proc.stdout.strip().rsplit("run ", 1)[1]
     assert "plots/residuals.png" in {a.path for a in trained.client.list_artifacts(run_id, "plots")}
@@ -196,25 +198,25 @@ def test_zoo_eval_on_a_regressor_draws_residuals(trained):
 
 
 def test_zoo_register_and_zoo_models(trained):
-    proc = run_zoo("register", trained.diabetes["run_id"], "--name", "diabetes-mlp", "--alias", "best",
+    proc = zoo_here("register", trained.diabetes["run_id"], "--name", "diabetes-mlp", "--alias", "best",
                    cwd=trained.tmp, env=trained.env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "registered diabetes-mlp version 1 (alias @best)" in proc.stdout
     version = trained.client.get_model_version_by_alias("diabetes-mlp", "best")
     assert version.run_id == trained.diabetes["run_id"]
     assert "mlp on diabetes (regression)" in version.description and "test/mse=" in version.description
-    listed = run_zoo("models", "dia*", cwd=trained.tmp, env=trained.env)
+    listed = zoo_here("models", "dia*", cwd=trained.tmp, env=trained.env)
     assert listed.returncode == 0, listed.stderr
     rows = [line.split() for line in listed.stdout.splitlines()]
     assert rows[0][:6] == ["MODEL", "VERSION", "ALIASES", "ARCHITECTURE", "DATASET", "METRIC"]
     assert rows[1][:6] == ["diabetes-mlp", "1", "@best", "mlp", "diabetes",
                            f"test/mse={trained.diabetes['test/mse']:.4f}"] and len(rows) == 2
-    everything = run_zoo("models", cwd=trained.tmp, env=trained.env).stdout
+    everything = zoo_here("models", cwd=trained.tmp, env=trained.env).stdout
     assert "digits-mlp" in everything and "@champion" in everything
 
 
 def test_compare_shows_each_runs_model(trained):
-    proc = run_zoo("compare", trained.digits["run_id"], trained.diabetes["run_id"], cwd=trained.tmp, env=trained.env)
+    proc = zoo_here("compare", trained.digits["run_id"], trained.diabetes["run_id"], cwd=trained.tmp, env=trained.env)
     assert proc.returncode == 0, proc.stderr
     header = proc.stdout.splitlines()[1]
     assert header.split()[-1] == "MODEL"

@@ -2,7 +2,8 @@
 hook, `zoo list` (descriptions, --help, unknown arguments), a report that fails after training, and the
 image classification dataset.
 
-Real processes, a real pluggy manager per registry, real MLflow stores read back through MlflowClient.
+Real processes, a real pluggy manager per registry, real MLflow stores read back through MlflowClient
+(`zoo list` runs through ``zoo.cli.main`` in this process: its output is what the tests read).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest
 import zoo
 from zoo.plugin.registry import load_registry
 
-from .conftest import run_zoo, runs_in
+from .conftest import run_zoo, runs_in, zoo_here
 
 QUICK = ["trainer.max_epochs=1", "tracking.system_metrics=false", "tracking.log_model=false", "trainer.device=cpu"]
 
@@ -59,14 +60,14 @@ def test_folder_plugins_work_in_the_parallel_launcher(tmp_path, plugin_folder):
 
 
 def test_trace_plugins_prints_every_hook_call(tmp_path, plugin_folder):
-    r = run_zoo("list", cwd=tmp_path, env={"ZOO_TRACE_PLUGINS": "1", "ZOO_PLUGIN_DIR": str(plugin_folder)})
+    r = zoo_here("list", cwd=tmp_path, env={"ZOO_TRACE_PLUGINS": "1", "ZOO_PLUGIN_DIR": str(plugin_folder)})
     assert r.returncode == 0, r.stderr
     lines = r.stderr.splitlines()
     for hook in ("zoo_tasks", "zoo_architectures", "zoo_datasets"):
         assert any(line.startswith(f"zoo plugins: calling {hook}() of ") for line in lines), r.stderr
     assert "zoo plugins: zoo_architectures() of folder_nets returned folder_net, bad_report_net" in lines
     assert "zoo plugins: zoo_architectures() of ann returned perceptron, mlp" in lines
-    quiet = run_zoo("list", cwd=tmp_path)
+    quiet = zoo_here("list", cwd=tmp_path)
     assert "zoo plugins:" not in quiet.stderr
 
 
@@ -81,7 +82,7 @@ def test_a_misspelt_hook_gets_did_you_mean(tmp_path):
 
 
 def test_zoo_list_shows_descriptions_and_its_usage(tmp_path, plugin_folder):
-    r = run_zoo("list", f"plugins.dir={plugin_folder}", cwd=tmp_path)
+    r = zoo_here("list", f"plugins.dir={plugin_folder}", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     header = next(line for line in r.stdout.splitlines() if line.startswith("DATASET"))
     assert header.split() == ["DATASET", "KIND", "TASK", "PLUGIN", "SOURCE", "DESCRIPTION"]
@@ -89,12 +90,12 @@ def test_zoo_list_shows_descriptions_and_its_usage(tmp_path, plugin_folder):
     assert iris.endswith("iris flowers, 4 features, 3 classes (150)")
     assert "a folder plugin's net" in r.stdout
     for flag in ("--help", "-h"):
-        shown = run_zoo("list", flag, cwd=tmp_path)
+        shown = zoo_here("list", flag, cwd=tmp_path)
         assert shown.returncode == 0 and shown.stdout.startswith("usage: zoo list [plugins.dir=PATH]")
         assert "ARCHITECTURE" not in shown.stdout
     for bad, message in ((["--bogus"], "zoo list: unknown argument '--bogus'; usage: zoo list [plugins.dir=PATH]"),
                          (["--plugin-dir", "x"], "zoo list: unknown argument '--plugin-dir' (write plugins.dir=PATH)")):
-        refused = run_zoo("list", *bad, cwd=tmp_path)
+        refused = zoo_here("list", *bad, cwd=tmp_path)
         assert refused.returncode == 2 and refused.stdout == "", refused.stdout
         assert refused.stderr.strip().splitlines() == [f"error: {refused.stderr.strip()[7:]}"]
         assert message in refused.stderr

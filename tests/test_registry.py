@@ -13,7 +13,7 @@ import pytest
 import zoo
 from zoo.plugin.registry import load_registry
 
-from .conftest import ROOT, run_zoo, runs_in
+from .conftest import ROOT, run_zoo, runs_in, zoo_here
 
 TINY_PLUGIN = '''
 import torch
@@ -96,7 +96,7 @@ def test_distribution_listed_and_trained_from_the_command_line(tmp_path):
 
 def test_folder_plugin_from_env_and_config_key(tmp_path):
     folder = write_plugin(tmp_path / "plugs", "mine", "folder_net")
-    by_env = run_zoo("list", cwd=tmp_path, env={"ZOO_PLUGIN_DIR": str(folder)})
+    by_env = zoo_here("list", cwd=tmp_path, env={"ZOO_PLUGIN_DIR": str(folder)})
     assert "folder_net" in by_env.stdout and str(folder / "mine.py") in by_env.stdout
     trained = run_zoo("train", f"plugins.dir={folder}", "model=folder_net", "trainer.max_epochs=1",
                       "tracking.system_metrics=false", "tracking.log_model=false", cwd=tmp_path)
@@ -128,11 +128,11 @@ def test_broken_plugin_on_the_command_line(tmp_path):
     folder = tmp_path / "plugs"
     folder.mkdir()
     (folder / "raises.py").write_text(BROKEN["raises"])
-    listed = run_zoo("list", cwd=tmp_path, env={"ZOO_PLUGIN_DIR": str(folder)})
+    listed = zoo_here("list", cwd=tmp_path, env={"ZOO_PLUGIN_DIR": str(folder)})
     assert listed.returncode == 0
     assert "warning: plugin 'raises'" in listed.stderr and "boom at import" in listed.stderr
     assert "FAILED PLUGIN" in listed.stdout and "boom at import" in listed.stdout
-    strict = run_zoo("list", cwd=tmp_path, env={"ZOO_PLUGIN_DIR": str(folder), "ZOO_STRICT_PLUGINS": "1"})
+    strict = zoo_here("list", cwd=tmp_path, env={"ZOO_PLUGIN_DIR": str(folder), "ZOO_STRICT_PLUGINS": "1"})
     assert strict.returncode == 2
     assert strict.stderr.strip().splitlines() == [strict.stderr.strip()]  # one line
     assert "plugin 'raises'" in strict.stderr and "Traceback" not in strict.stderr
@@ -142,7 +142,7 @@ def test_duplicate_name_names_both_plugins(tmp_path):
     folder = write_plugin(tmp_path / "plugs", "copycat", "mlp")
     with pytest.raises(zoo.ZooError, match=r"'mlp' is declared twice: by plugin 'ann' \(built-in\) and by plugin 'copycat'"):
         load_registry([folder])
-    listed = run_zoo("list", cwd=tmp_path, env={"ZOO_PLUGIN_DIR": str(folder)})
+    listed = zoo_here("list", cwd=tmp_path, env={"ZOO_PLUGIN_DIR": str(folder)})
     assert listed.returncode == 2 and "declared twice" in listed.stderr and "Traceback" not in listed.stderr
 
 

@@ -20,7 +20,7 @@ from zoo.errors import ZooError
 from zoo.experiments.objective import search_direction
 from zoo.experiments.table import fmt_number
 
-from .conftest import ZOO, run_zoo
+from .conftest import ZOO, run_zoo, zoo_here
 from .test_sweeps import QUIET, _store, _sweep_runs
 
 SEARCH = ["-m", "hydra.sweeper.search=optuna", "data=iris", *QUIET]
@@ -159,7 +159,7 @@ def test_a_hopeless_trial_is_pruned_with_a_checkpoint_and_shown_apart(tmp_path):
     # the parent and zoo compare show it apart, and it is never the best
     assert parent.data.tags["zoo.sweep_pruned_runs"] == "1" and parent.data.tags["zoo.best_run_id"] != pruned.info.run_id
     assert "PRUNED@1" in parent.data.tags["mlflow.note.content"]
-    cmp = run_zoo("compare", "--sweep", parent.info.run_id, cwd=tmp_path)
+    cmp = zoo_here("compare", "--sweep", parent.info.run_id, cwd=tmp_path)
     assert cmp.returncode == 0, cmp.stderr
     row = next(line for line in cmp.stdout.splitlines() if line.startswith(pruned.info.run_id[:8]))
     assert "PRUNED@1" in row
@@ -217,7 +217,7 @@ def test_grid_repeats_and_compare_group_by_give_mean_std_and_n(tmp_path):
     assert parent.data.metrics["best/val_accuracy"] == pytest.approx(means[best])
     assert {"sweep/groups.csv", "sweep/groups.md"} <= {a.path for a in client.list_artifacts(parent.info.run_id, "sweep")}
 
-    cmp = run_zoo("compare", "--sweep", parent.info.run_id, "--group-by", "--metrics", "test/accuracy",
+    cmp = zoo_here("compare", "--sweep", parent.info.run_id, "--group-by", "--metrics", "test/accuracy",
                   "--sort", "best/val_accuracy", cwd=tmp_path)
     assert cmp.returncode == 0, cmp.stderr
     lines = cmp.stdout.splitlines()
@@ -232,9 +232,9 @@ def test_grid_repeats_and_compare_group_by_give_mean_std_and_n(tmp_path):
     # --pick best: each run's best value over its history, not its last
     one = groups["mlp"][0]
     history = [m.value for m in client.get_metric_history(one.info.run_id, "val/loss")]
-    cmp = run_zoo("compare", one.info.run_id, "--metrics", "val/loss", "--pick", "best", cwd=tmp_path)
+    cmp = zoo_here("compare", one.info.run_id, "--metrics", "val/loss", "--pick", "best", cwd=tmp_path)
     assert fmt_number(min(history)) in cmp.stdout.splitlines()[3] and "best values" in cmp.stdout.splitlines()[0]
-    cmp = run_zoo("compare", one.info.run_id, "--metrics", "val/loss", cwd=tmp_path)
+    cmp = zoo_here("compare", one.info.run_id, "--metrics", "val/loss", cwd=tmp_path)
     assert fmt_number(history[-1]) in cmp.stdout.splitlines()[3]
 
 

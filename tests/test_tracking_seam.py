@@ -50,14 +50,37 @@ def test_only_the_tracking_package_imports_mlflow():
     assert "mlflow" in _imported(ast.parse((ROOT / "zoo" / "tracking" / "runs.py").read_text()))
 
 
-# The pruning callback reports a search trial's epochs to its Optuna trial (issue 15); it is loaded only in a
-# job of an Optuna search with a pruner. To move next to the sweeper behind a reporter the sweep hands in.
-OPTUNA_ALLOWED = {"zoo/training/callbacks/pruning.py"}
-
-
 def test_zoo_core_never_imports_optuna():
+    """Optuna is the sweeper's: a search trial's training reports through the reporter the sweep provides
+    (hydra_plugins/zoo_sweepers/reporter.py), so nothing in zoo/ imports it, not even inside a function."""
     offenders = [str(path.relative_to(ROOT)) for path, tree in _modules("zoo") if "optuna" in _imported(tree)]
-    assert set(offenders) <= OPTUNA_ALLOWED, offenders
+    assert offenders == []
+    assert "optuna" in _imported(ast.parse((ROOT / "hydra_plugins" / "zoo_sweepers" / "reporter.py").read_text()))
+
+
+def test_a_trial_reporter_reports_to_its_optuna_trial(tmp_path, monkeypatch):
+    """The sweep's reporter, as a trial's job gets it from ZOO_OPTUNA_TRIAL: ``report(epoch, value) -> should_stop``
+    against a real study (the best value so far when asked to), and None outside a pruned search's trial."""
+    import json
+
+    import optuna
+
+    from hydra_plugins.zoo_sweepers.reporter import ENV, from_env
+
+    monkeypatch.delenv(ENV, raising=False)
+    assert from_env() is None
+    monkeypatch.setenv(ENV, "not json")
+    assert from_env() is None
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    trial = study.ask()
+    monkeypatch.setenv(ENV, json.dumps({"storage": storage, "study": "s", "trial": trial.number, "pruner": "median",
+                                        "pruner_settings": {}, "key": "val/accuracy", "best": True,
+                                        "direction": "maximize"}))
+    report = from_env()
+    assert report.key == "val/accuracy"
+    assert [report(1, 0.5), report(2, 0.25), report(3, 0.75)] == [False, False, False]  # no other trial to compare
+    assert optuna.load_study(study_name="s", storage=storage).trials[0].intermediate_values == {1: 0.5, 2: 0.5, 3: 0.75}
 
 
 def test_tag_names_are_spelled_once():

@@ -1,8 +1,10 @@
 """The real MLflow UI, started by ``zoo ui``, driven in headless Chromium.
 
-Two real runs are trained into a store in tmp_path; ``zoo ui`` serves it on a free port; Playwright
-opens the experiment's runs page and the compare view of the two runs, checks what a person would
-look for there, and saves screenshots to ``test-artifacts/`` at the repository root (git-ignored).
+Three real runs are trained into one store for the module (two on iris to compare, one on digits
+registered as ``digits-mlp@champion``); one ``zoo ui`` serves it on a free port; Playwright opens the
+experiments' runs pages, the compare view of the two runs and the registered model, checks what a
+person would look for there, and saves screenshots to ``test-artifacts/`` at the repository root
+(git-ignored).
 
 Needs Debian's ``chromium`` at /usr/bin/chromium (CI installs it); skipped when it is absent.
 """
@@ -86,6 +88,21 @@ def is_listening(port: int) -> bool:
 
 
 @contextlib.contextmanager
+def chromium_page():
+    """A page of headless Chromium (Debian's), 1600x1000, waiting up to 90 s for what it looks for; closed after."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.set_default_timeout(90_000)
+            yield page
+        finally:
+            browser.close()
+
+
+@contextlib.contextmanager
 def zoo_ui(tmp_path: Path, store: str):
     """``zoo ui`` over ``store`` on a free port, once it serves: yields its URL and its first line; stopped after."""
     port = free_port()
@@ -110,108 +127,110 @@ def zoo_ui(tmp_path: Path, store: str):
     assert not is_listening(port), f"the MLflow server still listens on {port} after zoo ui ended"
 
 
-def test_ui_shows_the_runs_and_compares_two(tmp_path, make_cfg, store, registry):
-    from playwright.sync_api import sync_playwright
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory, registry):
+    """One store with the module's runs, and one ``zoo ui`` over it: ``(base URL, its first line, store, runs)``."""
+    from hydra import compose, initialize_config_dir
+
+    from zoo.config import CONF_DIR
+
+    tmp = tmp_path_factory.mktemp("ui")
+    store = f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}"
+
+    def run(*overrides, shown=None):
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            cfg = compose("config", overrides=[f"paths.output_dir={tmp / 'out'}", f"tracking.uri={store}",
+                                               "trainer.device=cpu", "tracking.system_metrics=false",
+                                               "trainer.max_epochs=2", *overrides])
+        return train(cfg, registry, shown or ())
 
     runs = {}
     for name, overrides in {"ui-mlp": ["model=mlp", "model.hidden_sizes=[16]", "optimizer.lr=0.01"],
                             "ui-perceptron": ["model=perceptron", "optimizer.lr=0.1"]}.items():
-        cfg = make_cfg("data=iris", "tracking.log_model=false", "tracking.experiment=ui", f"tracking.run_name={name}",
-                       *overrides)
-        m = train(cfg, registry, overrides)
-        runs[name] = m["run_id"]
-        experiment_id = m["experiment_id"]
+        runs[name] = run("data=iris", "tracking.log_model=false", "tracking.experiment=ui", f"tracking.run_name={name}",
+                         *overrides, shown=overrides)
+    runs["ui-digits"] = run("tracking.experiment=ui-models", "tracking.run_name=ui-digits",
+                            "tracking.register=digits-mlp", "tracking.register_alias=champion")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with zoo_ui(tmp, store) as (base, line):
+        yield base, line, store, runs
+
+
+def test_ui_shows_the_runs_and_compares_two(tmp_path, ui):
+    base, line, store, trained = ui
+    runs = {name: trained[name]["run_id"] for name in ("ui-mlp", "ui-perceptron")}
+    experiment_id = trained["ui-mlp"]["experiment_id"]
     ids = list(runs.values())
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    with zoo_ui(tmp_path, store) as (base, line):
-        assert f"MLflow UI for {store} at {base}" in line
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1600, "height": 1000})
-                page.set_default_timeout(90_000)
+    assert f"MLflow UI for {store} at {base}" in line
+    with chromium_page() as page:
+        # the experiment: both runs listed; their metrics offered as columns, and shown once chosen
+        page.goto(f"{base}/#/experiments/{experiment_id}/runs")
+        for name in runs:
+            page.get_by_text(name, exact=True).first.wait_for()
+        assistant = page.get_by_role("button", name="Close", exact=True)  # MLflow's chat panel: room for runs
+        if assistant.count():
+            assistant.first.click()
+        page.get_by_role("button", name="Columns").click()
+        for metric in ("best/val_accuracy", "train/loss", "test/accuracy", "test/loss"):
+            page.get_by_text(metric, exact=True).first.wait_for()
+        page.get_by_placeholder("Search columns").fill("test/")
+        for metric in ("test/accuracy", "test/loss"):
+            page.get_by_text(metric, exact=True).first.click()
+        page.keyboard.press("Escape")
+        client = mlflow.MlflowClient(store)
+        for run_id in ids:  # the grid holds each value as MLflow stored it (the cell may elide it)
+            for metric in ("test/accuracy", "test/loss"):
+                page.get_by_text(repr(client.get_run(run_id).data.metrics[metric])).first.wait_for()
+        page.screenshot(path=str(tmp_path / "ui_runs.png"))
 
-                # the experiment: both runs listed; their metrics offered as columns, and shown once chosen
-                page.goto(f"{base}/#/experiments/{experiment_id}/runs")
-                for name in runs:
-                    page.get_by_text(name, exact=True).first.wait_for()
-                assistant = page.get_by_role("button", name="Close", exact=True)  # MLflow's chat panel: room for runs
-                if assistant.count():
-                    assistant.first.click()
-                page.get_by_role("button", name="Columns").click()
-                for metric in ("best/val_accuracy", "train/loss", "test/accuracy", "test/loss"):
-                    page.get_by_text(metric, exact=True).first.wait_for()
-                page.get_by_placeholder("Search columns").fill("test/")
-                for metric in ("test/accuracy", "test/loss"):
-                    page.get_by_text(metric, exact=True).first.click()
-                page.keyboard.press("Escape")
-                client = mlflow.MlflowClient(store)
-                for run_id in ids:  # the grid holds each value as MLflow stored it (the cell may elide it)
-                    for metric in ("test/accuracy", "test/loss"):
-                        page.get_by_text(repr(client.get_run(run_id).data.metrics[metric])).first.wait_for()
-                page.screenshot(path=str(tmp_path / "ui_runs.png"))
-
-                # the compare view of the two runs: ids, names, the differing params, the metrics
-                query = f"runs={quote(json.dumps(ids))}&experiments={quote(json.dumps([experiment_id]))}"
-                page.goto(f"{base}/#/compare-runs?{query}")
-                page.get_by_text("Comparing 2 Runs").first.wait_for()
-                page.locator(".js-plotly-plot").first.wait_for()  # the parallel-coordinates plot
-                body = page.inner_text("body")
-                for text in (*ids, *runs, "model.name", "optimizer.lr", "perceptron"):
-                    assert text in body, f"{text!r} is not on the compare page"
-                metrics = ("test/accuracy", "test/loss", "train/loss")
-                assert rows_seen(page, "best/val_accuracy", metrics) == set(metrics)
-                page.evaluate("window.scrollTo(0, 0)")
-                page.locator("main").first.evaluate("e => e.scrollTo(0, 0)")
-                page.screenshot(path=str(tmp_path / "ui_compare.png"), full_page=True)
-            finally:
-                browser.close()
-        for png in ("ui_runs.png", "ui_compare.png"):
-            assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-            shutil.copy(tmp_path / png, ARTIFACTS / png)
+        # the compare view of the two runs: ids, names, the differing params, the metrics
+        query = f"runs={quote(json.dumps(ids))}&experiments={quote(json.dumps([experiment_id]))}"
+        page.goto(f"{base}/#/compare-runs?{query}")
+        page.get_by_text("Comparing 2 Runs").first.wait_for()
+        page.locator(".js-plotly-plot").first.wait_for()  # the parallel-coordinates plot
+        body = page.inner_text("body")
+        for text in (*ids, *runs, "model.name", "optimizer.lr", "perceptron"):
+            assert text in body, f"{text!r} is not on the compare page"
+        metrics = ("test/accuracy", "test/loss", "train/loss")
+        assert rows_seen(page, "best/val_accuracy", metrics) == set(metrics)
+        page.evaluate("window.scrollTo(0, 0)")
+        page.locator("main").first.evaluate("e => e.scrollTo(0, 0)")
+        page.screenshot(path=str(tmp_path / "ui_compare.png"), full_page=True)
+    for png in ("ui_runs.png", "ui_compare.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        shutil.copy(tmp_path / png, ARTIFACTS / png)
 
 
-def test_ui_shows_datasets_the_training_view_and_a_registered_model(tmp_path, make_cfg, store, registry):
+def test_ui_shows_datasets_the_training_view_and_a_registered_model(tmp_path, ui):
     """A run on digits, registered as digits-mlp@champion: what a person looks for in the MLflow UI."""
-    from playwright.sync_api import sync_playwright
-
-    cfg = make_cfg("tracking.experiment=ui-models", "tracking.run_name=ui-digits", "tracking.register=digits-mlp",
-                   "tracking.register_alias=champion")
-    m = train(cfg, registry)
+    base, _, store, trained = ui
+    m = trained["ui-digits"]
     client = mlflow.MlflowClient(store)
     inputs = client.get_run(m["run_id"]).inputs.dataset_inputs
     digests = {d.tags[0].value: d.dataset.digest for d in inputs if d.dataset.name == "digits"}
     assert set(digests) == {"training", "validation", "test"}
-    ARTIFACTS.mkdir(exist_ok=True)
     shots = ("ui_training_view.png", "ui_registered_model.png")
-    with zoo_ui(tmp_path, store) as (base, _):
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1600, "height": 1000})
-                page.set_default_timeout(90_000)
-                # the experiment, as zoo ui says to open it: its runs (model training), not its traces
-                page.goto(f"{base}/#/experiments/{m['experiment_id']}?workflowType=machine_learning")
-                page.get_by_text("ui-digits", exact=True).first.wait_for()
-                assert f"/experiments/{m['experiment_id']}/runs" in page.url, page.url
-                assistant = page.get_by_role("button", name="Close", exact=True)
-                if assistant.count():
-                    assistant.first.click()
-                # the Dataset column: each split by name and digest, with its context
-                page.get_by_text("Dataset", exact=True).first.wait_for()
-                page.get_by_text(f"digits ({digests['training'][:8]})", exact=True).first.wait_for()
-                body = page.inner_text("body")
-                assert "Training" in body and "Validation" in body, body[:3000]
-                page.screenshot(path=str(tmp_path / shots[0]))
-                # the registered model's page: its version, alias and the description Zoo wrote
-                page.goto(f"{base}/#/models/digits-mlp")
-                page.get_by_text("mlp on digits (classification)").first.wait_for()
-                body = page.inner_text("body")
-                assert "Version 1" in body and "champion" in body, body[:3000]
-                page.screenshot(path=str(tmp_path / shots[1]), full_page=True)
-            finally:
-                browser.close()
-        for png in shots:
-            assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-            shutil.copy(tmp_path / png, ARTIFACTS / png)
+    with chromium_page() as page:
+        # the experiment, as zoo ui says to open it: its runs (model training), not its traces
+        page.goto(f"{base}/#/experiments/{m['experiment_id']}?workflowType=machine_learning")
+        page.get_by_text("ui-digits", exact=True).first.wait_for()
+        assert f"/experiments/{m['experiment_id']}/runs" in page.url, page.url
+        assistant = page.get_by_role("button", name="Close", exact=True)
+        if assistant.count():
+            assistant.first.click()
+        # the Dataset column: each split by name and digest, with its context
+        page.get_by_text("Dataset", exact=True).first.wait_for()
+        page.get_by_text(f"digits ({digests['training'][:8]})", exact=True).first.wait_for()
+        body = page.inner_text("body")
+        assert "Training" in body and "Validation" in body, body[:3000]
+        page.screenshot(path=str(tmp_path / shots[0]))
+        # the registered model's page: its version, alias and the description Zoo wrote
+        page.goto(f"{base}/#/models/digits-mlp")
+        page.get_by_text("mlp on digits (classification)").first.wait_for()
+        body = page.inner_text("body")
+        assert "Version 1" in body and "champion" in body, body[:3000]
+        page.screenshot(path=str(tmp_path / shots[1]), full_page=True)
+    for png in shots:
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        shutil.copy(tmp_path / png, ARTIFACTS / png)

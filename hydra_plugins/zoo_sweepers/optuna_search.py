@@ -10,7 +10,8 @@ sweeper is small, uses the installed Optuna (5.x) and keeps the study in ``optun
 The search is asynchronous (Optuna's ask/tell over one study storage): ``n_jobs`` jobs run at
 all times, and as soon as one ends its trial is told and the next one asked for and started
 (:mod:`.trials` runs that loop over a pool of :mod:`.pools`). With a pruner, each trial reports its
-validation metric after every epoch and stops when pruned (:mod:`zoo.training.callbacks.pruning`).
+validation metric after every epoch and stops when pruned (the job's :mod:`.reporter`, which
+:mod:`zoo.training.callbacks.pruning` calls).
 With ``hydra.sweeper.repeats=K`` a trial is K jobs with seeds ``seed .. seed+K-1`` and its value
 is their mean.
 
@@ -111,7 +112,7 @@ class OptunaSearch:
 
     # ------------------------------------------------------------------------------------------
     def _check(self) -> None:
-        from zoo.training.callbacks.pruning import make_pruner
+        from .reporter import make_pruner
 
         if not isinstance(self.n_trials, int) or self.n_trials < 1:
             raise ZooError(f"hydra.sweeper.optuna.n_trials={self.n_trials!r} is invalid: expected an integer >= 1")

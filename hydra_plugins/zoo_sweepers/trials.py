@@ -27,11 +27,11 @@ from zoo.tracking.runs import Runs
 from ._common import check_jobs, failure_of
 from .optuna_search import INTERRUPTED, INVALID, RUN_ID, RUN_IDS, VALUES
 from .pools import make_pool
+from .reporter import ENV  # the job's side reads it: .reporter.from_env
 
 log = logging.getLogger(__name__)
 
 MIN_FAILURES = 3  # the failure rate stops a search only once this many trials have failed
-ENV = "ZOO_OPTUNA_TRIAL"  # read by zoo.training.callbacks.pruning
 
 
 class Pending:

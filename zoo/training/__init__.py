@@ -12,7 +12,7 @@ DistributedDataParallel (``distributed.py``), and how many CPU threads torch use
 
 It may import ``zoo.errors``, ``zoo._runtime``, ``zoo.plugin``, ``zoo.config`` (validation) and
 ``zoo.tracking`` (the run and its metrics; never ``mlflow`` itself), and torch, torchmetrics,
-Hydra's ``instantiate`` and tqdm; Optuna only in ``callbacks/pruning.py``, only when a search's
-trial with a pruner runs. Nothing in it imports a plugin by name. The loop core itself
+Hydra's ``instantiate`` and tqdm; never Optuna: a search trial's reports go to the reporter the
+sweep provides (``hydra_plugins.zoo_sweepers.reporter``, asked for in ``callbacks/pruning.py``). Nothing in it imports a plugin by name. The loop core itself
 knows no tracker: what a run reports goes through its callbacks.
 """

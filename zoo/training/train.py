@@ -73,7 +73,7 @@ def train(cfg: DictConfig, registry: Registry | None = None, overrides: Sequence
         tracker = open_tracker(plain["tracking"], dist, journal_dir=folder)
         step_log = StepLog(tracker, settings)
         checkpointer = Checkpointer(folder, run=tracker, config=plain, dist=dist)
-        trial = TrialReport.from_env(tracker)  # a search trial with a pruner; before the checkpointer, which
+        trial = TrialReport.from_sweep(tracker)  # a search trial with a pruner; before the checkpointer, which
         # then writes last.pt for the epoch a pruned trial stops at
         loop = Loop(model, splits, task, optimizer, scheduler, settings, device=device, seed=plain["seed"], dist=dist,
                     callbacks=[Perf(tracker), step_log, *([trial] if trial else []), checkpointer,
