@@ -10,6 +10,7 @@ one after the other). That process times Zoo's own functions as they run (the wr
   per trial beyond training   (the sweep's wall time - the sum of the trials' loop+test seconds) / N:
                               the issue's goal is under 0.5 s
   the sweep's start           Python, imports, composing and checking every job, the parent run
+                              (Hydra imports its plugins afresh, so the sweeper's own steps cannot be timed)
   per trial (median)          between trials (Hydra's job set-up: composing the job, its folder and
                               log, the callbacks), validation, data, model, run creation, inputs
                               (config, tags, datasets), loop+test, checkpoints etc., plots, model
@@ -43,12 +44,10 @@ TRIAL_PHASES = ("between trials", "validation", "data", "model", "run creation",
 
 def sweep_timers(timed) -> None:
     """The sweep's own parts, besides profile_train's phases of each run."""
-    import hydra_plugins.zoo_sweepers.grid as grid
     import zoo.cli.train as cli_train
     from zoo.experiments.sweep import SweepCallback
 
     timed(cli_train, "job", "job")  # one trial, as the task function calls it
-    timed(grid, "check_jobs", "check jobs")
     timed(SweepCallback, "open", "parent open")
     timed(SweepCallback, "_finish", "sweep end")
 
@@ -91,7 +90,7 @@ def analyse(marks: list[dict], spawn: float, end: float) -> dict:
     trained = sum(p["loop+test"] for p in trials)
     n = len(trials)
     parts = {label: sum(m["t1"] - m["t0"] for m in marks if m["label"] == label)
-             for label in ("check jobs", "parent open", "sweep end")}
+             for label in ("parent open", "sweep end")}
     return {"wall_s": wall, "trials": n, "loop_test_s": trained, "per_trial_beyond_s": (wall - trained) / n,
             "start_s": jobs[0]["t0"] - spawn, "end_s": end - jobs[-1]["t1"], "parts": parts, "phases": trials,
             "marginal_s": statistics.median(sum(p.values()) - p["loop+test"] for p in trials[1:] or trials)}
@@ -122,7 +121,7 @@ def report(runs: list[dict], markdown: bool) -> str:
                        ("start_s", "the sweep's start (before the first trial)"),
                        ("end_s", "the sweep's end (after the last trial)")):
         rows.append([label, f"{med(key):.2f}", " ".join(f"{r[key]:.2f}" for r in runs)])
-    for part in ("check jobs", "parent open", "sweep end"):
+    for part in ("parent open", "sweep end"):
         values = [r["parts"][part] for r in runs]
         rows.append([f"  of which {part}", f"{statistics.median(values):.2f}", " ".join(f"{v:.2f}" for v in values)])
     out = [table(rows, markdown), "", "each trial's phases (seconds; median over the trials of every run, and "
