@@ -125,6 +125,28 @@ def test_a_run_takes_the_writer_process_started_while_it_was_built(store, client
     assert sorted(m.step for m in client.get_metric_history(tracker.run_id, "train/loss")) == list(range(1, 201))
 
 
+def test_the_writer_process_exits_quietly_when_the_training_process_is_gone(store):
+    """A writer process left starting (an idle one at the end of a process) answers into a closed pipe:
+    it exits 0, without a BrokenPipeError traceback on the user's terminal."""
+    import os
+
+    from multiprocessing.connection import Connection
+
+    to_child, from_parent = os.pipe()
+    to_parent, from_child = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-c", "from zoo.tracking.writer_process import main; main()",
+                             str(to_child), str(from_child)], pass_fds=(to_child, from_child),
+                            stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    os.close(to_child)
+    os.close(from_child)
+    outbox = Connection(from_parent, readable=False)
+    outbox.send(("open", store))
+    outbox.close()
+    os.close(to_parent)  # gone before the writer answers "ready"
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0 and "Traceback" not in err, err[-2000:]
+
+
 def test_a_bad_writer_setting_is_one_line_and_no_run(make_cfg, registry, store, monkeypatch):
     monkeypatch.setenv("ZOO_METRIC_WRITER", "fork")
     with pytest.raises(ZooError, match=r"ZOO_METRIC_WRITER='fork' is invalid: expected auto, process or thread"):
