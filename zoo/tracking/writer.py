@@ -7,10 +7,8 @@ to the writer process (:mod:`zoo.tracking.writer_process`, seen from here throug
 had not confirmed are written again here. No row is lost when the store refuses them either: after
 the retries, they go to the run's journal (:mod:`zoo.tracking.journal`), and so does every row after.
 
-A run's writer process outlives the run, idle, for the next run of the same process (a sweep's
-jobs in one process, a notebook): that run finds it ready, or further along in its start-up,
-instead of starting another (Python, Zoo and MLflow's import: a second or more of a core per run).
-It exits with the training process.
+A run's writer process stays, idle, for the next run of the same process (a sweep's jobs, a
+notebook), which then starts no other one; it exits with the training process.
 """
 
 from __future__ import annotations
@@ -197,9 +195,8 @@ class WriterProcess:
 
 
 def prestart() -> None:
-    """Start the writer process of the run about to start, now (mode ``process``; none if one is idle):
-    its start-up (Python, Zoo, MLflow's import: a second or two) then overlaps the building of
-    the run's data and model, and it is ready sooner. The run's :class:`Writer` takes it."""
+    """Start the coming run's writer process now (mode ``process``, none idle): its start-up then
+    overlaps the building of the run's data and model. The run's :class:`Writer` takes it."""
     if writer_mode() != "process":
         return
     with WriterProcess._lock:
