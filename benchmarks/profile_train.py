@@ -14,7 +14,7 @@ user's does), with the user's thread settings. That process times Zoo's own func
   run creation      Tracker.start: MLflow's import, the store, the run, its params, the writer process
   loop              Loop.fit without its test pass
   test pass         Loop.test
-  checkpoints etc.  log_outputs' other artifacts (best.pt, histograms.npz) and the inputs (config, tags)
+  checkpoints etc.  log_outputs' other artifacts (best.pt, histograms.npz) and the inputs (config, tags, datasets)
   plots             zoo.plots (loss curve, histograms) and the family's report
   model logging     Tracker.model (MLflow's log_model: torch.export, the files)
   run end           Tracker.finish: the last metrics flushed, the writer stopped, the run ended
@@ -47,8 +47,9 @@ PHASES = ("imports", "config", "validation", "data", "model", "run creation", "l
 
 # =============================================================================== the child
 
-def child(marks: Path, args: list[str]) -> None:
-    """Run ``zoo train ARGS`` as the ``zoo`` command does, writing one JSON line per timed call to ``marks``."""
+def timers(marks: Path):
+    """``mark(label, t0, t1)``, which writes one JSON line to ``marks``, and ``timed(owner, name, label)``,
+    which wraps ``owner.name`` so that every call of it is marked."""
     out = open(marks, "a", buffering=1)
 
     def mark(label: str, t0: float, t1: float) -> None:
@@ -67,6 +68,14 @@ def child(marks: Path, args: list[str]) -> None:
 
         setattr(owner, name, wrapper)
 
+    return mark, timed
+
+
+def child(marks: Path, args: list[str], extra=None) -> None:
+    """Run ``zoo train ARGS`` as the ``zoo`` command does, writing one JSON line per timed call to ``marks``
+    (``extra(timed)``: more functions to time, for benchmarks/sweep_overhead.py)."""
+    mark, timed = timers(marks)
+
     import zoo.cli
     import zoo.plots
     import zoo.training.train as train_module
@@ -83,11 +92,14 @@ def child(marks: Path, args: list[str]) -> None:
     timed(Loop, "test", "test pass")
     timed(train_module, "log_outputs", "log_outputs")
     timed(train_module, "record_inputs", "inputs")
+    timed(Tracker, "datasets", "inputs")  # the splits as MLflow dataset inputs
     for name in ("loss_curve", "histograms"):
         timed(zoo.plots, name, "plots")
     timed(Tracker, "model", "model logging")
     timed(Tracker, "finish", "run end")
     timed(train_module, "call_plugin", "report")  # the family's report, inside log_outputs (and nowhere else)
+    if extra is not None:
+        extra(timed)
     sys.argv = ["zoo", "train", *args]
     zoo.cli.main()  # ends the process as the zoo command does
 

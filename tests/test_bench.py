@@ -102,6 +102,20 @@ def test_profile_of_the_default_command_names_every_phase(tmp_path):
     assert re.search(r"run 1: \d+\.\d\d s .*run [0-9a-f]{32} \(experiment 'zoo'\)", r.stdout), r.stdout  # its summary
 
 
+def test_sweep_overhead_times_every_trial_of_the_sweep(tmp_path):
+    """benchmarks/sweep_overhead.py on a 2-trial grid: both trials found and timed phase by phase (no timing asserted)."""
+    out = tmp_path / "sweep.json"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sweep_overhead.py"), "--trials", "2", "--json",
+                        str(out), "--", "tracking.system_metrics=false"],
+                       capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-2000:])
+    run = json.loads(out.read_text())["runs"][0]
+    assert run["trials"] == 2 and len(run["phases"]) == 2
+    assert all(p["loop+test"] > 0 and p["model logging"] > 0 and p["run creation"] > 0 for p in run["phases"])
+    assert run["wall_s"] > run["loop_test_s"] > 0
+    assert "per trial beyond training (goal < 0.5)" in r.stdout and "each trial's phases" in r.stdout
+
+
 def test_long_run_reports_speed_lag_memory_and_opens_the_run(tmp_path):
     """benchmarks/long_run.py, very short: the run FINISHED, zoo compare and zoo ui open it, every row read back."""
     out = tmp_path / "long.json"

@@ -76,6 +76,77 @@ def test_a_dead_writer_process_loses_no_row(store, client, monkeypatch):
     assert run.data.tags["zoo.metric_writer"] in ("thread", "process+thread")
 
 
+def test_the_next_run_of_the_process_uses_the_same_writer_process(store, client, monkeypatch):
+    """A run leaves its writer process idle for the next run of the same process (a sweep's jobs in one
+    process): that run starts no other one, and both keep every row."""
+    monkeypatch.setenv("ZOO_METRIC_WRITER", "process")
+    first = Tracker(store, "writer", system_metrics=False)
+    first.start(run_name="first", params={}, tags={})
+    _wait_ready(first)
+    child = first._writer.child
+    _rows(first, 1, 300)
+    first.finish("FINISHED")
+    assert child.proc.poll() is None, "the writer process stopped with the run"
+    second = Tracker(store, "writer", system_metrics=False)
+    second.start(run_name="second", params={}, tags={})
+    assert second._writer.child is child and child.ready
+    _rows(second, 1, 300)
+    second.finish("FINISHED")
+    for tracker in (first, second):
+        run = client.get_run(tracker.run_id)
+        assert run.info.status == "FINISHED" and run.data.tags["zoo.metric_writer"] == "process"
+        assert sorted(m.step for m in client.get_metric_history(tracker.run_id, "train/loss")) == list(range(1, 301))
+        assert run.data.metrics["perf/metric_rows"] == 300  # each run counts its own rows
+
+
+def test_a_run_takes_the_writer_process_started_while_it_was_built(store, client, monkeypatch):
+    """``train`` starts the writer process before it builds the data and the model (``Tracker.warm_up``);
+    the run then writes through that one."""
+    from zoo.tracking.writer import WriterProcess
+
+    monkeypatch.setenv("ZOO_METRIC_WRITER", "thread")
+    WriterProcess._idle, idle = None, WriterProcess._idle  # a process an earlier test left idle
+    if idle is not None:
+        idle.kill()
+    Tracker.warm_up()
+    assert WriterProcess._idle is None  # writing from a thread: no process to start
+    monkeypatch.setenv("ZOO_METRIC_WRITER", "process")
+    Tracker.warm_up()
+    started = WriterProcess._idle
+    assert started is not None and started.proc.poll() is None
+    tracker = Tracker(store, "writer", system_metrics=False)
+    tracker.start(run_name="warmed", params={}, tags={})
+    assert tracker._writer.child is started and WriterProcess._idle is None
+    _wait_ready(tracker)
+    _rows(tracker, 1, 200)
+    tracker.finish("FINISHED")
+    run = client.get_run(tracker.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["zoo.metric_writer"] == "process"
+    assert sorted(m.step for m in client.get_metric_history(tracker.run_id, "train/loss")) == list(range(1, 201))
+
+
+def test_the_writer_process_exits_quietly_when_the_training_process_is_gone(store):
+    """A writer process left starting (an idle one at the end of a process) answers into a closed pipe:
+    it exits 0, without a BrokenPipeError traceback on the user's terminal."""
+    import os
+
+    from multiprocessing.connection import Connection
+
+    to_child, from_parent = os.pipe()
+    to_parent, from_child = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-c", "from zoo.tracking.writer_process import main; main()",
+                             str(to_child), str(from_child)], pass_fds=(to_child, from_child),
+                            stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    os.close(to_child)
+    os.close(from_child)
+    outbox = Connection(from_parent, readable=False)
+    outbox.send(("open", store))
+    outbox.close()
+    os.close(to_parent)  # gone before the writer answers "ready"
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0 and "Traceback" not in err, err[-2000:]
+
+
 def test_a_bad_writer_setting_is_one_line_and_no_run(make_cfg, registry, store, monkeypatch):
     monkeypatch.setenv("ZOO_METRIC_WRITER", "fork")
     with pytest.raises(ZooError, match=r"ZOO_METRIC_WRITER='fork' is invalid: expected auto, process or thread"):
@@ -175,7 +246,8 @@ def test_the_loop_keeps_what_was_set_up_out_of_the_collectors_passes(make_cfg, t
 
 def test_the_command_starts_without_the_collector_and_trains_with_it(tmp_path):
     """``zoo train`` turns the collector off for its start-up (about 1 s of full passes) and on for training;
-    a sweep's jobs in one process collect what the job before left."""
+    a sweep's jobs in one process collect what the job before left, and freeze what outlives it, so
+    that the next job's collections skip the long-lived objects."""
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "gc_watched.py").write_text(GC_PLUGIN)
     note = tmp_path / "note.jsonl"
@@ -188,5 +260,6 @@ def test_the_command_starts_without_the_collector_and_trains_with_it(tmp_path):
     # each job builds twice, both in start-up: the pre-flight check (on the meta device), then training
     assert [b[:2] for b in builds] == [["build", False]] * 4, builds
     assert builds[2][3] == 0, "the first job's garbage was still there when the second job started"
+    assert builds[0][2] == 0 and builds[2][2] > 10_000, builds  # frozen between the jobs, not before the first
     steps = [n for n in notes if n[0] == "step"]
     assert steps and all(on and frozen > 10_000 for _, on, frozen in steps), steps[:3]

@@ -295,6 +295,26 @@ def test_builtin_defaults_are_declared_once_where_the_model_is_built(registry):
                                                             "max_chars": None}
 
 
+def test_zoo_trains_registry_is_the_default_one_where_the_folders_are_the_same(tmp_path, monkeypatch):
+    """``zoo train`` shares its registry with :func:`default_registry` (which rebuilds the logged model):
+    the plugins are discovered once; a registry of other folders is not shared."""
+    from zoo.plugin import registry as reg
+
+    monkeypatch.delenv("ZOO_PLUGIN_DIR", raising=False)
+    monkeypatch.setattr(reg, "_defaults", {})
+    (tmp_path / "plugins").mkdir()
+    other = reg.load_registry([str(tmp_path / "plugins")])
+    reg.share_as_default(other, [str(tmp_path / "plugins")])
+    assert reg._defaults == {}
+    mine = reg.load_registry([])
+    reg.share_as_default(mine, [])
+    assert reg.default_registry() is mine
+    monkeypatch.setenv("ZOO_PLUGIN_DIR", str(tmp_path / "plugins"))
+    assert reg.default_registry() is not mine  # ZOO_PLUGIN_DIR's own registry
+    reg.share_as_default(other, [str(tmp_path / "plugins")])
+    assert reg.default_registry() is not other  # loaded already: the first one stays
+
+
 def test_create_model_and_load_dataset(registry, tmp_path, monkeypatch):
     import torch
 

@@ -162,6 +162,25 @@ def test_grid_sweep_is_one_parent_with_a_nested_child_per_job(tmp_path):
     assert "zoo sweep: best " in r.stdout and parent.info.run_id in r.stdout
 
 
+def test_a_serial_sweeps_trials_keep_every_row_and_artifact(tmp_path):
+    """Trials in one process share a writer process and freeze what outlives each job (zoo/tracking/writer.py,
+    zoo._runtime.collect_between_jobs): every trial still ends FINISHED with all its rows, its model and plots."""
+    r = run_zoo("train", "-m", "seed=0,1,2", "data=iris", "trainer.max_epochs=3", "trainer.device=cpu",
+                "tracking.system_metrics=false", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    client, parents, children = _sweep_runs(tmp_path)
+    assert len(parents) == 1 and len(children) == 3
+    for c in children:
+        assert c.info.status == "FINISHED" and c.data.tags["zoo.metric_writer"] in ("process", "thread", "process+thread")
+        steps = int(c.data.metrics["perf/steps"])
+        assert sorted(m.step for m in client.get_metric_history(c.info.run_id, "train/loss")) == list(range(1, steps + 1))
+        assert c.data.metrics["perf/metric_rows"] >= steps
+        files = {a.path for a in client.list_artifacts(c.info.run_id, "plots")} | \
+            {a.path for a in client.list_artifacts(c.info.run_id, "checkpoints")}
+        assert {"plots/loss_curve.png", "checkpoints/best.pt"} <= files, files
+        assert client.get_run(c.info.run_id).outputs.model_outputs, "the trial's model was not logged"
+
+
 def test_hydras_basic_sweeper_gets_the_same_parent_and_children(tmp_path):
     """With Hydra's own sweeper the callback opens the parent run as the sweep starts (Zoo's
     sweepers open it themselves, once every job's config has been checked)."""

@@ -20,6 +20,16 @@ def pyplot():
     return plt
 
 
+def margins(fig, *, left: float, right: float, top: float, bottom: float, hspace: float = 0.2,
+            wspace: float = 0.2) -> None:
+    """Fixed margins, in inches: what ``tight_layout`` would find for Zoo's own figures, without its
+    pass over every tick label (a third of the time of a figure of many axes). Titles are placed at
+    ``y=1.0`` for the same reason (no search for tick labels above the axes)."""
+    w, h = fig.get_size_inches()
+    fig.subplots_adjust(left=left / w, right=1 - right / w, top=1 - top / h, bottom=bottom / h,
+                        hspace=hspace, wspace=wspace)
+
+
 def loss_curve(history, path: Path) -> Path:
     """``train/loss`` per step with ``val/loss`` per epoch on the same step axis."""
     plt = pyplot()
@@ -31,9 +41,10 @@ def loss_curve(history, path: Path) -> Path:
         ax.plot([e["step"] for e in history.epochs], [e["val/loss"] for e in history.epochs], "s-", label="val/loss")
     if history.losses and min(history.losses) > 0:
         ax.set_yscale("log")
-    ax.set(xlabel="step", ylabel="loss", title="Loss")
+    ax.set(xlabel="step", ylabel="loss")
+    ax.set_title("Loss", y=1.0)
     ax.legend()
-    fig.tight_layout()
+    margins(fig, left=0.8, right=0.15, top=0.35, bottom=0.5)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -88,15 +99,15 @@ def histograms(hist: dict[str, list], npz_path: Path, png_path: Path, max_rows: 
                 continue
             if len(rows) == 1:
                 _one_snapshot(ax, rows[0], color)
-                ax.set_title(f"{kind} {name} (step {rows[0][0]})", fontsize=8)
+                ax.set_title(f"{kind} {name} (step {rows[0][0]})", fontsize=8, y=1.0)
             else:
                 _bands(ax, rows, color)
-                ax.set_title(f"{kind} {name}", fontsize=8)
+                ax.set_title(f"{kind} {name}", fontsize=8, y=1.0)
             ax.tick_params(labelsize=6)
     several = any(len(v) > 1 for v in hist.values())
     fig.suptitle("values over training steps: min-max, 7-93%, 16-84%, 31-69% bands and the median"
                  if several else "values at the one step measured", fontsize=8)
-    fig.tight_layout()
+    margins(fig, left=0.6, right=0.12, top=0.65, bottom=0.42, hspace=0.55, wspace=0.16)
     fig.savefig(png_path, dpi=100)
     plt.close(fig)
     return npz_path, png_path

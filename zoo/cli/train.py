@@ -12,12 +12,11 @@ Shell completion is Hydra's (``zoo train --shell-completion install=bash``): its
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import sys
 
-from zoo._runtime import share_config_store, start_without_collector
+from zoo._runtime import collect_between_jobs, share_config_store, start_without_collector
 from zoo.errors import ZooError, fail, full_errors
 
 # arguments that only print (help, the config, completion): no run, so nothing to check first
@@ -37,11 +36,13 @@ def main(args: list[str]) -> int:
     from zoo.cli import load_registry
     from zoo.config import CONF_PATH, check_choices, check_composes, plugin_dirs, register_configs
     from zoo.config.choices import without_null_choices
+    from zoo.plugin.registry import share_as_default
 
     args = without_null_choices(args)  # scheduler=null: no scheduler
     completing = any(a.split("=", 1)[0] in COMPLETION for a in args)
     registry = load_registry(args, quiet=completing)
     _registries[tuple(plugin_dirs(args))] = registry
+    share_as_default(registry, plugin_dirs(args))  # the logged model is rebuilt with it (no second discovery)
     register_configs(registry)
     share_config_store()
     if not any(a.split("=", 1)[0] in PRINT_ONLY for a in args):
@@ -106,8 +107,8 @@ def job(cfg) -> float | None:
     if metrics.get("registered"):
         r = metrics["registered"]
         print(f"zoo: registered {r['name']} version {r['version']}" + (f" (alias @{r['alias']})" if r["alias"] else ""))
-    if in_sweep:  # the next job runs in this process: free what this one left
-        gc.collect()
+    if in_sweep:  # the next job runs in this process: free what this one left, freeze what lives on
+        collect_between_jobs()
     return metrics.get("objective")
 
 

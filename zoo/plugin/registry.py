@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
-import functools
 import importlib.util
 import os
 import sys
@@ -26,7 +25,7 @@ import traceback
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import pluggy
 
@@ -375,15 +374,24 @@ def _register(pm, reg, name, source, obj, sources, fail) -> None:
     sources[name] = source
 
 
+_defaults: dict[tuple[str, ...], Registry] = {}  # default_registry's, per ZOO_PLUGIN_DIR
+
+
 def default_registry() -> Registry:
     """The registry of the entry points and ``ZOO_PLUGIN_DIR``, loaded on first use and cached (per folder)."""
     folder = os.environ.get("ZOO_PLUGIN_DIR")
-    return _cached_registry((folder,) if folder else ())
+    key = (folder,) if folder else ()
+    if key not in _defaults:
+        _defaults[key] = load_registry(key)
+    return _defaults[key]
 
 
-@functools.lru_cache(maxsize=None)
-def _cached_registry(plugin_dirs: tuple[str, ...]) -> Registry:
-    return load_registry(plugin_dirs)
+def share_as_default(registry: Registry, plugin_dirs: Sequence[str]) -> None:
+    """``registry`` (of the entry points and ``plugin_dirs``) is also :func:`default_registry`'s where that
+    would load the same folders: ``zoo train`` discovers the plugins once, not again to rebuild its logged model."""
+    folder = os.environ.get("ZOO_PLUGIN_DIR")
+    if tuple(str(d) for d in plugin_dirs) == ((folder,) if folder else ()):
+        _defaults.setdefault(tuple(str(d) for d in plugin_dirs), registry)
 
 
 def create_model(name: str, info: DataInfo, **overrides):

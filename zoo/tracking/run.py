@@ -98,6 +98,14 @@ class Tracker:
         self._outer: tuple[str | None, str | None] | None = None  # the caller's tracking URI and MLFLOW_TRACKING_URI
 
     # -- lifecycle -----------------------------------------------------------------------------
+    @staticmethod
+    def warm_up() -> None:
+        """Start what a run will need before it starts (the metric writer process), so that its
+        start-up overlaps the caller's own (loading the data, building the model)."""
+        from zoo.tracking.writer import prestart
+
+        prestart()
+
     def start(self, *, run_name: str | None, params: dict, tags: dict, run_id: str | None = None) -> str:
         writer = Writer(None, None, writer_mode())  # its process imports MLflow while this one opens the store
         try:
@@ -375,6 +383,10 @@ class NullTracker:
     error: str | None = None
     row_cost = DEFAULT_ROW_COST_S
     journaling = False
+
+    @staticmethod
+    def warm_up() -> None:
+        pass
 
     def start(self, *, run_name: str | None, params: dict, tags: dict, run_id: str | None = None) -> None:
         return None

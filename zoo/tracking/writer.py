@@ -6,10 +6,14 @@ to the writer process (:mod:`zoo.tracking.writer_process`, seen from here throug
 :class:`WriterProcess`) or writes them itself. No row is lost when the process dies: the rows it
 had not confirmed are written again here. No row is lost when the store refuses them either: after
 the retries, they go to the run's journal (:mod:`zoo.tracking.journal`), and so does every row after.
+
+A run's writer process stays, idle, for the next run of the same process (a sweep's jobs, a
+notebook), which then starts no other one; it exits with the training process.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -69,6 +73,8 @@ class WriterProcess:
             os.close(from_child)
         self.outbox = Connection(from_parent, readable=False)
         self.inbox = Connection(to_parent, writable=False)
+        self.pid = os.getpid()  # the training process it belongs to (a forked child must not use it)
+        self.uri: str | None = None  # the store it was last told to open
         self.started = time.monotonic()
         self.ready = self.dead = False
         self.failure: str | None = None
@@ -78,7 +84,42 @@ class WriterProcess:
         self.error: str | None = None  # the first refusal
 
     def open(self, uri: str) -> None:
+        self.uri = uri
         self._send(("open", uri))
+
+    # -- kept between the runs of this process -------------------------------------------------
+    _idle: WriterProcess | None = None
+    _lock = threading.Lock()
+
+    @classmethod
+    def reuse(cls) -> WriterProcess | None:
+        """The writer process an earlier run of this process left idle, if it is still usable."""
+        with cls._lock:
+            child, cls._idle = cls._idle, None
+        if child is None or child.pid != os.getpid():  # none, or the parent's (after a fork): not ours
+            return None
+        child.poll()
+        if child.dead or child.proc.poll() is not None or not (child.ready or child.starting):
+            child.kill()
+            return None
+        return child
+
+    def keep(self) -> bool:
+        """Leave this process idle for the next run (False: it cannot serve one, and was stopped)."""
+        if self.dead or self.inflight or self.error or self.proc.poll() is not None \
+                or not (self.ready or self.starting):
+            self.kill()
+            return False
+        self.rows, self.seconds = 0, 0.0
+        with WriterProcess._lock:
+            old, WriterProcess._idle = WriterProcess._idle, self
+        if old is not None:
+            old.kill()
+        return True
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.close()
 
     @property
     def starting(self) -> bool:
@@ -153,6 +194,33 @@ class WriterProcess:
             self.proc.wait()
 
 
+def prestart() -> None:
+    """Start the coming run's writer process now (mode ``process``, none idle): its start-up then
+    overlaps the building of the run's data and model. The run's :class:`Writer` takes it."""
+    if writer_mode() != "process":
+        return
+    with WriterProcess._lock:
+        idle = WriterProcess._idle
+        if idle is not None and idle.pid == os.getpid():
+            return
+    try:
+        child = WriterProcess()
+    except Exception:  # the run's own Writer says so, and writes from a thread
+        return
+    with WriterProcess._lock:
+        old, WriterProcess._idle = WriterProcess._idle, child
+    if old is not None and old.pid == os.getpid():
+        old.kill()
+
+
+@atexit.register
+def _stop_idle() -> None:
+    """At exit: stop the idle writer process now (it would otherwise finish its start-up for nothing)."""
+    child, WriterProcess._idle = WriterProcess._idle, None
+    if child is not None and child.pid == os.getpid():
+        child.kill()
+
+
 class Writer(threading.Thread):
     """Writes queued metric rows to MLflow in batches, off the training thread.
 
@@ -176,7 +244,7 @@ class Writer(threading.Thread):
         self.child: WriterProcess | None = None
         if mode == "process":
             try:
-                self.child = WriterProcess()
+                self.child = WriterProcess.reuse() or WriterProcess()
             except Exception as exc:  # no subprocess here: write from this thread
                 log.warning("metric writer process could not start (%s); writing metrics from a thread", exc)
                 self.mode = "thread"
@@ -184,8 +252,18 @@ class Writer(threading.Thread):
     def open(self, client, uri: str, run_id: str, journal=None) -> None:
         """The store exists and the run too: the writer process may open it."""
         self.client, self.run_id, self.journal = client, run_id, journal
-        if self.child is not None:
-            self.child.open(uri)
+        child = self.child
+        if child is not None and child.uri not in (None, uri) and not child.ready:
+            # an earlier run's process, still starting, would first open that run's store: start afresh
+            child.kill()
+            try:
+                self.child = child = WriterProcess()
+            except Exception as exc:
+                log.warning("metric writer process could not start (%s); writing metrics from a thread", exc)
+                self.child, self.mode = None, "thread"
+                return
+        if child is not None:
+            child.open(uri)
 
     def run(self) -> None:
         batch: list = []
@@ -300,35 +378,34 @@ class Writer(threading.Thread):
         if child.ready or child.inflight or child.failure:
             log.warning("metric writer process stopped (%s); writing metrics from a thread",
                         child.failure or "did not answer")
-        child.proc.kill()
-        child.close()
+        child.kill()
         for rows in child.inflight:
             self._write(rows)
         self.mode = "thread"
 
     def _settle(self, stop: bool) -> None:
-        """Wait until the writer process has written everything sent (and, at ``stop``, has exited)."""
+        """Wait until the writer process has written everything sent; at ``stop``, leave it idle
+        for the next run of this process (:meth:`WriterProcess.keep`)."""
         child = self.child
         if child is None:
             return
         if child.ready or child.inflight:
-            child.wait("stop" if stop else "flush", "stopped" if stop else "flushed")
+            child.wait("flush", "flushed")
         self._collect()
         if stop and self.child is not None:
-            if not child.ready:
-                child.proc.kill()  # still starting, or never started: nothing of ours is in it
             self.child = None
-            child.close()
             if child.inflight:  # it died before confirming these
+                child.kill()
                 for rows in child.inflight:
                     self._write(rows)
+            else:
+                child.keep()
 
     def discard(self) -> None:
         """Stop the writer process of a run that never started."""
         child, self.child = self.child, None
         if child is not None:
-            child.proc.kill()
-            child.close()
+            child.kill()
 
     @property
     def where(self) -> str:

@@ -123,7 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     inbox = Connection(int(argv[0]), writable=False)
     outbox = Connection(int(argv[1]), readable=False)
-    _exit_now(serve(inbox, outbox))
+    try:
+        code = serve(inbox, outbox)
+    except OSError:  # the training process went away while this one answered it (a broken pipe): nothing to do
+        code = 0
+    _exit_now(code)
 
 
 if __name__ == "__main__":

@@ -65,6 +65,8 @@ def train(cfg: DictConfig, registry: Registry | None = None, overrides: Sequence
     settings = TrainerSettings.from_config(plain)
     with threads.torch_threads(plain["trainer"].get("threads", "auto")) as thread_tags, \
             distributed.process_group(plain["trainer"], resolve_device(plain["trainer"]["device"])) as (dist, device):
+        if dist.main:
+            Tracker.warm_up()  # the metric writer process starts while the data and the model are built
         start = plain.get("init_from") if state is None else None  # a resumed run has its weights already
         splits, model, optimizer, scheduler, lineage = build(registry, cfg, plain, arch, dataset, device, dist, start)
         task = registry.task(splits.info.task)  # a dataset may pose another task than it declares (data.task)
