@@ -178,6 +178,9 @@ def start_worker() -> None:
     """A sweep's worker process, as it starts: Ctrl-C, SIGTERM and SIGHUP held for its jobs (see
     :func:`keep_stop_signals`), and, on Linux, SIGTERM when the process that started it dies, so
     that a sweep killed outright (``kill -9``) leaves no worker training: each stops its run KILLED."""
+    global _active
+    _active = None  # a request inherited through fork is the sweep's, not this worker's
+    _kept.clear()
     keep_stop_signals("hold")
     if sys.platform.startswith("linux"):
         with contextlib.suppress(Exception):

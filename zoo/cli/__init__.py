@@ -24,7 +24,7 @@ import logging
 import signal
 import sys
 
-from zoo._runtime import exit_code, exit_now, signal_name
+from zoo._runtime import exit_code, exit_now, keep_stop_signals, signal_name
 from zoo.errors import ZooError, fail
 
 USAGE = """usage: zoo <command> [args]
@@ -59,6 +59,8 @@ COMMANDS = {"train": "zoo.cli.train", "list": "zoo.cli.listing", "ui": "zoo.cli.
 def main(argv: list[str] | None = None) -> int:
     """Run one ``zoo`` command. Called with no arguments (the ``zoo`` command itself), it ends the process."""
     if argv is None:
+        keep_stop_signals("now")  # Ctrl-C, SIGTERM and SIGHUP stop any command as Ctrl-C does; once one
+        # has stopped it, later ones are only noted, so that nothing cuts its ending short
         try:
             code = _main(sys.argv[1:])
         except SystemExit as exc:

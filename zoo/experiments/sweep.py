@@ -36,7 +36,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from zoo._runtime import keep_stop_signals, release_stop_signals, stop_on_signals
+from zoo._runtime import current_stop, keep_stop_signals, release_stop_signals, stop_on_signals
 from zoo.config import override_key
 from zoo.errors import ZooError, fail, one_line
 from zoo.experiments.gpus import acquire_slot, cuda_initialized, gpus_for_slot, visible_gpus
@@ -106,6 +106,7 @@ class SweepCallback(Callback):
         self.stopped: str | None = None  # why a search stopped starting trials (too many failures)
         self.interrupted = False
         self._open = False
+        self._own_signals = False
         self._main_pid: int | None = None
         self._experiment = ""
         self._parent: dict[str, Any] = {}  # the new parent run's name and tags
@@ -116,6 +117,7 @@ class SweepCallback(Callback):
     # -- main process ------------------------------------------------------------------------
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._main_pid = os.getpid()
+        self._own_signals = current_stop() is None  # the zoo command took them already
         keep_stop_signals("now")  # SIGTERM and SIGHUP stop the sweep as Ctrl-C does (and its workers: pools.py)
         overrides = typed_overrides(config)
         try:
@@ -203,7 +205,8 @@ class SweepCallback(Callback):
             self._open = False
             os.environ.pop(PARENT_ENV, None)
             atexit.unregister(self._close_abnormally)
-            release_stop_signals()
+            if self._own_signals:
+                release_stop_signals()
         if self.stopped:
             fail(f"the search stopped early: {self.stopped}; parent run {self.parent_run_id}", code=1)
         if self.failures and (self.kind == "grid" or status != "FINISHED"):
