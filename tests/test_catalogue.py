@@ -144,9 +144,9 @@ OTHER_CASES = [
      "test_end_states::test_sigterm_while_logging_after_training_keeps_every_metric_and_the_checkpoint"),
     ("SIGHUP to zoo train: the terminal closed (exit 129)",
      "interrupted (SIGHUP): run ... ended KILLED; continue it with: zoo train resume=...",
-     "test_end_states::test_sighup_mid_training_ends_the_run_killed_with_exit_129"),
+     "test_end_states::test_a_signal_mid_training_ends_the_run_killed_and_names_it"),
     ("Ctrl-C twice (exit 130)", "interrupted: run ... ended KILLED; continue it with: zoo train resume=...",
-     "test_end_states::test_a_double_ctrl_c_still_says_which_run_and_how_to_resume"),
+     "test_end_states::test_a_signal_mid_training_ends_the_run_killed_and_names_it"),
     ("SIGTERM to zoo train -m hydra/launcher=parallel hydra.launcher.n_jobs=2 seed=0,1,2 ... (exit 143)",
      "interrupted (SIGTERM): the sweep's parent run ... ended KILLED; 2 jobs stopped: continue each with "
      "zoo train resume=<run id> (...); 1 job not started",

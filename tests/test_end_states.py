@@ -178,9 +178,12 @@ def _killed_with_checkpoint(client, run, signame: str) -> None:
     assert run.data.tags.get("zoo.metric_writer")  # the run's ending was not cut short
 
 
-def test_sigterm_during_the_test_pass_ends_the_run_killed_and_resume_finishes_it(tmp_path, gate):
-    proc = start(tmp_path, "train", "model=gate", "data=iris", "trainer.max_epochs=2", *TINY[:3], env=gate)
-    wait_for(lambda: (tmp_path / "gate" / "in_test").exists(), "the test pass")
+def stopped_at_the_gate(tmp_path: Path, gate: dict, where: str):
+    """A 2-epoch run of the gate model, SIGTERM once it waits ``where`` (test: in its test pass; logging: in its
+    report, after the best checkpoint and the plots were logged): KILLED with its checkpoint, every step once."""
+    proc = start(tmp_path, "train", "model=gate", f"model.where={where}", "data=iris", "trainer.max_epochs=2",
+                 *TINY[:3], env=gate)
+    wait_for(lambda: (tmp_path / "gate" / f"in_{where}").exists(), f"the run to wait in {where}")
     proc.send_signal(signal.SIGTERM)
     rc, lines = finish(proc, tmp_path)
     (run,) = all_runs(tmp_path)
@@ -190,8 +193,13 @@ def test_sigterm_during_the_test_pass_ends_the_run_killed_and_resume_finishes_it
                                                f"continue it with: zoo train resume={rid}")
     client = client_of(tmp_path)
     _killed_with_checkpoint(client, run, "SIGTERM")
-    steps = steps_once(client, rid)
     assert epochs(client, rid) == [1.0, 2.0]  # the last epoch's row is kept
+    return run, client, steps_once(client, rid)
+
+
+def test_sigterm_during_the_test_pass_ends_the_run_killed_and_resume_finishes_it(tmp_path, gate):
+    run, client, steps = stopped_at_the_gate(tmp_path, gate, "test")
+    rid = run.info.run_id
     assert not any(k.startswith("test/") for k in run.data.metrics)  # the test pass did not end
 
     (tmp_path / "gate" / "release").touch()  # resume: the test pass runs to its end this time
@@ -204,54 +212,34 @@ def test_sigterm_during_the_test_pass_ends_the_run_killed_and_resume_finishes_it
 
 
 def test_sigterm_while_logging_after_training_keeps_every_metric_and_the_checkpoint(tmp_path, gate):
-    proc = start(tmp_path, "train", "model=gate", "model.where=logging", "data=iris", "trainer.max_epochs=2",
-                 *TINY[:3], env=gate)
-    wait_for(lambda: (tmp_path / "gate" / "in_logging").exists(), "the logging after training")
-    proc.send_signal(signal.SIGTERM)
-    rc, lines = finish(proc, tmp_path)
-    (run,) = all_runs(tmp_path)
+    run, client, steps = stopped_at_the_gate(tmp_path, gate, "logging")
     rid = run.info.run_id
-    assert rc == 128 + signal.SIGTERM
-    assert the_line(lines, "interrupted").startswith(f"interrupted (SIGTERM): run {rid} ended KILLED")
-    client = client_of(tmp_path)
-    _killed_with_checkpoint(client, run, "SIGTERM")
-    steps = steps_once(client, rid)
-    assert epochs(client, rid) == [1.0, 2.0]
     assert sorted(m.step for m in client.get_metric_history(rid, "val/accuracy")) == [len(steps) // 2, len(steps)]
     for key in ("test/accuracy", "test/loss"):  # written before the run ended: the writer drained
         assert len(client.get_metric_history(rid, key)) == 1, key
     assert "checkpoints/best.pt" in {a.path for a in client.list_artifacts(rid, "checkpoints")}
 
 
-def test_sighup_mid_training_ends_the_run_killed_with_exit_129(tmp_path):
+@pytest.mark.parametrize("signals", [[signal.SIGHUP], [signal.SIGINT, signal.SIGINT]], ids=["sighup", "double-ctrl-c"])
+def test_a_signal_mid_training_ends_the_run_killed_and_names_it(tmp_path, signals):
+    """SIGHUP (the terminal closed) and Ctrl-C twice (the second may come in the run's ending, which holds
+    it): exit 129 or 130, the run KILLED with its checkpoint and an ending not cut short (the writer's own
+    figures are there), every step once, and the one line naming the run."""
     proc = start(tmp_path, "train", *LONG)
     (run,) = wait_for(lambda: training(tmp_path), "training to log its first steps")
-    proc.send_signal(signal.SIGHUP)  # the terminal closed
+    for i, sig in enumerate(signals):
+        if i:
+            time.sleep(0.1)  # a person pressing twice
+        if proc.poll() is None:
+            proc.send_signal(sig)
     rc, lines = finish(proc, tmp_path)
-    rid = run.info.run_id
-    assert rc == 128 + signal.SIGHUP
-    assert the_line(lines, "interrupted") == (f"interrupted (SIGHUP): run {rid} ended KILLED; "
-                                               f"continue it with: zoo train resume={rid}")
-    client = client_of(tmp_path)
-    _killed_with_checkpoint(client, client.get_run(rid), "SIGHUP")
-    steps_once(client, rid)
-
-
-def test_a_double_ctrl_c_still_says_which_run_and_how_to_resume(tmp_path):
-    proc = start(tmp_path, "train", *LONG)
-    (run,) = wait_for(lambda: training(tmp_path), "training to log its first steps")
-    proc.send_signal(signal.SIGINT)
-    time.sleep(0.1)  # a person pressing twice (the second may come in the run's ending: it is held there)
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-    rc, lines = finish(proc, tmp_path)
-    rid = run.info.run_id
-    assert rc == 128 + signal.SIGINT
-    assert the_line(lines, "interrupted") == (f"interrupted: run {rid} ended KILLED; "
-                                               f"continue it with: zoo train resume={rid}")
+    rid, first = run.info.run_id, signals[0]
+    assert rc == 128 + first
+    said = "interrupted" if first == signal.SIGINT else f"interrupted ({signal.Signals(first).name})"
+    assert the_line(lines, "interrupted") == f"{said}: run {rid} ended KILLED; continue it with: zoo train resume={rid}"
     client = client_of(tmp_path)
     after = client.get_run(rid)
-    _killed_with_checkpoint(client, after, "SIGINT")
+    _killed_with_checkpoint(client, after, signal.Signals(first).name)
     assert "perf/metric_rows" in after.data.metrics
     steps_once(client, rid)
 
