@@ -345,7 +345,7 @@ def _kept_when_stopped(run, loop: Loop, checkpointer: Checkpointer, step_log: St
         how = signal_name(getattr(exc, "signum", signal.SIGINT))
         run.error = f"interrupted ({how}) at step {loop.step}; continue with: zoo train resume={run.run_id}"
         with contextlib.suppress(Exception):
-            run.artifact(checkpointer.save(loop, "last.pt"), "checkpoints")
+            run.artifact(checkpointer.save_last(loop), "checkpoints")
         raise
     except BaseException:
         _log_checkpoints(run, checkpointer)
