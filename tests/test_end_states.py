@@ -131,8 +131,18 @@ def all_runs(tmp_path: Path) -> list:
     return c.search_runs([e.experiment_id for e in c.search_experiments()])
 
 
+def store_made(tmp_path: Path) -> bool:
+    """Whether the command has made its store (reading it earlier would race MLflow's creation of its tables):
+    a job's log names its run, or a sweep's parent run is announced."""
+    logs = [*tmp_path.glob("outputs/*/*/train.log"), *tmp_path.glob("multirun/*/*/*/train.log")]
+    return any("MLflow run " in p.read_text() for p in logs) or (
+        (tmp_path / "stdout.txt").exists() and "zoo sweep: parent run" in (tmp_path / "stdout.txt").read_text())
+
+
 def training(tmp_path: Path, n: int = 1, at_least: int = 1):
     """The ``n`` child/plain runs once each has logged ``at_least`` train/loss rows (else None)."""
+    if not store_made(tmp_path):
+        return None
     runs = [r for r in all_runs(tmp_path) if "zoo.sweep" not in r.data.tags]
     if len(runs) < n:
         return None
