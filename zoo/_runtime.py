@@ -1,7 +1,8 @@
 """Process-level policy in one reviewed place: signals, time limits, the garbage collector,
 supervising and stopping child process groups, a fast exit, and sharing Hydra's ConfigStore.
 
-These are the tricks a command needs to be honest (a signal stops training at a step boundary)
+These are the tricks a command needs to be honest (a signal stops training at a step boundary,
+the rest of a run at once, and never cuts a run's ending short; a sweep's workers stop with it)
 and quick (no collector passes over a million long-lived objects, no teardown of every module at
 exit). Nothing here knows about models, MLflow or plugins.
 """
@@ -16,42 +17,183 @@ import sys
 import threading
 
 
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C or SIGTERM, taken at a step boundary so the checkpoint is consistent."""
+    """Ctrl-C, SIGTERM or SIGHUP (``signum``), taken at a step boundary so the checkpoint is consistent."""
+
+    def __init__(self, message: str = "", signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.signum = int(signum)
+
+
+def exit_code(exc: BaseException) -> int:
+    """What a shell expects of a process a signal stopped: 128 + the signal (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP)."""
+    return 128 + int(getattr(exc, "signum", signal.SIGINT))
 
 
 class StopRequest:
-    """Set by the first Ctrl-C or SIGTERM (``signum``); a loop checks it at its next step boundary."""
+    """The first Ctrl-C, SIGTERM or SIGHUP (``signum``), and what a signal does now (``mode``):
 
-    def __init__(self):
+    * ``step``: note it; the loop stops at its next step boundary. The same signal a second time
+      raises :class:`Interrupted` at once (another signal does not: a sweep's worker gets Ctrl-C from
+      the terminal and SIGTERM from the sweep for one stop);
+    * ``now``: raise :class:`Interrupted` at once (nothing is half-done that a checkpoint needs);
+    * ``hold``: only note it (the run is being ended: nothing may cut that short).
+
+    Once an :class:`Interrupted` is raised the process is stopping, and later signals are only noted.
+    """
+
+    def __init__(self, mode: str = "step"):
         self.signum = 0
+        self.mode = mode
+        self.count = 0  # signals received
+        self.raised = False
+        self._seen: set[int] = set()
 
     def __bool__(self) -> bool:
         return bool(self.signum)
 
+    @property
+    def pending(self) -> bool:
+        """A signal came and nothing has raised it yet."""
+        return bool(self.signum) and not self.raised
+
+    def clear(self) -> None:
+        """Forget a stop that was raised and dealt with (a sweep's worker process, before its next job)."""
+        if self.raised:
+            self.signum, self.raised, self._seen = 0, False, set()
+
+    def interrupt(self, where: str = "") -> Interrupted:
+        """The exception that stops for the signal received (raise it); later signals are only noted."""
+        self.raised = True
+        return Interrupted(f"stopped by {signal_name(self.signum)}{' ' + where if where else ''}", self.signum)
+
+    def _take(self, signum, frame) -> None:  # the signal handler
+        again = signum in self._seen
+        self._seen.add(signum)
+        self.count += 1
+        self.signum = self.signum or signum
+        if signum == getattr(signal, "SIGHUP", None):
+            _detach_terminal()
+        if self.raised or self.mode == "hold":
+            return
+        if self.mode == "now" or again:
+            raise self.interrupt()
+
+
+def _detach_terminal() -> None:
+    """The terminal was closed: what the process still prints goes to /dev/null instead of failing on it."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    for fd in (1, 2):
+        with contextlib.suppress(OSError):
+            if os.isatty(fd):
+                os.dup2(null, fd)
+    os.close(null)
+
+
+_active: StopRequest | None = None  # the request the handlers of this process report to
+
+
+def _install(request: StopRequest) -> dict:
+    global _active
+    _active = request
+    return {sig: signal.signal(sig, request._take) for sig in STOP_SIGNALS}
+
 
 @contextlib.contextmanager
-def stop_on_signals(signals=(signal.SIGINT, signal.SIGTERM)):
-    """Yield a :class:`StopRequest` the first of ``signals`` sets; a second one raises :class:`Interrupted` at once.
+def stop_on_signals(mode: str = "step"):
+    """Ctrl-C, SIGTERM and SIGHUP during the block: a :class:`StopRequest` in ``mode``.
 
-    Off the main thread (where Python cannot take signals) the request simply never comes.
+    Blocks nest: an inner one shares the outer one's request in its own mode for its duration (a
+    run is ``now``, its training loop ``step``, its ending ``hold``). A stop requested and not yet
+    raised is raised as the block starts (no run is begun for a process told to stop) and as it
+    ends normally (a signal held at the end of a run still stops the process). Off the main thread
+    (where Python cannot take signals) the request never comes.
     """
-    request = StopRequest()
     if threading.current_thread() is not threading.main_thread():
-        yield request
+        yield StopRequest(mode)
         return
-
-    def handler(signum, frame):
-        if request.signum:
-            raise Interrupted(f"signal {signum}")
-        request.signum = signum
-
-    old = {sig: signal.signal(sig, handler) for sig in signals}
+    global _active
+    outer = _active
+    if outer is None:
+        request = StopRequest(mode)
+        old = _install(request)
+    else:
+        request, previous = outer, outer.mode
+        request.mode = mode
     try:
+        if request.pending:
+            raise request.interrupt("before it started")
         yield request
+        if request.pending:
+            raise request.interrupt()
     finally:
-        for sig, h in old.items():
-            signal.signal(sig, h)
+        if outer is None:
+            _active = None
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+        else:
+            request.mode = previous
+
+
+_kept: dict = {}  # the handlers keep_stop_signals replaced
+
+
+def keep_stop_signals(mode: str) -> StopRequest | None:
+    """Take Ctrl-C, SIGTERM and SIGHUP until :func:`release_stop_signals` (a sweep's main process:
+    ``now``, so that each is what Ctrl-C is there; a sweep's worker process, for good: ``hold``, so
+    that one that comes between jobs is kept and the next job does not start). None off the main
+    thread; the request already taken, if there is one."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if _active is None:
+        _kept.update(_install(StopRequest(mode)))
+    return _active
+
+
+def release_stop_signals() -> None:
+    """Give back the handlers :func:`keep_stop_signals` replaced."""
+    global _active
+    if not _kept or threading.current_thread() is not threading.main_thread():
+        return
+    for sig, handler in _kept.items():
+        signal.signal(sig, handler)
+    _kept.clear()
+    _active = None
+
+
+def start_worker() -> None:
+    """A sweep's worker process, as it starts: Ctrl-C, SIGTERM and SIGHUP held for its jobs (see
+    :func:`keep_stop_signals`), and, on Linux, SIGTERM when the process that started it dies, so
+    that a sweep killed outright (``kill -9``) leaves no worker training: each stops its run KILLED."""
+    global _active
+    _active = None  # a request inherited through fork is the sweep's, not this worker's
+    _kept.clear()
+    keep_stop_signals("hold")
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+            if os.getppid() == 1:  # it died before that took hold
+                os.kill(os.getpid(), signal.SIGTERM)
+
+
+def current_stop() -> StopRequest | None:
+    """The request this process's signal handlers report to, if any."""
+    return _active
 
 
 class TimeLimit(Exception):

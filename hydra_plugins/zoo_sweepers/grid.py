@@ -49,9 +49,9 @@ def run_grid(sweeper, arguments: List[str]) -> Any:
                     else:
                         log.error("sweep job failed (%s): %s", label, error)
             returns.append(results)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP: the running jobs ended KILLED, no other started
         if callback:
-            callback.interrupted = True
+            callback.interrupted_by(exc)
         raise
     if failures and not callback:
         fail(f"{len(failures)} of {len(jobs)} sweep jobs failed: {'; '.join(failures)}")

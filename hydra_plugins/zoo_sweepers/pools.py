@@ -35,6 +35,7 @@ Result = Any  # hydra.core.utils.JobReturn, or the BaseException of a job that c
 
 SLURM_POLL_S = 2.0  # seconds between two looks at a Slurm job's result file and at squeue
 SLURM_RESULT_GRACE_S = 60.0  # a job gone from squeue whose result file has not appeared after this failed
+CANCEL_WAIT_S = 60  # how long stopped jobs may take to end their runs (at a step boundary, metrics written)
 
 
 def make_pool(launcher, n_jobs: int, asynchronous: bool):
@@ -51,22 +52,36 @@ def make_pool(launcher, n_jobs: int, asynchronous: bool):
 
 def launch_batch(launcher, jobs: Sequence[Sequence[str]], start: int) -> list[Result]:
     """All of ``jobs`` (numbered from ``start``), their results in order once every one has finished:
-    the launcher's own ``launch``, except on Slurm, where :class:`SubmititPool` follows the jobs with
-    ``squeue`` (Hydra's submitit launcher polls ``sacct``, which a cluster without an accounting
-    database lacks: it backs off for minutes after each failed call)."""
+    the launcher's own ``launch``, except for two launchers.
+
+    * ``hydra/launcher=parallel``: :class:`ProcessPool`, a job to a worker as soon as one is free,
+      so that a signal stops the running jobs (their runs end KILLED) and starts no other (joblib's
+      ``Parallel`` SIGKILLs its workers on any exception, and has jobs queued ahead);
+    * Slurm: :class:`SubmititPool` follows the jobs with ``squeue`` (Hydra's submitit launcher
+      polls ``sacct``, which a cluster without an accounting database lacks: it backs off for
+      minutes after each failed call).
+    """
     name = type(launcher).__module__
-    if "hydra_submitit_launcher" not in name or getattr(launcher, "_EXECUTOR", None) != "slurm":
+    if "hydra_joblib_launcher" in name:
+        pool = ProcessPool(launcher, len(jobs))
+    elif "hydra_submitit_launcher" in name and getattr(launcher, "_EXECUTOR", None) == "slurm":
+        pool = SubmititPool(launcher)
+    else:
         return list(launcher.launch(list(jobs), initial_job_idx=start))
-    pool = SubmititPool(launcher)
-    for number, overrides in enumerate(jobs, start):
-        pool.submit(number, overrides)
     results: dict[int, Result] = {}
+    limit = getattr(pool, "workers", None) or len(jobs)  # jobs running at once
+    submitted = 0
     try:
-        while pool.jobs:
+        while len(results) < len(jobs):
+            while submitted < len(jobs) and submitted - len(results) < limit:
+                pool.submit(start + submitted, jobs[submitted])
+                submitted += 1
             results.update(pool.wait())
     except KeyboardInterrupt:
         pool.cancel()
         raise
+    finally:
+        pool.close()
     return [results[n] for n in range(start, start + len(jobs))]
 
 
@@ -138,12 +153,18 @@ class ProcessPool:
         workers = int(launcher.joblib.get("n_jobs") or n_jobs)
         self.workers = max(1, effective_n_jobs(workers))
         self.futures: dict[cf.Future, int] = {}
+        self.executor = None
         Path(str(launcher.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
 
     def _executor(self):
         from joblib.externals.loky import get_reusable_executor
 
-        return get_reusable_executor(max_workers=self.workers, reuse=True)  # a new one if a worker died
+        from zoo._runtime import start_worker
+
+        # a new one if a worker died; each worker takes Ctrl-C, SIGTERM and SIGHUP from the start (one
+        # that comes before or between its jobs keeps the next one from starting, and never kills it)
+        self.executor = get_reusable_executor(max_workers=self.workers, reuse=True, initializer=start_worker)
+        return self.executor
 
     def submit(self, number: int, overrides: Sequence[str]) -> None:
         from hydra.core.singleton import Singleton
@@ -169,9 +190,41 @@ class ProcessPool:
         return out
 
     def cancel(self) -> None:
-        """Ctrl-C: the workers got the signal too, and end their runs KILLED; wait for them a little."""
-        cf.wait(list(self.futures), timeout=30)
+        """Stop the running jobs: each worker gets SIGTERM and ends its run KILLED at a step boundary,
+        every metric written (Ctrl-C in a terminal reached them already; SIGTERM to this process did
+        not). Waited for up to ``CANCEL_WAIT_S``; a further signal to this process is passed on (the
+        workers then stop at once). Then the workers are stopped: none outlives the sweep."""
+        import signal
+
+        from zoo._runtime import current_stop
+
+        stop = current_stop()
+        seen = stop.count if stop else 0
+        self._signal_workers(signal.SIGTERM)
+        running, deadline = set(self.futures), time.monotonic() + CANCEL_WAIT_S
+        while running and time.monotonic() < deadline:
+            _, running = cf.wait(running, timeout=0.5)
+            if stop is not None and stop.count > seen:
+                seen = stop.count
+                self._signal_workers(signal.SIGTERM)
+        if running:
+            log.warning("%d job(s) did not stop within %d s; their workers are killed", len(running), CANCEL_WAIT_S)
         self.futures.clear()
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, kill_workers=True)
+
+    def _signal_workers(self, signum: int) -> None:
+        """``signum`` to this process's worker processes (loky's resource tracker ignores it; a run's
+        metric writer is in a session of its own and is left to its run)."""
+        import psutil
+
+        session = os.getsid(0)
+        for child in psutil.Process().children():
+            try:
+                if os.getsid(child.pid) == session:
+                    child.send_signal(signum)
+            except (psutil.Error, OSError):  # it ended meanwhile
+                pass
 
     def close(self) -> None:
         pass

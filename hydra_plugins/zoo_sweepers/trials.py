@@ -190,7 +190,7 @@ class TrialLoop:
             self.study.enqueue_trial(pending.trial.params, skip_if_exists=False)
         self.pending.clear()
         if isinstance(exc, KeyboardInterrupt) and self.callback:
-            self.callback.interrupted = True
+            self.callback.interrupted_by(exc)
 
 
 def requeue_stale(study, storage_url: str) -> None:

@@ -1,10 +1,11 @@
-"""The command line: ``zoo train | list | ui | compare | server | register | models | eval | predict | serve``.
+"""The command line: ``zoo train | list | ui | compare | server | sync | runs | register | models | eval | predict | serve``.
 
 It parses, calls and prints.
 
 One module per command, imported only when that command runs, so that ``zoo list`` and
 ``zoo --help`` never load MLflow or torch's training stack: :mod:`zoo.cli.train` (a Hydra app
-over :func:`zoo.training.train.train`), :mod:`zoo.cli.listing` and :mod:`zoo.cli.ui`; ``sync`` is :mod:`zoo.cli.sync`; ``compare``
+over :func:`zoo.training.train.train`), :mod:`zoo.cli.listing` and :mod:`zoo.cli.ui`; ``sync`` is
+:mod:`zoo.cli.sync`; ``runs`` is :mod:`zoo.cli.runs` (stale runs, :mod:`zoo.tracking.liveness`); ``compare``
 and ``server`` are :func:`zoo.experiments.compare.main` and :func:`zoo.tracking.server.main`; the model
 commands (:mod:`zoo.cli.register`, :mod:`zoo.cli.models`, :mod:`zoo.cli.eval`, :mod:`zoo.cli.predict`,
 :mod:`zoo.cli.serve`) are thin over :mod:`zoo.models`.
@@ -20,9 +21,10 @@ from __future__ import annotations
 import difflib
 import importlib
 import logging
+import signal
 import sys
 
-from zoo._runtime import exit_now
+from zoo._runtime import exit_code, exit_now, keep_stop_signals, signal_name
 from zoo.errors import ZooError, fail
 
 USAGE = """usage: zoo <command> [args]
@@ -36,6 +38,7 @@ commands:
                       a table of runs side by side, and their curves in one figure
   server              a shared MLflow tracking server (PostgreSQL, authentication) for a team
   sync RUN_ID         write the rows a run's store refused (its journal) into the store, once it is back
+  runs [--stale|--close-stale]   the RUNNING runs and whether their process lives; end the stale ones KILLED
 
 trained models (MODEL: a run id, runs:/<id>/model, models:/<name>/<version>, models:/<name>@<alias>):
   register MODEL --name NAME [--alias A]   register a run's model in MLflow's Model Registry
@@ -48,7 +51,7 @@ trained models (MODEL: a run id, runs:/<id>/model, models:/<name>/<version>, mod
 # command -> the module whose main(args) runs it
 COMMANDS = {"train": "zoo.cli.train", "list": "zoo.cli.listing", "ui": "zoo.cli.ui",
             "compare": "zoo.experiments.compare", "server": "zoo.tracking.server",
-            "sync": "zoo.cli.sync",
+            "sync": "zoo.cli.sync", "runs": "zoo.cli.runs",
             "register": "zoo.cli.register", "models": "zoo.cli.models", "eval": "zoo.cli.eval",
             "predict": "zoo.cli.predict", "serve": "zoo.cli.serve"}
 
@@ -56,6 +59,8 @@ COMMANDS = {"train": "zoo.cli.train", "list": "zoo.cli.listing", "ui": "zoo.cli.
 def main(argv: list[str] | None = None) -> int:
     """Run one ``zoo`` command. Called with no arguments (the ``zoo`` command itself), it ends the process."""
     if argv is None:
+        keep_stop_signals("now")  # Ctrl-C, SIGTERM and SIGHUP stop any command as Ctrl-C does; once one
+        # has stopped it, later ones are only noted, so that nothing cuts its ending short
         try:
             code = _main(sys.argv[1:])
         except SystemExit as exc:
@@ -84,11 +89,18 @@ def _main(argv: list[str]) -> int:
         return command(argv[1:]) or 0
     except ZooError as exc:
         fail(str(exc))
-    except KeyboardInterrupt as exc:
-        run_id = getattr(exc, "zoo_run_id", None)
-        hint = f": run {run_id} ended KILLED; continue it with: zoo train resume={run_id}" if run_id else ""
-        print(f"interrupted{hint}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP (zoo._runtime.Interrupted)
+        print(interrupted_line(exc), file=sys.stderr)
+        return exit_code(exc)
+
+
+def interrupted_line(exc: BaseException) -> str:
+    """``interrupted (SIGTERM): run ID ended KILLED; continue it with: zoo train resume=ID``, or what a sweep says."""
+    what = "interrupted" + (f" ({signal_name(exc.signum)})" if getattr(exc, "signum", signal.SIGINT) != signal.SIGINT else "")
+    run_id = getattr(exc, "zoo_run_id", None)
+    if getattr(exc, "zoo_message", None):  # a sweep: its parent run, the jobs stopped and not started
+        return f"{what}: {exc.zoo_message}"
+    return f"{what}: run {run_id} ended KILLED; continue it with: zoo train resume={run_id}" if run_id else what
 
 
 def load_registry(args: list[str], quiet: bool = False):

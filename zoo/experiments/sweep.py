@@ -36,6 +36,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from zoo._runtime import current_stop, keep_stop_signals, release_stop_signals, stop_on_signals
 from zoo.config import override_key
 from zoo.errors import ZooError, fail, one_line
 from zoo.experiments.gpus import acquire_slot, cuda_initialized, gpus_for_slot, visible_gpus
@@ -105,6 +106,7 @@ class SweepCallback(Callback):
         self.stopped: str | None = None  # why a search stopped starting trials (too many failures)
         self.interrupted = False
         self._open = False
+        self._own_signals = False
         self._main_pid: int | None = None
         self._experiment = ""
         self._parent: dict[str, Any] = {}  # the new parent run's name and tags
@@ -115,6 +117,8 @@ class SweepCallback(Callback):
     # -- main process ------------------------------------------------------------------------
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._main_pid = os.getpid()
+        self._own_signals = current_stop() is None  # the zoo command took them already
+        keep_stop_signals("now")  # SIGTERM and SIGHUP stop the sweep as Ctrl-C does (and its workers: pools.py)
         overrides = typed_overrides(config)
         try:
             self.keys = varying_keys(overrides, config.hydra.sweeper)
@@ -150,14 +154,15 @@ class SweepCallback(Callback):
             objective: ``(metric or None, direction)`` a search optimises (None: the task's monitored metric).
         """
         self.kind, self.objective = kind, objective
-        if resume and parents.continue_parent(self.uri, self.experiment_id, resume, STALE_CHILD):
-            self.parent_run_id = resume
-        else:
-            self.parent_run_id = parents.create_parent(self.uri, self.experiment_id, name or self._parent["name"],
-                                                       {tags.SWEEP: kind, **self._parent["tags"]})
-        self._open = True
-        os.environ[PARENT_ENV] = self.parent_run_id
-        atexit.register(self._close_abnormally)
+        with stop_on_signals("hold"):  # a signal now stops the sweep once the parent run is known to end
+            if resume and parents.continue_parent(self.uri, self.experiment_id, resume, STALE_CHILD):
+                self.parent_run_id = resume
+            else:
+                self.parent_run_id = parents.create_parent(self.uri, self.experiment_id, name or self._parent["name"],
+                                                           {tags.SWEEP: kind, **self._parent["tags"]})
+            self._open = True
+            os.environ[PARENT_ENV] = self.parent_run_id
+            atexit.register(self._close_abnormally)
         print(f"zoo sweep: parent run {self.parent_run_id} in experiment '{self._experiment}' ({self.uri})", flush=True)
         return self.parent_run_id
 
@@ -200,6 +205,8 @@ class SweepCallback(Callback):
             self._open = False
             os.environ.pop(PARENT_ENV, None)
             atexit.unregister(self._close_abnormally)
+            if self._own_signals:
+                release_stop_signals()
         if self.stopped:
             fail(f"the search stopped early: {self.stopped}; parent run {self.parent_run_id}", code=1)
         if self.failures and (self.kind == "grid" or status != "FINISHED"):
@@ -303,6 +310,36 @@ class SweepCallback(Callback):
         values = {plot_name(r): r["metrics"].get(metric) for r in rows} if metric else {}
         return sweep_plot(curves, values, metric, Path(tempfile.mkdtemp(prefix="zoo-sweep-")) / "sweep.png")
 
+    def interrupted_by(self, exc: BaseException) -> None:
+        """A signal stopped the sweep (its running jobs ended KILLED): the parent run ends KILLED now, and
+        ``exc`` carries how to go on (``zoo_message``, which the command line prints)."""
+        self.interrupted = True
+        if not self._open or os.getpid() != self._main_pid:
+            return
+        self._open = False
+        atexit.unregister(self._close_abnormally)
+        try:
+            with stop_on_signals("hold"):
+                status = parents.abandon_parent(self.uri, self.experiment_id, self.parent_run_id, interrupted=True,
+                                                error="interrupted")
+                children = Runs(self.uri).children(self.parent_run_id, [self.experiment_id]) if status else []
+        except Exception as exc_:  # the store itself failed: say what is known
+            log.warning("could not end the sweep's parent run %s: %s", self.parent_run_id, one_line(exc_))
+            return
+        if status is None:
+            exc.zoo_message = "the sweep stopped before its first job; it left no run"
+            return
+        stopped = [c.info.run_id for c in children if c.info.status == "KILLED"]
+        if self.kind == "optuna":
+            how = "run the same command again to continue the search (its stopped trials run first)"
+        else:
+            how = (f"continue each with zoo train resume=<run id> ({', '.join(stopped)})" if stopped else
+                   "none was stopped mid-way")
+            left = max(self.jobs - len(children), 0)
+            how += f"; {left} job{'s' if left != 1 else ''} not started" if self.jobs else ""
+        exc.zoo_message = (f"the sweep's parent run {self.parent_run_id} ended {status}; {len(stopped)} "
+                           f"job{'s' if len(stopped) != 1 else ''} stopped: {how}")
+
     def _close_abnormally(self) -> None:
         """At exit when the sweep did not reach its end: the parent ends FAILED or KILLED (or goes, if empty)."""
         if not self._open or os.getpid() != self._main_pid:
@@ -316,6 +353,10 @@ class SweepCallback(Callback):
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not self.parent_run_id:
             return
+        if os.getpid() != self._main_pid:  # a worker process: a signal between its jobs keeps the next from starting
+            stop = keep_stop_signals("hold")
+            if stop is not None:
+                stop.clear()  # a stop its last job already ended with
         os.environ[PARENT_ENV] = self.parent_run_id
         num = OmegaConf.select(config, "hydra.job.num")
         label = job_label(typed_overrides(config), self.keys)

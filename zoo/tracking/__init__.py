@@ -6,8 +6,9 @@ read), one run's lifecycle and what the loop logs to it (:mod:`.run`: :class:`Tr
 :mod:`.writer_process` it feeds), the journal of rows the store refused and its replay
 (:mod:`.journal`, ``zoo sync``), system metrics (:mod:`.system`), the read side (:mod:`.runs`:
 search, children of a sweep, resolving run ids, checkpoints to resume), a sweep's
-parent run (:mod:`.parents`), the tag names (:mod:`.tags`) and ``zoo server`` (:mod:`.server`).
-It may import ``zoo.errors`` and MLflow, and imports MLflow only inside functions: importing this
+parent run (:mod:`.parents`), who runs a run and whether it still runs (:mod:`.liveness`: host,
+process id, heartbeat, stale runs), the tag names (:mod:`.tags`) and ``zoo server`` (:mod:`.server`).
+It may import ``zoo.errors``, MLflow and psutil, and imports MLflow only inside functions: importing this
 package stays light (``zoo list`` and ``--help`` never load MLflow). It knows nothing of Hydra,
 the training loop or plugins.
 """

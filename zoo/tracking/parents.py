@@ -15,6 +15,7 @@ from typing import Any
 
 from zoo.errors import one_line
 from zoo.tracking import tags as tag
+from zoo.tracking.liveness import identity
 from zoo.tracking.runs import Runs
 
 log = logging.getLogger(__name__)
@@ -27,8 +28,9 @@ def _client(uri: str):
 
 
 def create_parent(uri: str, experiment_id: str, name: str, tags: dict[str, Any]) -> str:
-    """A new RUNNING parent run; returns its id."""
-    run = _client(uri).create_run(experiment_id, tags={k: str(v) for k, v in tags.items()}, run_name=name)
+    """A new RUNNING parent run, noting who runs it (:func:`zoo.tracking.liveness.identity`); returns its id."""
+    run = _client(uri).create_run(experiment_id, tags={**{k: str(v) for k, v in tags.items()}, **identity()},
+                                  run_name=name)
     return run.info.run_id
 
 
@@ -48,7 +50,8 @@ def continue_parent(uri: str, experiment_id: str, run_id: str, reason: str) -> b
                 client.set_tag(child.info.run_id, tag.ERROR, reason)
                 client.set_terminated(child.info.run_id, "KILLED")
         client.update_run(run_id, status="RUNNING")
-        client.set_tag(run_id, tag.RESUMED, time.strftime("%Y-%m-%d %H:%M:%S"))
+        for k, v in {**identity(), tag.RESUMED: time.strftime("%Y-%m-%d %H:%M:%S")}.items():
+            client.set_tag(run_id, k, v)
     except Exception as exc:  # not usable: the sweep starts a new parent run
         log.info("cannot continue parent run %s: %s", run_id, one_line(exc))
         return False

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from zoo.errors import ZooError, one_line
-from zoo.tracking import system
+from zoo.tracking import liveness, system
 from zoo.tracking import tags as tag
 from zoo.tracking.journal import Journal, journal_path
 from zoo.tracking.store import default_uri, prepare_store
@@ -95,6 +95,7 @@ class Tracker:
         self.error: str | None = None  # set inside ``run()`` for a better reason than the exception's text
         self._writer: Writer | None = None
         self._monitor = None  # the system-metrics monitor (zoo.tracking.system)
+        self._heartbeat = None  # who runs the run, and that it still runs (zoo.tracking.liveness)
         self._outer: tuple[str | None, str | None] | None = None  # the caller's tracking URI and MLFLOW_TRACKING_URI
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -147,10 +148,13 @@ class Tracker:
                 items = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
                 for i in range(0, len(items), 100):
                     self.client.log_batch(self.run_id, params=items[i:i + 100])
+            self._heartbeat = liveness.start(self.client, self.run_id)
             if self.system_metrics:
                 self._monitor = system.start(self.uri, self.run_id, self.interval, resume=run_id is not None)
         except BaseException as exc:  # no run is left RUNNING, nor the caller's store changed
             self.run_id = None
+            if self._heartbeat is not None:
+                self._heartbeat.stop()
             with contextlib.suppress(Exception):
                 self.client.set_tag(run.info.run_id, tag.ERROR, f"could not start: {one_line(exc, 300)}")
             mlflow.end_run("FAILED")
@@ -215,6 +219,8 @@ class Tracker:
         if self.run_id is None:
             return
         writer, monitor, self._monitor = self._writer, self._monitor, None
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
         try:
             if monitor is not None:
                 monitor.finish()  # its last sample goes in while the run is RUNNING

@@ -41,6 +41,12 @@ INIT_FROM = "zoo.init_from"  # the model a run started from (init_from=)
 INIT_LOADED = "zoo.init_loaded"  # how many of its tensors came from that model: "12 of 14"
 EVALUATED_MODEL = "zoo.evaluated_model"  # what a zoo eval run measured (the model's URI)
 
+# who runs it (zoo.tracking.liveness): a RUNNING run whose process is gone is stale
+HOST = "zoo.host"
+PID = "zoo.pid"
+PID_STARTED = "zoo.pid_started"  # when that process started (seconds since the epoch): a pid used again is another
+HEARTBEAT = "zoo.heartbeat"  # seconds since the epoch, refreshed while the run runs
+
 # how it ended
 PRUNED = "zoo.pruned"  # "true": a search trial stopped early by its pruner; the run ends FINISHED
 PRUNED_EPOCH = "zoo.pruned_epoch"  # the last epoch it trained

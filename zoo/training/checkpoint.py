@@ -215,6 +215,13 @@ class Checkpointer(Callback):
         self._save_seconds = self._saved_at - t0
         return path
 
+    def save_last(self, loop: Loop) -> Path:
+        """``last.pt`` as the loop stands, unless it holds this step already (a run stopped after training:
+        the model then holds the best epoch's weights, loaded for the test pass, not the last ones)."""
+        if self._last_saved_step == loop.step and (self.folder / "last.pt").exists():
+            return self.folder / "last.pt"
+        return self.save(loop, "last.pt")
+
     def _state(self, loop: Loop) -> dict:
         return state_of(loop, self.run.run_id, self.config)
 

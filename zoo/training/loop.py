@@ -19,7 +19,7 @@ from collections import defaultdict
 
 import torch
 
-from zoo._runtime import Interrupted, StopRequest, frozen_collector, stop_on_signals
+from zoo._runtime import StopRequest, frozen_collector, stop_on_signals
 from zoo.plugin.data import batches_from
 from zoo.training.distributed import Dist, wrap
 from zoo.training.settings import TrainerSettings
@@ -113,28 +113,31 @@ class Loop:
     def fit(self) -> dict[str, float]:
         """Train for ``max_epochs`` (or until early stopping), then test; returns the summary metrics.
 
-        Ctrl-C or SIGTERM stops at the next step boundary (a second one stops at once).
+        Ctrl-C, SIGTERM or SIGHUP stops training at the next step boundary (the same signal again
+        stops at once); one that comes in the last validation pass stops before the test pass. The
+        test pass itself is the caller's to stop (``zoo.training.train`` stops it at once).
         """
-        with stop_on_signals() as self.stop_requested:
-            with frozen_collector():
-                self._call("on_fit_start")
-                try:
-                    while self.epoch < self.settings.max_epochs:
-                        self.run_epoch()
-                        if self._out_of_patience():
-                            log.info("early stopping at epoch %d: %s has not improved for %d epochs",
-                                     self.epoch, self.monitor, self.settings.patience)
-                            break
-                        if self.stop_reason:
-                            log.info("stopping at epoch %d: %s", self.epoch, self.stop_reason)
-                            break
-                except BaseException as exc:
-                    for cb in self.callbacks:  # the step log flushes, the checkpointer keeps the best epoch
-                        with contextlib.suppress(Exception):
-                            cb.on_exception(self, exc)
-                    raise
-                self._call("on_fit_end")
-            return self.test()
+        with stop_on_signals("step") as self.stop_requested, frozen_collector():
+            self._call("on_fit_start")
+            try:
+                while self.epoch < self.settings.max_epochs:
+                    self.run_epoch()
+                    if self._out_of_patience():
+                        log.info("early stopping at epoch %d: %s has not improved for %d epochs",
+                                 self.epoch, self.monitor, self.settings.patience)
+                        break
+                    if self.stop_reason:
+                        log.info("stopping at epoch %d: %s", self.epoch, self.stop_reason)
+                        break
+                if self.stop_requested.pending:  # it came in the last validation pass
+                    raise self.stop_requested.interrupt(f"at step {self.step}")
+            except BaseException as exc:
+                for cb in self.callbacks:  # the step log flushes, the checkpointer keeps the best epoch
+                    with contextlib.suppress(Exception):
+                        cb.on_exception(self, exc)
+                raise
+            self._call("on_fit_end")
+        return self.test()
 
     def request_stop(self, reason: str) -> None:
         """Make the epoch that is ending the last one (from a callback's ``on_epoch_end``; the callbacks
@@ -176,8 +179,8 @@ class Loop:
             self.batch_in_epoch += 1
             for hook in self._step_end:
                 hook(self, loss)
-            if self.stop_requested:
-                raise Interrupted(f"stopped by signal {self.stop_requested.signum} at step {self.step}")
+            if self.stop_requested.pending:
+                raise self.stop_requested.interrupt(f"at step {self.step}")
         self.batch_in_epoch = 0
 
     # ------------------------------------------------------------------------------ one step

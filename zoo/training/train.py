@@ -5,7 +5,7 @@
    exists, so a bad value never leaves a run behind;
 3. :func:`build`: the data, the model, its optimizer and scheduler;
 4. ``tracker.run(...)``: the run, which ends FINISHED, FAILED (error tag and traceback) or KILLED
-   (Ctrl-C or SIGTERM, with how to resume), never RUNNING;
+   (Ctrl-C, SIGTERM or SIGHUP at any point of it, with how to resume), never RUNNING;
 5. the loop with its callbacks, :meth:`Loop.fit`;
 6. :func:`log_outputs`: the best checkpoint, plots, the family's report, the model;
 7. the metrics, returned (and logged).
@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import zoo
+from zoo._runtime import signal_name, stop_on_signals
 from zoo.config import override_key, override_value, validate
 from zoo.errors import ConfigError, ZooError, one_line
 from zoo.models.log import dataset_records, log_model
@@ -83,12 +85,15 @@ def train(cfg: DictConfig, registry: Registry | None = None, overrides: Sequence
         if state is not None:
             restore(loop, state)
         shown = logged_config(cfg, plain, overrides)
-        with tracker.run(run_name=shown["tracking"].get("run_name") or f"{arch.decl.name}-{dataset.decl.name}",
-                         params=hydra_params(shown),
-                         tags={**run_tags(plain, arch, dataset, task, device, dist, out_dir, overrides),
-                               **source_tags(splits.info), **thread_tags},
-                         run_id=state["run_id"] if state else None) as run, \
-                _kept_when_stopped(run, loop, checkpointer, step_log):
+        # Ctrl-C, SIGTERM and SIGHUP for the whole run (zoo._runtime): its start and its ending hold them, its
+        # body stops at once (the loop at a step boundary), so that a signal ends it KILLED and nothing is lost
+        with stop_on_signals("hold"), \
+                tracker.run(run_name=shown["tracking"].get("run_name") or f"{arch.decl.name}-{dataset.decl.name}",
+                            params=hydra_params(shown),
+                            tags={**run_tags(plain, arch, dataset, task, device, dist, out_dir, overrides),
+                                  **source_tags(splits.info), **thread_tags},
+                            run_id=state["run_id"] if state else None) as run, \
+                _kept_when_stopped(run, loop, checkpointer, step_log), stop_on_signals("now"):
             started = time.time()
             if run.run_id:  # rank 0
                 run_log.info("MLflow run %s in experiment '%s' (%s)", run.run_id, plain["tracking"]["experiment"], run.uri)
@@ -107,7 +112,8 @@ def train(cfg: DictConfig, registry: Registry | None = None, overrides: Sequence
                                            plain, dataset, task,
                                            with_model=plain["tracking"]["log_model"] and not loop.stop_reason)
             finally:  # the test metrics, linked to the model (when there is one) and to the test data
-                run.linked_metrics(tests, loop.step, model_id, data.get("test"))
+                with stop_on_signals("hold"):
+                    run.linked_metrics(tests, loop.step, model_id, data.get("test"))
             if model_id and plain["tracking"].get("register") and not plain["tracking"].get("parent_run_id"):
                 metrics["registered"] = register_model(run, model_id, plain["tracking"])  # a sweep: its best child
             metrics["duration_s"] = time.time() - started
@@ -336,11 +342,12 @@ def _kept_when_stopped(run, loop: Loop, checkpointer: Checkpointer, step_log: St
         run.error = str(exc)
         _log_checkpoints(run, checkpointer)
         raise ZooError(f"{exc} (run {run.run_id} ended FAILED)") from None
-    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP
         exc.zoo_run_id = run.run_id  # the command line prints how to resume
-        run.error = f"interrupted at step {loop.step}; continue with: zoo train resume={run.run_id}"
+        how = signal_name(getattr(exc, "signum", signal.SIGINT))
+        run.error = f"interrupted ({how}) at step {loop.step}; continue with: zoo train resume={run.run_id}"
         with contextlib.suppress(Exception):
-            run.artifact(checkpointer.save(loop, "last.pt"), "checkpoints")
+            run.artifact(checkpointer.save_last(loop), "checkpoints")
         raise
     except BaseException:
         _log_checkpoints(run, checkpointer)
