@@ -186,3 +186,17 @@ def test_the_stream_benchmark_runs(tmp_path):
     memory = report["runs"]["streamed"]["memory"]
     assert 0 < memory["anon"] <= memory["pss"] <= memory["rss"]  # PSS never counts a shared page twice
     assert "data_cost" in report["runs"]["streamed"] and "the data took" in r.stdout
+
+
+def test_data_workers_auto_reads_in_a_thread_on_few_cores():
+    """data.workers=auto: a reader thread (0 worker processes) where the training thread and the metric
+    writer already take the cores (docs/data.md, "Data larger than memory"); a number is taken as it is."""
+    from zoo.plugin.stream import reader_processes
+
+    before = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(before)})
+        assert reader_processes("auto") == 0
+    finally:
+        os.sched_setaffinity(0, before)
+    assert reader_processes(3) == 3 and reader_processes(0) == 0
