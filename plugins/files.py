@@ -55,8 +55,11 @@ def column_list(key: str, names, columns, p) -> list[str]:
 def stream_settings(workers) -> None:
     import zoo
 
+    if workers == "auto":
+        return
     if not isinstance(workers, int) or isinstance(workers, bool):
-        raise ValueError(f"data.workers={workers!r} is invalid: expected an integer >= 0 (0: read in the training process)")
+        raise ValueError(f"data.workers={workers!r} is invalid: expected auto, or an integer >= 0 "
+                         f"(worker processes; 0: a thread of the training process reads)")
     zoo.check_range("data.workers", workers, 0)
 
 

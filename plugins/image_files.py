@@ -121,7 +121,7 @@ def decode(p, files, mode: str, size: tuple[int, int], writer) -> np.ndarray | z
 
 
 def load_images(seed: int, path=None, size=None, mode: str = "auto", in_memory="auto", memory_budget="auto",
-                workers: int = 2) -> zoo.Splits:
+                workers="auto") -> zoo.Splits:
     p = zoo.data_path(path, "folder", FOLDER)
     choose("data.mode", mode, MODES)
     stream_settings(workers)

@@ -197,13 +197,13 @@ def tabular_splits(x, y, target: str, task: str, numeric: bool, p, prep: dict, *
 
 
 def load_csv(seed: int, path=None, target=None, features=None, categorical=(), task="auto", missing="refuse",
-             standardize: bool = True, in_memory="auto", memory_budget="auto", workers: int = 2) -> zoo.Splits:
+             standardize: bool = True, in_memory="auto", memory_budget="auto", workers="auto") -> zoo.Splits:
     return load_table("csv", seed, path, target, features, categorical, task, missing, standardize,
                       in_memory, memory_budget, workers)
 
 
 def load_parquet(seed: int, path=None, target=None, features=None, categorical=(), task="auto", missing="refuse",
-                 standardize: bool = True, in_memory="auto", memory_budget="auto", workers: int = 2) -> zoo.Splits:
+                 standardize: bool = True, in_memory="auto", memory_budget="auto", workers="auto") -> zoo.Splits:
     return load_table("parquet", seed, path, target, features, categorical, task, missing, standardize,
                       in_memory, memory_budget, workers)
 
@@ -258,7 +258,7 @@ class ArrayFiles:
                     return np.load(f, allow_pickle=False)
             if self.p.is_dir():
                 return zoo.ArrayFile.npy(self.p / f"{name}.npy")
-            from zoo.plugin.stream import temporary_npy
+            from zoo.plugin.arrays import temporary_npy
 
             with self._open(name) as f:
                 return temporary_npy(f, f"{name}.npy")
@@ -268,7 +268,7 @@ class ArrayFiles:
 
 
 def load_arrays(seed: int, path=None, inputs: str = "x", targets: str = "y", task="auto", standardize: bool = True,
-                in_memory="auto", memory_budget="auto", workers: int = 2) -> zoo.Splits:
+                in_memory="auto", memory_budget="auto", workers="auto") -> zoo.Splits:
     p = zoo.data_path(path, "any", ARRAYS)
     files = ArrayFiles(p)
     inputs, targets = files.name("data.inputs", inputs), files.name("data.targets", targets)

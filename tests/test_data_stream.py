@@ -32,13 +32,14 @@ def digits_folder(folder):
     return folder
 
 
-def test_a_stream_split_gives_the_batches_of_a_tensor_split(tmp_path):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_stream_split_gives_the_batches_of_a_tensor_split(tmp_path, workers):
     x = np.random.default_rng(0).standard_normal((103, 3, 2)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     rows = np.arange(5, 100)
     y = torch.arange(len(rows))
     mean, std = zoo.row_stats(x, rows)
-    streamed = zoo.StreamSplit(zoo.ArrayFile.npy(tmp_path / "x.npy"), y, rows, mean=mean, std=std, workers=2)
+    streamed = zoo.StreamSplit(zoo.ArrayFile.npy(tmp_path / "x.npy"), y, rows, mean=mean, std=std, workers=workers)
     memory = zoo.TensorSplit((torch.from_numpy(x[rows]) - mean) / std, y)
     assert len(streamed) == len(memory) and streamed.num_batches(16) == memory.num_batches(16) == 6
     for start in (0, 4):
@@ -49,6 +50,65 @@ def test_a_stream_split_gives_the_batches_of_a_tensor_split(tmp_path):
             assert torch.equal(ya, yb) and torch.allclose(xa, xb, atol=1e-6)
     (xa, ya), = streamed.batches(None)
     assert torch.equal(ya, y) and xa.shape == (95, 3, 2)
+    assert torch.equal(xa, memory.x)  # the same float32 operations as in memory, bit for bit
+
+
+def test_array_file_rows_reads_any_order_and_refuses_a_short_file(tmp_path):
+    x = np.arange(3000 * 5, dtype=np.float32).reshape(3000, 5)
+    np.save(tmp_path / "x.npy", x)
+    rows = zoo.ArrayFile.npy(tmp_path / "x.npy")
+    for index in ([7, 3, 4, 5, 2999, 0, 6], np.arange(2500), np.arange(3000)[::-1], [5, 5, 1], []):
+        np.testing.assert_array_equal(rows.rows(index), x[np.asarray(index, dtype=np.int64)])
+    with open(tmp_path / "x.npy", "r+b") as f:  # the file loses its last rows after it was opened
+        f.truncate(rows.offset + 2000 * rows.row_bytes)
+    with pytest.raises(ValueError, match=r"x.npy ended early: row 2\d\d\d and on are missing"):
+        rows.rows([1, 2500])
+
+
+def maps(pid, path) -> bool:
+    """Whether process ``pid`` has ``path`` memory-mapped."""
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            return any(line.rstrip("\n").endswith(" " + str(path)) for line in f)
+    except (FileNotFoundError, ProcessLookupError):  # the process is gone: it maps nothing
+        return False
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_streamed_epoch_never_maps_its_file(tmp_path, workers):
+    """The memory a streamed pass holds does not grow with the file: no process reading it maps the file
+    (the rows are read into each batch's own buffer; the file's pages stay page cache, the kernel's)."""
+    import psutil
+
+    path = (tmp_path / "x.npy").resolve()
+    np.save(path, np.random.default_rng(0).standard_normal((20_000, 64)).astype(np.float32))
+    split = zoo.StreamSplit(zoo.ArrayFile.npy(path), torch.zeros(20_000), workers=workers, prefetch=2)
+    seen = set()
+    for i, (x, _) in enumerate(split.batches(256, shuffle=True, generator=torch.Generator().manual_seed(0))):
+        readers = [os.getpid(), *(p.pid for p in psutil.Process().children())]
+        seen.update(readers)
+        assert not any(maps(pid, path) for pid in readers), f"batch {i}"
+        assert x.shape == (256, 64) or i == 78
+    assert i == 78 and len(seen) >= 1 + workers  # the workers were there to look at
+
+
+def test_a_reader_thread_left_early_ends(tmp_path):
+    """A pass read by a thread (data.workers=0) and left after its first batch (as the pre-flight check
+    does) ends its thread; an error reading a batch is raised in the training thread."""
+    import threading
+
+    np.save(tmp_path / "x.npy", np.ones((1000, 4), dtype=np.float32))
+    x = zoo.ArrayFile.npy(tmp_path / "x.npy")
+    split = zoo.StreamSplit(x, torch.zeros(1000), workers=0)
+    first = next(iter(split.batches(10)))
+    assert first[0].shape == (10, 4)
+    for thread in [t for t in threading.enumerate() if t.name == "zoo-stream-reader"]:
+        thread.join(60)
+        assert not thread.is_alive()
+    with open(tmp_path / "x.npy", "r+b") as f:
+        f.truncate(x.offset + 500 * x.row_bytes)
+    with pytest.raises(ValueError, match="ended early"):
+        list(split.batches(10))
 
 
 def test_the_budget_decides_what_is_streamed(registry, tmp_path):
@@ -80,7 +140,7 @@ def test_streamed_and_in_memory_runs_give_the_same_losses(make_cfg, registry, cl
 
 def test_a_streamed_run_killed_mid_epoch_resumes_bit_for_bit(tmp_path):
     folder = digits_folder(tmp_path / "digits")
-    args = ["data=arrays", f"data.path={folder}", "data.in_memory=false", "data.workers=2",
+    args = ["data=arrays", f"data.path={folder}", "data.in_memory=false", "data.workers=0",
             "model.hidden_sizes=[32]", "trainer.max_epochs=4", "trainer.batch_size=4", "trainer.log_every=7",
             "trainer.device=cpu", "tracking.system_metrics=false", "tracking.log_model=false"]
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
@@ -122,4 +182,21 @@ def test_the_stream_benchmark_runs(tmp_path):
     steps = -(-21000 // 256)  # one epoch of the 70% training rows
     assert report["runs"]["memory"]["steps"] == report["runs"]["streamed"]["steps"] == steps
     assert report["runs"]["plain"]["steps"] == -(-30000 // 256)  # the plain loop reads every row
-    assert report["bytes"] > 7 * report["budget"] and "| streamed |" in r.stdout and "peak RSS" in r.stdout
+    assert report["bytes"] > 7 * report["budget"] and "| streamed |" in r.stdout and "peak PSS" in r.stdout
+    memory = report["runs"]["streamed"]["memory"]
+    assert 0 < memory["anon"] <= memory["pss"] <= memory["rss"]  # PSS never counts a shared page twice
+    assert "data_cost" in report["runs"]["streamed"] and "the data took" in r.stdout
+
+
+def test_data_workers_auto_reads_in_a_thread_on_few_cores():
+    """data.workers=auto: a reader thread (0 worker processes) where the training thread and the metric
+    writer already take the cores (docs/data.md, "Data larger than memory"); a number is taken as it is."""
+    from zoo.plugin.stream import reader_processes
+
+    before = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(before)})
+        assert reader_processes("auto") == 0
+    finally:
+        os.sched_setaffinity(0, before)
+    assert reader_processes(3) == 3 and reader_processes(0) == 0

@@ -25,8 +25,8 @@ _EXPORTS = {
     **dict.fromkeys(("ACTIVATIONS", "activation", "check_range"), "plugin.nn"),
     **dict.fromkeys(("TensorSplit", "data_path", "num_batches", "scaling", "source_of", "split_indices",
                      "standardize"), "plugin.data"),
-    **dict.fromkeys(("ArrayFile", "RowWriter", "StreamSplit", "array_splits", "keep_in_memory", "row_stats"),
-                    "plugin.stream"),
+    **dict.fromkeys(("ArrayFile", "RowWriter", "keep_in_memory", "row_stats"), "plugin.arrays"),
+    **dict.fromkeys(("StreamSplit", "array_splits"), "plugin.stream"),
     "pyplot": "plots",
     "train": "training.train",  # train(cfg) -> metrics, for notebooks and scripts
     "compose": "config:compose_run",  # compose([overrides]) -> the config zoo train would train

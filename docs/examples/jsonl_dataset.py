@@ -10,8 +10,8 @@ gives dataset authors (docs/data.md):
   larger than the budget;
 * ``zoo.split_indices`` gives the seeded, stratified 70/15/15 split;
 * in memory: ``zoo.standardize`` and ``zoo.TensorSplit``; on disk: ``zoo.row_stats`` and
-  ``zoo.StreamSplit`` (batches read by DataLoader workers while training, in the same order a
-  TensorSplit would give them).
+  ``zoo.StreamSplit`` (batches read from the file while training, in the same order a
+  TensorSplit would give them; ``data.workers``: who reads them, ``auto`` by the machine's cores).
 
 Use it as any plugin folder::
 
@@ -44,7 +44,7 @@ def read_lines(p):
                                  f"expected {WHAT}") from None
 
 
-def load_jsonl(seed: int, path=None, in_memory="auto", memory_budget="auto", workers: int = 0) -> zoo.Splits:
+def load_jsonl(seed: int, path=None, in_memory="auto", memory_budget="auto", workers="auto") -> zoo.Splits:
     p = zoo.data_path(path, "file", WHAT)
     labels, width = [], None
     for x, label in read_lines(p):  # first pass: the labels and the width, nothing else kept

@@ -4,9 +4,9 @@ and records of a dataset's files.
 Data that fits in memory is moved to the device once (:class:`TensorSplit`); an epoch is a
 ``randperm`` and index slicing, never a per-sample Python loop (no ``DataLoader`` collate on the
 hot path). Data larger than its memory budget is read from disk while training
-(:mod:`zoo.plugin.stream`). A reader checks ``data.path`` with :func:`data_path` (one line naming
-it when it cannot be used) and records what it read with :func:`source_of` (path, size, content
-digest) in ``DataInfo.meta["source"]``.
+(:mod:`zoo.plugin.arrays`, :mod:`zoo.plugin.stream`). A reader checks ``data.path`` with
+:func:`data_path` (one line naming it when it cannot be used) and records what it read with
+:func:`source_of` (path, size, content digest) in ``DataInfo.meta["source"]``.
 """
 
 from __future__ import annotations
