@@ -211,9 +211,20 @@ def _flaky(tmp_path: Path) -> list[str]:
 
 
 def _start(tmp_path: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
+    """``zoo train`` in the background, its output in a file (a pipe nobody reads could fill up and block it)."""
     full = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}", **(env or {})}
-    return subprocess.Popen([*ZOO, "train", *args], cwd=tmp_path, env=full, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    log = tmp_path / f"zoo-{time.monotonic_ns()}.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([*ZOO, "train", *args], cwd=tmp_path, env=full, stdout=out, stderr=subprocess.STDOUT,
+                                text=True)
+    proc.log = log
+    return proc
+
+
+def _wait_until_stuck(proc: subprocess.Popen, mark: Path) -> None:
+    """Wait until the flaky model stopped dead (its mark file exists); fail with the output if the process ended."""
+    assert _wait_for(lambda: mark.exists() or proc.poll() is not None), "the run never reached the step"
+    assert mark.exists(), proc.log.read_text()[-3000:]
 
 
 def _kill_9(proc: subprocess.Popen) -> None:
@@ -224,7 +235,7 @@ def _kill_9(proc: subprocess.Popen) -> None:
     for pid in [proc.pid, *children]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    proc.communicate(timeout=60)
+    proc.wait(timeout=60)
 
 
 def _steps(client, run_id: str, key: str) -> list[int]:
@@ -252,7 +263,7 @@ def test_kill_9_then_resume_logs_every_step_once_and_one_process_trains_a_run(tm
     hang = tmp_path / "hanging"
     first = _start(tmp_path, *args, "hydra.run.dir=run", env={"ZOO_FLAKY_AT": str(2 * STEPS + 11),
                                                                "ZOO_FLAKY_HANG": str(hang)})
-    assert _wait_for(hang.exists), first.stderr.read() if first.poll() is not None else "never reached the step"
+    _wait_until_stuck(first, hang)
     (run,) = runs_in(uri)
     run_id = run.info.run_id
     checkpoint = torch.load(last_checkpoint(tmp_path / "run"), weights_only=True)["step"]
@@ -267,7 +278,7 @@ def test_kill_9_then_resume_logs_every_step_once_and_one_process_trains_a_run(tm
     hang.unlink()  # a resume that stops dead at its 3rd step; a second resume meanwhile is refused
     second = _start(tmp_path, f"resume={run_id}", f"plugins.dir={tmp_path / 'plugins'}",
                     env={"ZOO_FLAKY_AT": "3", "ZOO_FLAKY_HANG": str(hang)})
-    assert _wait_for(hang.exists), second.stderr.read() if second.poll() is not None else "the resume never trained"
+    _wait_until_stuck(second, hang)
     refused = run_zoo("train", f"resume={run_id}", f"plugins.dir={tmp_path / 'plugins'}", cwd=tmp_path)
     one_line_error(refused, f"the run is being trained by process {second.pid} on ")
     _kill_9(second)
@@ -334,7 +345,8 @@ def test_runs_sharing_a_folder_each_resume_their_own_run(tmp_path):
     procs = [_start(tmp_path, *args, "hydra.run.dir=shared", f"seed={seed}",
                     env={"ZOO_FLAKY_AT": str(STEPS + 3 * seed), "ZOO_FLAKY_HANG": str(mark)})
              for seed, mark in zip((1, 2), marks)]
-    assert _wait_for(lambda: all(m.exists() for m in marks)), [p.poll() for p in procs]
+    for proc, mark in zip(procs, marks):
+        _wait_until_stuck(proc, mark)
     for proc in procs:
         _kill_9(proc)
     runs = {r.data.params["seed"]: r.info.run_id for r in runs_in(uri)}

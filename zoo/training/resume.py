@@ -95,11 +95,12 @@ def resume_state(cfg: DictConfig, overrides: Sequence[str] = ()) -> Iterator[Res
     from zoo.tracking import default_uri
 
     uri = cfg.tracking.get("uri") or default_uri()
-    # >>> journal: replay the run's journal of the rows its store refused, before anything reads the store's
-    # steps (the journal branch's zoo.tracking function is called here, once it is on main)
     ref = str(cfg.resume)
     with _locate(ref, uri, lambda: _this_output_dir(cfg)) as (path, run_id, state):
         config, changed = run_config(cfg, state, overrides, ref)
+        # >>> journal: here (the run's folder locked, before the run re-opens and reads the last stored step of each
+        # metric), replay the run's journal of rows its store refused: the journal branch's zoo.tracking function
+        # (run_id, uri, path.parent), once it is on main
         config["tracking"] = {**config["tracking"], "uri": uri}
         config["plugins"] = {**(config.get("plugins") or {}), "dir": OmegaConf.select(cfg, "plugins.dir")}
         yield Resumed(run_id, OmegaConf.create(config), state, path.parent, changed, ref)
