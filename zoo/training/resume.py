@@ -195,72 +195,44 @@ def run_config(cfg: DictConfig, state: dict, overrides: Sequence[str], ref: str)
     An override that changes anything else is refused in one line (one that sets what the run
     already has is harmless: re-running the original command with ``resume=`` appended works).
     """
-    config = dict(state["config"], resume=None)
+    run = OmegaConf.create(dict(state["config"], resume=None))  # plain data: load_checkpoint refused any ${...}
     changed, refused = [], []
     for override in overrides:
         key = override_key(override)
         if key in MAY_CHANGE:
-            if key not in ("resume", "tracking.uri", "plugins.dir") and not _same(cfg, config, key):
+            if key not in ("resume", "tracking.uri", "plugins.dir") and _value(cfg, key) != _value(run, key):
                 changed.append(override)
-                _set(config, key, _plain(OmegaConf.select(cfg, key)))
-        elif key in PRESETS or key.startswith("hydra") or not _same(cfg, config, key):
+                OmegaConf.update(run, key, _value(cfg, key), force_add=True)
+        elif key in PRESETS or key.startswith("hydra") or _value(cfg, key) != _value(run, key):
             refused.append(override)
     if refused:
-        run = state["run_id"]
         had = ", ".join(h for k in dict.fromkeys(override_key(o) for o in refused) if k not in PRESETS
-                        for h in _had(cfg, config, k))
-        raise ZooError(f"resume={ref}: {' '.join(refused)} would change what run {run} trained"
+                        for h in _had(_value(run, k), _value(cfg, k), k))
+        raise ZooError(f"resume={ref}: {' '.join(refused)} would change what run {state['run_id']} trained"
                        f"{f' (it has {had})' if had else ''}; a resume trains the run's own model, data, optimizer, "
                        f"seed and trainer settings, and may change only {', '.join(k for k in MAY_CHANGE if k != 'resume')}"
                        f": start a new run to train with other settings")
-    epochs = _get(config, "trainer.max_epochs")
+    epochs = _value(run, "trainer.max_epochs")
     if isinstance(epochs, int) and epochs < state["epoch"]:
         raise ZooError(f"resume={ref}: trainer.max_epochs={epochs} is below the {state['epoch']} epochs run "
                        f"{state['run_id']} has trained; give at least {state['epoch']}")
-    return config, changed
+    return OmegaConf.to_container(run), changed
 
 
-def _same(cfg: DictConfig, config: dict, key: str) -> bool:
-    """Whether the composed ``cfg`` and the run's ``config`` agree on ``key`` (a group: on all its settings)."""
-    return _composed(cfg, key) == _get(config, key)
-
-
-def _composed(cfg: DictConfig, key: str) -> Any:
+def _value(config: DictConfig, key: str) -> Any:
+    """The plain value at the dotted ``key`` (None when there is none)."""
     try:
-        return _plain(OmegaConf.select(cfg, key, default=None))
-    except Exception:  # an interpolation that does not resolve: like no value
+        value = OmegaConf.select(config, key, default=None)
+    except Exception:  # an interpolation that does not resolve: like no value the run could have
         return _MISSING
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
 
 
-def _had(cfg: DictConfig, config: dict, key: str) -> list[str]:
+def _had(theirs: Any, mine: Any, key: str) -> list[str]:
     """What the run has for ``key``, as overrides: a group's choice, or the settings in which it differs."""
-    theirs, mine = _get(config, key), _composed(cfg, key)
     if isinstance(theirs, dict) and isinstance(mine, dict):
         for k in ("name", "_target_"):  # model=, data= / optimizer=, scheduler=
             if k in theirs and theirs[k] != mine.get(k):
                 return [f"{key}={override_value(theirs[k])}"]
         return [f"{key}.{k}={override_value(v)}" for k, v in theirs.items() if mine.get(k, _MISSING) != v]
     return [f"{key}={override_value(theirs)}"]
-
-
-def _plain(value: Any) -> Any:
-    return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
-
-
-def _get(config: dict, key: str) -> Any:
-    """The run's value at the dotted ``key`` (None when it has none, as OmegaConf's select)."""
-    node: Any = config
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def _set(config: dict, key: str, value: Any) -> None:
-    *parents, last = key.split(".")
-    node = config
-    for part in parents:
-        node[part] = dict(node.get(part) or {})
-        node = node[part]
-    node[last] = value
