@@ -93,14 +93,15 @@ def resume_state(cfg: DictConfig, overrides: Sequence[str] = ()) -> Iterator[Res
         yield None
         return
     from zoo.tracking import default_uri
+    from zoo.tracking.journal import replay_before_resume
 
     uri = cfg.tracking.get("uri") or default_uri()
     ref = str(cfg.resume)
     with _locate(ref, uri, lambda: _this_output_dir(cfg)) as (path, run_id, state):
         config, changed = run_config(cfg, state, overrides, ref)
-        # >>> journal: here (the run's folder locked, before the run re-opens and reads the last stored step of each
-        # metric), replay the run's journal of rows its store refused: the journal branch's zoo.tracking function
-        # (run_id, uri, path.parent), once it is on main
+        # rows the store once refused (the run's journal) go in first: under the lock, before the run re-opens
+        # and reads the last stored step of each metric (Tracker.start)
+        replay_before_resume(uri, run_id, path.parent)
         config["tracking"] = {**config["tracking"], "uri": uri}
         config["plugins"] = {**(config.get("plugins") or {}), "dir": OmegaConf.select(cfg, "plugins.dir")}
         yield Resumed(run_id, OmegaConf.create(config), state, path.parent, changed, ref)
