@@ -120,3 +120,10 @@ def zoo_here(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Compl
 def runs_in(uri: str):
     c = mlflow.MlflowClient(uri)
     return c.search_runs([e.experiment_id for e in c.search_experiments()])
+
+
+def last_checkpoint(out_dir: Path) -> Path:
+    """The one run's ``last.pt`` under a job's output folder (``checkpoints/<run id>/last.pt``)."""
+    found = sorted(Path(out_dir).glob("checkpoints/*/last.pt"))
+    assert len(found) == 1, found
+    return found[0]

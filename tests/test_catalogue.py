@@ -13,6 +13,7 @@ from . import test_data_bad_input as bad_files
 from . import test_search as search
 from . import test_faults as faults
 from . import test_models as models
+from . import test_resume as resume
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "bad-input.md"
 
@@ -179,7 +180,7 @@ def render() -> str:
               "test_search::test_bad_search_input_is_one_line_and_no_run") for a, m in search.BAD_SEARCH]
     rows += [("`zoo " + " ".join(a) + "`", m, "test_models::test_bad_model_input_is_one_line_and_leaves_no_run")
              for a, m in models.BAD_MODEL_INPUT]
-    rows += [(i, m, t) for i, m, t in OTHER_CASES]
+    rows += [(i, m, t) for i, m, t in OTHER_CASES + resume.RESUME_CASES]
     rows += [(f"a model plugin: {w}", m, "test_faults::test_a_faulty_model_plugin_is_one_line_before_any_run")
              for _, w, m in faults.MODEL_FAULTS]
     rows += [(f"a dataset plugin: {w}", m, "test_faults::test_a_faulty_dataset_plugin_is_one_line_before_any_run")
@@ -213,7 +214,7 @@ def test_catalogue_doc_is_current():
 
 
 def test_every_catalogued_test_exists():
-    for _, _, ref in OTHER_CASES:
+    for _, _, ref in OTHER_CASES + resume.RESUME_CASES:
         module, name = ref.split("::")
         assert hasattr(importlib.import_module(f"tests.{module}"), name), ref
 

@@ -17,7 +17,7 @@ import torch
 import zoo
 from zoo.training.train import train
 
-from .conftest import ROOT, ZOO, run_zoo, runs_in
+from .conftest import ROOT, ZOO, last_checkpoint, run_zoo, runs_in
 from .test_resume import _wait_for, assert_same_last_checkpoint
 
 
@@ -147,14 +147,14 @@ def test_a_streamed_run_killed_mid_epoch_resumes_bit_for_bit(tmp_path):
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
     proc = subprocess.Popen([*ZOO, "train", *args, "hydra.run.dir=interrupted"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert _wait_for(lambda: (tmp_path / "interrupted" / "checkpoints" / "last.pt").exists()), \
+    assert _wait_for(lambda: list((tmp_path / "interrupted" / "checkpoints").glob("*/last.pt"))), \
         "training never finished its first epoch"
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0, err
     (run,) = runs_in(uri)
     assert run.info.status == "KILLED"
-    stopped = torch.load(tmp_path / "interrupted" / "checkpoints" / "last.pt", weights_only=True)
+    stopped = torch.load(last_checkpoint(tmp_path / "interrupted"), weights_only=True)
     steps_per_epoch = 315  # ceil(1257 / 4)
     assert 0 < stopped["batch_in_epoch"] < steps_per_epoch and 1 <= stopped["epoch"] < 4  # mid-epoch
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .conftest import run_zoo, runs_in
+from .conftest import last_checkpoint, run_zoo, runs_in
 
 ARGS = ["data=iris", "trainer.batch_size=8", "trainer.max_epochs=3", "trainer.device=cpu",
         "tracking.system_metrics=false", "tracking.log_model=false"]
@@ -16,8 +16,8 @@ def test_two_processes_match_one(tmp_path):
     assert ddp.stdout.count("zoo: mlp on iris") == 1  # only rank 0 reports
     single = run_zoo("train", *ARGS, "hydra.run.dir=single", cwd=tmp_path)
     assert single.returncode == 0, single.stderr
-    a = torch.load(tmp_path / "ddp" / "checkpoints" / "last.pt", weights_only=True)
-    b = torch.load(tmp_path / "single" / "checkpoints" / "last.pt", weights_only=True)
+    a = torch.load(last_checkpoint(tmp_path / "ddp"), weights_only=True)
+    b = torch.load(last_checkpoint(tmp_path / "single"), weights_only=True)
     assert a["step"] == b["step"] == 3 * 13  # 104 training examples / global batch 8
     for key in b["model"]:
         torch.testing.assert_close(a["model"][key], b["model"][key], rtol=1e-5, atol=1e-5)

@@ -169,7 +169,7 @@ def test_the_run_times_its_loop_and_keeps_the_best_epoch(make_cfg, registry, cli
     val = client.get_metric_history(m["run_id"], "val/accuracy")
     best = max(v.value for v in val)
     best_step = min(v.step for v in val if v.value == best)
-    folder = tmp_path / "out" / "checkpoints"
+    folder = tmp_path / "out" / "checkpoints" / m["run_id"]
     assert torch.load(folder / "best.pt", weights_only=True)["step"] == best_step
     assert torch.load(folder / "last.pt", weights_only=True)["step"] == steps
     assert run.data.metrics["best/val_accuracy"] == best

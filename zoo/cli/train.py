@@ -113,9 +113,11 @@ def job(cfg) -> float | None:
 
 
 def summary_line(cfg, metrics: dict) -> str:
+    """What the run trained (a resumed run: its own model and data, not the command line's defaults) and its results."""
     shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith("test/"))
-    return (f"zoo: {cfg.model.name} on {cfg.data.name} | {shown} | {metrics.get('duration_s', 0):.1f}s | "
-            f"run {metrics['run_id']} (experiment '{cfg.tracking.experiment}')")
+    model, data = metrics.get("model", cfg.model.name), metrics.get("data", cfg.data.name)
+    return (f"zoo: {model} on {data} | {shown} | {metrics.get('duration_s', 0):.1f}s | "
+            f"run {metrics['run_id']} (experiment '{metrics.get('experiment', cfg.tracking.experiment)}')")
 
 
 def complete(args: list[str]) -> int:

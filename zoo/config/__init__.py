@@ -8,6 +8,8 @@ It owns three things:
   notebooks and scripts through :func:`compose_run` (``zoo.compose``);
 * **plugin defaults as ConfigStore nodes** (:func:`register_configs`), and Hydra override text
   (:func:`override_key`, :func:`override_value`);
+* **each command's own output folder**: a Hydra callback that makes the time-named
+  ``outputs/<date>/<time>`` (and a sweep's ``multirun/...``) unique (:mod:`zoo.config.folders`);
 * **validation**: every ``group=name`` on the command line before Hydra composes
   (:mod:`zoo.config.choices`, asking Hydra's own config loader over the user's search path too),
   the command line composed once as Hydra will, its errors on one line

@@ -68,6 +68,12 @@ def check_parent(client, run_id: str, uri: str) -> None:
                        f"tracking.uri unset (Zoo then uses the active run's store) or end the active run first") from None
 
 
+def stored_steps(client, run_id: str) -> dict[str, int]:
+    """Each metric of the run and the last step the store holds of it (MLflow keeps a metric's latest row,
+    the one with the highest step, with the run). Rows are written in step order, so every step up to it is there."""
+    return {m.key: m.step for m in client.get_run(run_id).to_proto().data.metrics}
+
+
 class Tracker:
     """One MLflow run.
 
@@ -94,6 +100,8 @@ class Tracker:
         self.experiment_id: str | None = None
         self.error: str | None = None  # set inside ``run()`` for a better reason than the exception's text
         self._writer: Writer | None = None
+        self._stored: dict[str, int] = {}  # a continued run: metric -> the last step the store holds (never again)
+        self._continued = False
         self._monitor = None  # the system-metrics monitor (zoo.tracking.system)
         self._heartbeat = None  # who runs the run, and that it still runs (zoo.tracking.liveness)
         self._outer: tuple[str | None, str | None] | None = None  # the caller's tracking URI and MLFLOW_TRACKING_URI
@@ -143,7 +151,10 @@ class Tracker:
             self._restore_store()
             raise
         self.run_id = run.info.run_id
+        self._continued = run_id is not None
         try:
+            if run_id is not None:
+                self._stored = stored_steps(self.client, self.run_id)
             if run_id is None:
                 items = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
                 for i in range(0, len(items), 100):
@@ -236,6 +247,8 @@ class Tracker:
                             self.client.set_tag(self.run_id, tag.ERROR, error[:5000])
                         except Exception:  # the store itself may be the problem; the status still matters more
                             log.exception("could not record the error tag")
+                    if status == "FINISHED" and self._continued:
+                        self._forget_old_error()
                     mlflow.end_run(status)  # Zoo's run; the caller's, if any, is active again
             finally:
                 self._restore_store()
@@ -247,6 +260,18 @@ class Tracker:
 
     def _journaled(self, record: dict) -> bool:
         return self._journal is not None and self._journal.keep(record)
+
+    def _forget_old_error(self) -> None:
+        """A continued run that FINISHED keeps no stale ``zoo.error``: it becomes ``zoo.resumed_after``."""
+        try:
+            old = self.client.get_run(self.run_id).data.tags
+            if tag.ERROR in old:
+                self.client.set_tag(self.run_id, tag.RESUMED_AFTER, old[tag.ERROR][:5000])
+            for key in (tag.ERROR, tag.FAILURE, tag.FAILURE_STEP):
+                if key in old:
+                    self.client.delete_tag(self.run_id, key)
+        except Exception as exc:  # the run's end matters more
+            log.warning("could not clear the earlier error of run %s: %s", self.run_id, one_line(exc, 200))
 
     def _log_writer_cost(self, w: Writer | None) -> None:
         """``perf/metric_rows`` written, ``perf/writer_s`` spent writing them, and where (``zoo.metric_writer``)."""
@@ -301,7 +326,24 @@ class Tracker:
     def _put(self, rows: list) -> None:
         if self._writer is not None and self._writer.error is not None:
             self.flush()  # raises the writer's error
-        self._writer.q.put(rows)
+        if self._stored:
+            rows = self._not_stored(rows)
+        if rows:
+            self._writer.q.put(rows)
+
+    def _not_stored(self, rows: list) -> list:
+        """The rows of a continued run at steps the store does not hold yet (the steps between its checkpoint
+        and the last stored step are trained again, not logged again). Each metric's steps only grow: once one
+        passes its last stored step, that metric is never filtered again."""
+        kept = []
+        for row in rows:
+            last = self._stored.get(row[0])
+            if last is None:
+                kept.append(row)
+            elif row[3] > last:
+                kept.append(row)
+                del self._stored[row[0]]
+        return kept
 
     def tags(self, values: dict[str, Any]) -> None:
         values = {k: str(v) for k, v in values.items()}
@@ -366,6 +408,7 @@ class Tracker:
         """Metrics of ``model_id`` on ``dataset`` (name, digest), written now (MLflow 3's model metrics)."""
         from zoo.tracking.models import log_linked_metrics
 
+        values = {k: v for k, v in values.items() if step > self._stored.get(k, -1)}
         if values and self.journaling:  # plain metrics, in the journal (no model to link them to)
             self.metrics(values, step)
         elif values:

@@ -20,32 +20,71 @@ PAGE = 1000  # runs per search request (MLflow's most for one page)
 MIN_PREFIX = 4  # characters of a run id that may name it
 
 
-def checkpoint_of(uri: str, run_id: str) -> Path:
-    """The ``last.pt`` to continue run ``run_id`` from: in its checkpoint folder, else downloaded from its artifacts.
+def resumable(uri: str, run_id: str, what: str | None = None, missing: str | None = None):
+    """The run ``run_id`` of the store ``uri``, which a ``resume=`` may continue: it exists and has not FINISHED.
 
-    Raises :class:`ZooError` for an unknown id, a run that already FINISHED, or one without a checkpoint.
+    ``what`` names the input in messages (default ``resume=<run_id>``); ``missing`` is the message
+    for a run that is not in the store. Raises :class:`ZooError`.
     """
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    what = what or f"resume={run_id}"
+    missing = missing or f"{what}: no run with this id in {uri} and no such file or folder; " \
+                         f"find run ids with `zoo compare` or in the UI"
+    db = sqlite_path(uri)
+    if db is not None and not db.is_file():  # no store, no run (and no empty store made by looking)
+        raise ZooError(missing)
     check_mlflow_file(uri)  # MLflow's client would turn a database of the user's own into a store
+    try:
+        run = mlflow.MlflowClient(uri).get_run(str(run_id))
+    except MlflowException:
+        raise ZooError(missing) from None
+    if run.info.status == "FINISHED":
+        raise ZooError(f"{what}: the run already FINISHED; nothing to continue (start a new run instead)")
+    return run
+
+
+def checkpoint_folder(run) -> Path | None:
+    """The folder the run's checkpoints were written to (its tag), or None."""
+    folder = run.data.tags.get(tags.CHECKPOINT_DIR)
+    return Path(folder) if folder else None
+
+
+def download_checkpoint(uri: str, run_id: str, folder: Path) -> Path | None:
+    """The run's logged ``checkpoints/last.pt`` (and ``best.pt``, when logged), downloaded into ``folder``;
+    the path of ``last.pt``, or None when the run logged none."""
+    import mlflow
+
     client = mlflow.MlflowClient(uri)
     try:
-        run = client.get_run(str(run_id))
-    except MlflowException:
-        raise ZooError(f"resume={run_id}: no run with this id in {uri} and no such file or folder; "
-                       f"find run ids with `zoo compare` or in the UI") from None
-    if run.info.status == "FINISHED":
-        raise ZooError(f"resume={run_id}: the run already FINISHED; nothing to continue (start a new run instead)")
-    local = Path(run.data.tags.get(tags.CHECKPOINT_DIR, "/nonexistent")) / "last.pt"
-    if local.is_file():
-        return local
-    try:
-        return Path(client.download_artifacts(run.info.run_id, "checkpoints/last.pt",
-                                              tempfile.mkdtemp(prefix="zoo-resume-")))
+        logged = {Path(a.path).name for a in client.list_artifacts(run_id, "checkpoints")}
     except Exception:
+        return None
+    if "last.pt" not in logged:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("best.pt", "last.pt") if "best.pt" in logged else ("last.pt",):
+        with tempfile.TemporaryDirectory(prefix="zoo-resume-", dir=folder) as tmp:
+            Path(client.download_artifacts(run_id, f"checkpoints/{name}", tmp)).replace(folder / name)
+    return folder / "last.pt"
+
+
+def checkpoint_of(uri: str, run_id: str) -> Path:
+    """The ``last.pt`` to continue run ``run_id`` from: in its checkpoint folder, else downloaded from its artifacts.
+
+    Raises :class:`ZooError` for an unknown id, a run that already FINISHED, or one without a checkpoint.
+    (``zoo.training.resume`` also checks that the file holds this run's id, and locks its folder.)
+    """
+    run = resumable(uri, run_id)
+    folder = checkpoint_folder(run)
+    if folder is not None and (folder / "last.pt").is_file():
+        return folder / "last.pt"
+    path = download_checkpoint(uri, run.info.run_id, Path(tempfile.mkdtemp(prefix="zoo-resume-")))
+    if path is None:
         raise ZooError(f"resume={run_id}: run {run.info.run_id} has no checkpoint (it stopped before saving one); "
-                       f"start a new run instead") from None
+                       f"start a new run instead")
+    return path
 
 
 def row(run) -> dict:

@@ -37,6 +37,8 @@ METRIC_WRITER = "zoo.metric_writer"
 THREADS = "zoo.threads"  # torch's intra-op threads during the run (zoo.training.threads)
 THREADS_FROM = "zoo.threads_from"  # trainer.threads, OMP_NUM_THREADS or auto: what chose them
 RESUMED_FROM_STEP = "zoo.resumed_from_step"
+RESUMED_WITH = "zoo.resumed_with"  # the overrides a resume changed (trainer.max_epochs=40)
+RESUMED_AFTER = "zoo.resumed_after"  # a continued run that FINISHED: the error it had stopped with
 INIT_FROM = "zoo.init_from"  # the model a run started from (init_from=)
 INIT_LOADED = "zoo.init_loaded"  # how many of its tensors came from that model: "12 of 14"
 EVALUATED_MODEL = "zoo.evaluated_model"  # what a zoo eval run measured (the model's URI)

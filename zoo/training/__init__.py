@@ -5,7 +5,9 @@ loop core (``loop.py``: the notes' step, epochs with exact mid-epoch resume, eva
 epoch, early stopping; and the :class:`~zoo.training.loop.Callback` base), the typed trainer
 settings (``settings.py``), the callbacks, one concern each (``callbacks/``: the step log,
 progress bars, timings, a search trial's reports to Optuna for pruning), the checkpoint format and
-policy with finding and loading a checkpoint (``checkpoint.py``), what is checked of the data and
+policy, loading a checkpoint and the lock on a run's checkpoint folder (``checkpoint.py``), ``resume=``
+(``resume.py``: which run a checkpoint continues, who may continue it, what may change, every step
+once), what is checked of the data and
 the model before a run exists (``preflight.py``: memory estimates, the splits, one forward pass),
 DistributedDataParallel (``distributed.py``), and how many CPU threads torch uses during a run
 (``threads.py``: ``trainer.threads``, ``OMP_NUM_THREADS`` or cores less one).

@@ -1,4 +1,4 @@
-"""Checkpoints: the format, when they are written, and finding and loading one to resume from.
+"""Checkpoints: the format, when they are written, loading one to resume from, and the lock on a run's folder.
 
 A checkpoint is one flat dict saved with ``torch.save`` and read with ``weights_only=True``
 (tensors and plain data, never code): the model, optimizer, scheduler and gradient-scaler
@@ -12,7 +12,10 @@ The :class:`Checkpointer` writes ``last.pt`` at the end of an epoch when that co
 CHECKPOINT_BUDGET of the time since the last write, at the last epoch, and (through ``train``)
 on Ctrl-C or SIGTERM. A better epoch in between is kept in memory and written as ``best.pt`` with
 the next ``last.pt`` (a hard link when both hold the same step). At the end it loads the best
-epoch's weights back, for the test pass.
+epoch's weights back, for the test pass. Before it writes ``last.pt`` it waits until the store
+holds every metric row queued so far, so a checkpoint is never ahead of the store (a resume then
+logs each step exactly once: :mod:`zoo.training.resume`). Each run has its own folder,
+``<output dir>/checkpoints/<run id>/``, locked while a process trains the run (:func:`locked`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import contextlib
 import errno
 import os
 import shutil
+import socket
 import time
 from pathlib import Path
 
@@ -33,22 +37,46 @@ from zoo.training.loop import Callback, Loop
 CHECKPOINT_BUDGET = 0.01
 SNAPSHOT_BYTES = 256 * 2**20  # a better epoch's state larger than this is written at once instead of copied
 REQUIRED_STATE = {"model", "optimizer", "epoch", "step", "rng", "run_id", "config"}
+LOCK = "run.lock"  # in a run's checkpoint folder, held while a process trains the run (locked)
 
 
 # ------------------------------------------------------------------------------ resuming
-def find_checkpoint(resume: str, uri: str) -> Path:
-    """The ``last.pt`` to continue from: ``resume`` is a run id, a run's output folder or a file."""
-    path = Path(str(resume)).expanduser()
-    if path.is_file():
-        return path
-    if path.is_dir():
-        for candidate in (path / "checkpoints" / "last.pt", path / "last.pt"):
-            if candidate.is_file():
-                return candidate
-        raise ZooError(f"resume={resume}: no checkpoints/last.pt in that folder; give a run id or the run's output folder")
-    from zoo.tracking.runs import checkpoint_of
+@contextlib.contextmanager
+def locked(folder: Path, what: str):
+    """Hold ``<folder>/run.lock`` while the block runs: one process at a time trains the run of ``folder``.
 
-    return checkpoint_of(uri, str(resume))
+    An OS lock (``flock``): the kernel releases it when the process ends, however it ends, so a run
+    killed with ``kill -9`` can be resumed at once. A second process is refused in one line naming
+    the holder. Under DDP only rank 0 (``RANK``) takes it: it is the one that writes checkpoints.
+    (Where ``fcntl`` does not exist, nothing is locked.)
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        fcntl = None
+    if fcntl is None or os.environ.get("RANK", "0") != "0":
+        yield folder
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / LOCK, "a+")
+    except OSError as exc:
+        raise ZooError(f"{what}: cannot lock the checkpoint folder {folder} ({exc.strerror})") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise ZooError(f"{what}: the run is being trained by {holder} (it holds {folder / LOCK}); "
+                           "wait for it to end, or stop it first") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        yield folder
+    finally:
+        handle.close()  # and with it the lock
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -207,6 +235,7 @@ class Checkpointer(Callback):
         if not self.main:
             return path
         t0 = time.perf_counter()
+        self.run.flush()  # every row up to this step is in the store first: a checkpoint is never ahead of it
         _write(self._state(loop), path)
         if name == "last.pt":
             self._last_saved_step = loop.step
@@ -215,12 +244,24 @@ class Checkpointer(Callback):
         self._save_seconds = self._saved_at - t0
         return path
 
-    def save_last(self, loop: Loop) -> Path:
-        """``last.pt`` as the loop stands, unless it holds this step already (a run stopped after training:
-        the model then holds the best epoch's weights, loaded for the test pass, not the last ones)."""
-        if self._last_saved_step == loop.step and (self.folder / "last.pt").exists():
-            return self.folder / "last.pt"
-        return self.save(loop, "last.pt")
+    def save_if_settled(self, loop: Loop) -> bool:
+        """Write last.pt as training stands (a failure, a stop), if a resume can continue from there: not mid-step,
+        at an epoch's end or after training (the weights are the best epoch's then). Else the last one stays."""
+        if not loop.settled:
+            return False
+        try:
+            self.save(loop, "last.pt")
+        except Exception:  # the failure itself may be the disk or the store
+            return False
+        return True
+
+    @contextlib.contextmanager
+    def own_folder(self, run_id: str | None, held: contextlib.ExitStack):
+        """A new run's checkpoints go to ``<folder>/<run id>/``, locked until ``held`` closes (after the run's end
+        state is written). None: a resumed run (its folder is locked already) or a DDP rank that writes none."""
+        if run_id:
+            self.folder = held.enter_context(locked(self.folder / run_id, f"run {run_id}"))
+        yield
 
     def _state(self, loop: Loop) -> dict:
         return state_of(loop, self.run.run_id, self.config)

@@ -94,6 +94,9 @@ class Loop:
         # where training stands (a checkpoint saves it: checkpoint.py)
         self.step, self.epoch, self.batch_in_epoch, self.epoch_rng = 0, 0, 0, None
         self.best, self.bad_epochs = None, 0
+        # whether a checkpoint of the loop as it stands would resume it correctly: between two training steps
+        # (a step that failed before its update counts as not taken), not in an epoch's end nor after training
+        self.settled = True
         # the epoch that just ended, for the callbacks: a new best? the last one?
         self.improved, self.last_epoch, self.last_row = False, False, {}
         self.stop_reason: str | None = None  # a callback stopped training early (Loop.request_stop)
@@ -120,6 +123,7 @@ class Loop:
         with stop_on_signals("step") as self.stop_requested, frozen_collector():
             self._call("on_fit_start")
             try:
+                self.settled = True
                 while self.epoch < self.settings.max_epochs:
                     self.run_epoch()
                     if self._out_of_patience():
@@ -136,6 +140,7 @@ class Loop:
                     with contextlib.suppress(Exception):
                         cb.on_exception(self, exc)
                 raise
+            self.settled = False  # on_fit_end loads the best epoch's weights
             self._call("on_fit_end")
         return self.test()
 
@@ -163,6 +168,7 @@ class Loop:
         self.last_epoch = self.epoch >= self.settings.max_epochs or self._out_of_patience()
         self._call("on_epoch_end", row)
         self.last_row = row
+        self.settled = True
 
     def train_epoch(self) -> None:
         """One pass over the shuffled training split (or the rest of it, after a resume)."""
@@ -177,10 +183,12 @@ class Loop:
             # under DDP: this rank's part of the global batch
             loss = self.train_step(self.dist.shard(x), self.dist.shard(y))
             self.batch_in_epoch += 1
+            self.settled = True
             for hook in self._step_end:
                 hook(self, loss)
             if self.stop_requested.pending:
                 raise self.stop_requested.interrupt(f"at step {self.step}")
+        self.settled = False  # the epoch's end: validation, the scheduler and the epoch's callbacks
         self.batch_in_epoch = 0
 
     # ------------------------------------------------------------------------------ one step
@@ -199,6 +207,7 @@ class Loop:
         else:  # fp16: a scaled loss keeps small gradients from underflowing; unscaled before norms and clip
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
+        self.settled = False  # counted from here on, and updated next
         self.step += 1
         loss = loss.detach()
         for hook in self._after_backward:  # norms and histograms: the gradients before clip and step

@@ -1,6 +1,7 @@
 """``train(cfg) -> metrics``: one run, as a short list of named steps.
 
-1. :func:`resume_state`: with ``resume=...``, the run's own config and its last checkpoint;
+1. :func:`~zoo.training.resume.resume_state`: with ``resume=...``, the run's own config and its last
+   checkpoint, its folder locked for this process (which run, what may change, every step once);
 2. ``validate``: everything that can be wrong with the input is checked before the MLflow run
    exists, so a bad value never leaves a run behind;
 3. :func:`build`: the data, the model, its optimizer and scheduler;
@@ -32,11 +33,11 @@ from zoo.errors import ConfigError, ZooError, one_line
 from zoo.models.log import dataset_records, log_model
 from zoo.plugin.registry import Registry, call_plugin, load_registry
 from zoo.tracking import NullTracker, Tracker, default_uri, flatten, git_commit, tags
-from zoo.tracking.journal import replay_before_resume
 from zoo.training import distributed, preflight, threads
 from zoo.training.callbacks import NonFiniteLoss, Perf, Progress, StepLog, TrialReport
-from zoo.training.checkpoint import Checkpointer, find_checkpoint, load_checkpoint, restore
+from zoo.training.checkpoint import Checkpointer, restore
 from zoo.training.loop import Loop
+from zoo.training.resume import Resumed, resume_state
 from zoo.training.settings import TrainerSettings
 
 log = logging.getLogger(__name__)
@@ -55,15 +56,23 @@ def train(cfg: DictConfig, registry: Registry | None = None, overrides: Sequence
 
     Returns:
         the final metrics (``test/<metric>``, ``best/val_<metric>``, ...), ``objective`` (what a
-        sweeper optimises), ``run_id`` and ``experiment_id``.
+        sweeper optimises), ``run_id``, ``experiment_id``, and what the run trained: ``model``,
+        ``data`` and ``experiment`` (names; a resumed run's own).
     """
     registry = registry or registry_for(cfg)
     if cfg.get("resume") and cfg.get("init_from"):
         raise ZooError(f"resume={cfg.resume} and init_from={cfg.init_from} together: resume= continues an "
                        f"interrupted run, init_from= starts a new one from a trained model; give one of them")
-    cfg, state, checkpoint_dir = resume_state(cfg)
+    with resume_state(cfg, overrides) as resumed:
+        return _train(resumed.config if resumed else cfg, registry, overrides, resumed)
+
+
+def _train(cfg: DictConfig, registry: Registry, overrides: Sequence[str], resumed: Resumed | None) -> dict[str, Any]:
+    state = resumed.state if resumed else None
     plain = validate(cfg, registry)
     arch, dataset = registry.check_pair(plain["model"]["name"], plain["data"]["name"])
+    if resumed:
+        resumed.check_run(plain["tracking"]["uri"])
     settings = TrainerSettings.from_config(plain)
     with threads.torch_threads(plain["trainer"].get("threads", "auto")) as thread_tags, \
             distributed.process_group(plain["trainer"], resolve_device(plain["trainer"]["device"])) as (dist, device):
@@ -72,10 +81,11 @@ def train(cfg: DictConfig, registry: Registry | None = None, overrides: Sequence
         start = plain.get("init_from") if state is None else None  # a resumed run has its weights already
         splits, model, optimizer, scheduler, lineage = build(registry, cfg, plain, arch, dataset, device, dist, start)
         task = registry.task(splits.info.task)  # a dataset may pose another task than it declares (data.task)
-        out_dir = checkpoint_dir.parent if checkpoint_dir else new_output_dir(plain)
-        folder = checkpoint_dir or out_dir / "checkpoints"
-        tracker = open_tracker(plain["tracking"], dist, journal_dir=folder)
+        out_dir = resumed.out_dir if resumed else new_output_dir(plain)
+        folder = resumed.folder if resumed else out_dir / "checkpoints"  # a new run's: checkpoints/<run id>, below
+        tracker = open_tracker(plain["tracking"], dist, journal_dir=folder)  # its journal-<run id>.jsonl goes there
         step_log = StepLog(tracker, settings)
+        # a new run's folder is checkpoints/<its run id>, known once the run exists (Checkpointer.own_folder)
         checkpointer = Checkpointer(folder, run=tracker, config=plain, dist=dist)
         trial = TrialReport.from_sweep(tracker)  # a search trial with a pruner; before the checkpointer, which
         # then writes last.pt for the epoch a pruned trial stops at
@@ -87,17 +97,18 @@ def train(cfg: DictConfig, registry: Registry | None = None, overrides: Sequence
         shown = logged_config(cfg, plain, overrides)
         # Ctrl-C, SIGTERM and SIGHUP for the whole run (zoo._runtime): its start and its ending hold them, its
         # body stops at once (the loop at a step boundary), so that a signal ends it KILLED and nothing is lost
-        with stop_on_signals("hold"), \
+        with stop_on_signals("hold"), contextlib.ExitStack() as held, \
                 tracker.run(run_name=shown["tracking"].get("run_name") or f"{arch.decl.name}-{dataset.decl.name}",
                             params=hydra_params(shown),
                             tags={**run_tags(plain, arch, dataset, task, device, dist, out_dir, overrides),
                                   **source_tags(splits.info), **thread_tags},
                             run_id=state["run_id"] if state else None) as run, \
+                checkpointer.own_folder(None if resumed else run.run_id, held), \
                 _kept_when_stopped(run, loop, checkpointer, step_log), stop_on_signals("now"):
             started = time.time()
             if run.run_id:  # rank 0
                 run_log.info("MLflow run %s in experiment '%s' (%s)", run.run_id, plain["tracking"]["experiment"], run.uri)
-            record_inputs(run, shown, overrides, state, task, folder)
+            record_inputs(run, shown, overrides, resumed, task, checkpointer.folder)
             if lineage is not None:
                 record_lineage(run, lineage)
             data = run.datasets(dataset_records(splits, dataset.decl.name, dataset.plugin,
@@ -119,27 +130,14 @@ def train(cfg: DictConfig, registry: Registry | None = None, overrides: Sequence
             metrics["duration_s"] = time.time() - started
             run.metrics({"duration_s": metrics["duration_s"]}, step=loop.step)
     return {**metrics, "objective": metrics.get(f"best/val_{task.monitor}"),
-            "run_id": tracker.run_id, "experiment_id": tracker.experiment_id}
+            "run_id": tracker.run_id, "experiment_id": tracker.experiment_id,
+            "model": arch.decl.name, "data": dataset.decl.name, "experiment": plain["tracking"]["experiment"]}
 
 
 # ------------------------------------------------------------------------------ before the run
 def registry_for(cfg: DictConfig | dict) -> Registry:
     folder = (cfg.get("plugins") or {}).get("dir")
     return load_registry([folder] if folder else [])
-
-
-def resume_state(cfg: DictConfig) -> tuple[DictConfig, dict | None, Path | None]:
-    """With ``resume=<run id, folder or file>``: the run's own config (for this store), its checkpoint, its folder."""
-    if not cfg.get("resume"):
-        return cfg, None, None
-    uri = cfg.tracking.get("uri") or default_uri()
-    path = find_checkpoint(cfg.resume, uri)
-    state = load_checkpoint(path)
-    if state.get("run_id"):  # rows the store once refused (the run's journal) go in first
-        replay_before_resume(uri, state["run_id"], path.parent)
-    config = dict(state["config"], resume=None)
-    config["tracking"] = dict(config["tracking"], uri=uri)
-    return OmegaConf.create(config), state, path.parent
 
 
 def logged_config(cfg: DictConfig, plain: dict, overrides: Sequence[str]) -> dict:
@@ -281,16 +279,19 @@ def source_tags(info) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------ in the run
-def record_inputs(run, plain: dict, overrides: Sequence[str], state: dict | None, task, folder: Path) -> None:
-    """A new run keeps its config and overrides; a continued one notes its step; both, where checkpoints go."""
+def record_inputs(run, plain: dict, overrides: Sequence[str], resumed: Resumed | None, task, folder: Path) -> None:
+    """A new run keeps its config and overrides; a continued one notes its step and what it changed; both,
+    where checkpoints go."""
     noted = {tags.CHECKPOINT_DIR: folder}
-    if state is None:
+    if resumed is None:
         run.text(OmegaConf.to_yaml(OmegaConf.create(plain)), "config.yaml")
         run.text("\n".join(overrides) + "\n", "overrides.txt")
         for path in hydra_files():
             run.artifact(path, ".hydra")
     else:  # a run started before zoo.monitor and zoo.direction existed gets them now
-        noted.update({tags.RESUMED_FROM_STEP: state["step"], **task_tags(task)})
+        noted.update({tags.RESUMED_FROM_STEP: resumed.state["step"], **task_tags(task)})
+        if resumed.changed:
+            noted[tags.RESUMED_WITH] = " ".join(resumed.changed)[:5000]
     run.tags(noted)
 
 
@@ -326,7 +327,9 @@ def hydra_files() -> list[Path]:
 
 @contextlib.contextmanager
 def _kept_when_stopped(run, loop: Loop, checkpointer: Checkpointer, step_log: StepLog):
-    """A stopped run saves last.pt and says how to resume; a failed one keeps its checkpoints and says why.
+    """A stopped run saves last.pt and says how to resume; a failed one saves last.pt where it failed (when
+    training stands between two steps: a resume then continues from there), keeps its checkpoints and says why.
+    A non-finite loss keeps the last good checkpoint instead.
 
     (The run's status, its error tag and the traceback are ``Tracker.run``'s.)
     """
@@ -340,16 +343,20 @@ def _kept_when_stopped(run, loop: Loop, checkpointer: Checkpointer, step_log: St
                        f"(run {run.run_id} ended FAILED, last good checkpoint kept)") from None
     except ZooError as exc:  # a fault Zoo can name (a full disk, say): the reason as it is, and the run's end
         run.error = str(exc)
+        checkpointer.save_if_settled(loop)
         _log_checkpoints(run, checkpointer)
         raise ZooError(f"{exc} (run {run.run_id} ended FAILED)") from None
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP
         exc.zoo_run_id = run.run_id  # the command line prints how to resume
         how = signal_name(getattr(exc, "signum", signal.SIGINT))
         run.error = f"interrupted ({how}) at step {loop.step}; continue with: zoo train resume={run.run_id}"
-        with contextlib.suppress(Exception):
-            run.artifact(checkpointer.save_last(loop), "checkpoints")
+        checkpointer.save_if_settled(loop)  # after training, or mid-step: the last.pt there is the one to resume
+        with contextlib.suppress(Exception):  # the run's own copy (a resume falls back on it)
+            if (checkpointer.folder / "last.pt").is_file():
+                run.artifact(checkpointer.folder / "last.pt", "checkpoints")
         raise
     except BaseException:
+        checkpointer.save_if_settled(loop)
         _log_checkpoints(run, checkpointer)
         raise
     finally:
