@@ -13,7 +13,8 @@ package stays light (``zoo list`` and ``--help`` never load MLflow). It knows no
 the training loop or plugins.
 """
 
-from zoo.tracking.run import NullTracker, Tracker, flatten, git_commit
+from zoo.tracking.null import NullTracker
+from zoo.tracking.run import Tracker, flatten, git_commit
 from zoo.tracking.store import artifact_root, bounded_http, default_uri, prepare_store, sqlite_path
 
 __all__ = ["NullTracker", "Tracker", "artifact_root", "bounded_http", "default_uri", "flatten", "git_commit",

@@ -1,4 +1,4 @@
-"""One MLflow run as the training loop sees it: :class:`Tracker`, and :class:`NullTracker` for ranks that log nothing.
+"""One MLflow run as the training loop sees it: :class:`Tracker` (:class:`~zoo.tracking.null.NullTracker` for ranks that log nothing).
 
 The loop talks to a tracker through a handful of calls (``metrics``, ``series``, ``tags``,
 ``artifact``, ``text``, ``model``) and knows nothing of MLflow's API. ``Tracker.run(...)`` is the
@@ -26,6 +26,7 @@ from zoo.errors import ZooError, one_line
 from zoo.tracking import liveness, system
 from zoo.tracking import tags as tag
 from zoo.tracking.journal import Journal, journal_path
+from zoo.tracking.runs import check_parent, stored_steps
 from zoo.tracking.store import default_uri, prepare_store
 from zoo.tracking.writer import DEFAULT_ROW_COST_S, Writer, writer_mode
 
@@ -51,27 +52,6 @@ def git_commit(path: str | os.PathLike) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
-
-
-def check_parent(client, run_id: str, uri: str) -> None:
-    """The caller's active run must be in Zoo's store for Zoo's run to nest under it."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    if uri == mlflow.get_tracking_uri():  # where the caller's run was started
-        return
-    try:
-        client.get_run(run_id)
-    except MlflowException:
-        raise ZooError(f"an MLflow run is active in this process (run {run_id} in {mlflow.get_tracking_uri()}) "
-                       f"and tracking.uri={uri} is another store: Zoo's run cannot nest under it there; leave "
-                       f"tracking.uri unset (Zoo then uses the active run's store) or end the active run first") from None
-
-
-def stored_steps(client, run_id: str) -> dict[str, int]:
-    """Each metric of the run and the last step the store holds of it (MLflow keeps a metric's latest row,
-    the one with the highest step, with the run). Rows are written in step order, so every step up to it is there."""
-    return {m.key: m.step for m in client.get_run(run_id).to_proto().data.metrics}
 
 
 class Tracker:
@@ -422,57 +402,3 @@ class Tracker:
         if self.journaling:
             return
         log_model_input(self.client, self.run_id, model_id)
-
-
-class NullTracker:
-    """What ranks other than 0 report to: nothing. Every method of :class:`Tracker`, doing nothing."""
-
-    run_id: str | None = None
-    experiment_id: str | None = None
-    error: str | None = None
-    row_cost = DEFAULT_ROW_COST_S
-    journaling = False
-
-    @staticmethod
-    def warm_up() -> None:
-        pass
-
-    def start(self, *, run_name: str | None, params: dict, tags: dict, run_id: str | None = None) -> None:
-        return None
-
-    @contextlib.contextmanager
-    def run(self, *, run_name: str | None, params: dict, tags: dict, run_id: str | None = None):
-        yield self
-
-    def finish(self, status: str, error: str | None = None) -> None:
-        pass
-
-    def flush(self, stop: bool = False) -> None:
-        pass
-
-    def metrics(self, values: dict[str, float], step: int, timestamp: float | None = None) -> None:
-        pass
-
-    def series(self, key: str, values: Iterable[float], steps: Iterable[int], timestamps: Iterable[float]) -> None:
-        pass
-
-    def tags(self, values: dict[str, Any]) -> None:
-        pass
-
-    def artifact(self, path: str | os.PathLike, folder: str | None = None) -> None:
-        pass
-
-    def text(self, text: str, name: str) -> None:
-        pass
-
-    def model(self, folder, **kwargs) -> None:
-        return None
-
-    def datasets(self, records) -> dict:
-        return {}
-
-    def linked_metrics(self, values: dict[str, float], step: int, model_id: str | None, dataset) -> None:
-        pass
-
-    def model_input(self, model_id: str) -> None:
-        pass

@@ -203,3 +203,24 @@ class Runs:
 
 def _child_filter(parent_run_id: str) -> str:
     return f"tags.`{tags.PARENT}` = '{parent_run_id}'"
+
+
+def check_parent(client, run_id: str, uri: str) -> None:
+    """The caller's active run must be in Zoo's store for Zoo's run to nest under it."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    if uri == mlflow.get_tracking_uri():  # where the caller's run was started
+        return
+    try:
+        client.get_run(run_id)
+    except MlflowException:
+        raise ZooError(f"an MLflow run is active in this process (run {run_id} in {mlflow.get_tracking_uri()}) "
+                       f"and tracking.uri={uri} is another store: Zoo's run cannot nest under it there; leave "
+                       f"tracking.uri unset (Zoo then uses the active run's store) or end the active run first") from None
+
+
+def stored_steps(client, run_id: str) -> dict[str, int]:
+    """Each metric of the run and the last step the store holds of it (MLflow keeps a metric's latest row,
+    the one with the highest step, with the run). Rows are written in step order, so every step up to it is there."""
+    return {m.key: m.step for m in client.get_run(run_id).to_proto().data.metrics}
