@@ -14,6 +14,7 @@ and every rank stops.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Callable, Optional
 
 import torch
@@ -46,13 +47,14 @@ class TrialReport(Callback):
         return cls(report, tracker) if report is not None else None
 
     def on_epoch_end(self, loop: Loop, row: dict) -> None:
-        stop = False
+        stop, t0 = False, time.perf_counter()
         if loop.dist.main:
             value = row.get(self.report.key)
             if value is not None:
                 stop = self.report(loop.epoch, float(value)) and not loop.last_epoch
         if loop.dist.world > 1:  # rank 0 decides for every rank
             stop = bool(loop.dist.sum(torch.tensor(float(stop), device=loop.device)) > 0)
+        loop.perf["report_s"] += time.perf_counter() - t0  # perf/report_s: seconds spent reporting
         if stop:
             self.pruned_epoch = loop.epoch
             loop.request_stop(f"pruned by the search after epoch {loop.epoch}")
