@@ -157,6 +157,10 @@ def test_a_hopeless_trial_is_pruned_with_a_checkpoint_and_shown_apart(tmp_path):
     last = torch.load(f"{pruned.data.tags['zoo.checkpoint_dir']}/last.pt", weights_only=False)
     assert last["epoch"] == 1
     assert all("zoo.pruned" not in c.data.tags for c in children if c is not pruned)
+    # no candidate: it keeps its best checkpoint and skips the plots (and the model) a finished trial logs
+    assert [a.path for a in client.list_artifacts(pruned.info.run_id, "checkpoints")] == ["checkpoints/best.pt"]
+    assert "plots" not in {a.path for a in client.list_artifacts(pruned.info.run_id)}
+    assert all("plots" in {a.path for a in client.list_artifacts(c.info.run_id)} for c in children if c is not pruned)
     # the parent and zoo compare show it apart, and it is never the best
     assert parent.data.tags["zoo.sweep_pruned_runs"] == "1" and parent.data.tags["zoo.best_run_id"] != pruned.info.run_id
     assert "PRUNED@1" in parent.data.tags["mlflow.note.content"]
