@@ -29,8 +29,8 @@ pass, checkpoint and plots, the run's end) and ``tell`` (run ended -> told to th
 
 Usage::
 
-    .venv/bin/python benchmarks/search.py                      # all three (about 15 minutes here)
-    .venv/bin/python benchmarks/search.py --parts async --trials 12
+    .venv/bin/python benchmarks/search.py                      # all three (about 15-20 minutes, quiet)
+    .venv/bin/python benchmarks/search.py --parts async --trials 12 --timeline
     .venv/bin/python benchmarks/search.py --quick              # a check that it runs (iris, few epochs)
 
 The targets of issue 15: asynchronous <= 0.8 x the synchronous wall time; pruning within 0.5 points
@@ -186,7 +186,7 @@ def part_groupby(root: Path, ns) -> None:
     folder = root / "groupby"
     folder.mkdir(parents=True)
     took, r = zoo(folder, "train", "-m", *ns.data, "model=mlp,perceptron", "optimizer.lr=0.01,0.001",
-                  f"trainer.max_epochs={ns.long}", "hydra.sweeper.repeats=3", *QUIET)
+                  f"trainer.max_epochs={ns.group_epochs}", "hydra.sweeper.repeats=3", *QUIET)
     parent = r.stdout.strip().split("parent run ")[-1].split()[0]
     _, cmp = zoo(folder, "compare", "--sweep", parent, "--group-by", "--metrics", "test/accuracy,best/val_accuracy")
     print(f"\n3 seeds x 4 configurations ({took:.0f} s): zoo compare --sweep {parent[:8]} --group-by")
@@ -200,15 +200,17 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="search.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--parts", default="async,pruning,groupby", help="comma-separated: async, pruning, groupby")
     p.add_argument("--trials", type=int, default=24)
-    p.add_argument("--short", type=int, default=2, help="epochs of a short trial")
-    p.add_argument("--long", type=int, default=16, help="epochs of a long trial (and of every pruning trial)")
+    p.add_argument("--short", type=int, default=3, help="epochs of a short trial")
+    p.add_argument("--long", type=int, default=300,
+                   help="epochs of a long trial (and of every pruning trial): about 10 s of training on digits, "
+                        "long against the seconds each trial spends outside its epochs")
     p.add_argument("--keep", action="store_true", help="keep the searches' folders (stores, logs) and print where")
     p.add_argument("--timeline", action="store_true", help="print each search's trials: when, how long, where the time went")
     p.add_argument("--quick", action="store_true", help="iris, 4 trials of 1 or 2 epochs: a check that it runs")
     ns = p.parse_args(argv)
-    ns.data = ["data=digits"]
+    ns.data, ns.group_epochs = ["data=digits"], 16
     if ns.quick:
-        ns.trials, ns.short, ns.long, ns.data = 4, 1, 2, ["data=iris"]
+        ns.trials, ns.short, ns.long, ns.group_epochs, ns.data = 4, 1, 2, 2, ["data=iris"]
     unknown = set(ns.parts.split(",")) - set(PARTS)
     if unknown:
         p.error(f"--parts: unknown {', '.join(sorted(unknown))}; expected {', '.join(PARTS)}")
