@@ -5,10 +5,11 @@ the reporter (:func:`hydra_plugins.zoo_sweepers.reporter.from_env`, None in any 
 training side knows one thing of it: after each epoch it reads ``reporter.key`` (an epoch metric
 such as ``val/accuracy``) from the epoch's metrics and calls ``reporter(epoch, value)``, which
 answers whether to stop. What a report means (Optuna's trial, its pruner, the best value so far) is
-the sweep's. A stopped trial stops at once, as early stopping does: ``last.pt`` is written, the test
-pass runs on the best epoch, and the run ends FINISHED with the tags ``zoo.pruned=true`` and
-``zoo.pruned_epoch`` (the sweeper then tells Optuna the trial was PRUNED). Under DDP rank 0 asks
-and every rank stops.
+the sweep's; it writes to the study after a few epochs only (``reporter.reported``). A stopped
+trial stops at once, as early stopping does: ``last.pt`` is written, the test pass runs on the best
+epoch, the run logs its best checkpoint only (no plots, no model), and it ends FINISHED with the
+tags ``zoo.pruned=true`` and ``zoo.pruned_epoch`` (the sweeper then tells Optuna the trial was
+PRUNED). Under DDP rank 0 asks and every rank stops.
 """
 
 from __future__ import annotations
