@@ -147,7 +147,8 @@ def test_a_hopeless_trial_is_pruned_with_a_checkpoint_and_shown_apart(tmp_path):
     study = _load(tmp_path, "prune")
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE", "PRUNED"]
     assert list(study.trials[2].intermediate_values) == [1]  # reported after epoch 1, then stopped
-    assert list(study.trials[0].intermediate_values) == list(range(1, 21))  # a good trial reports every epoch
+    # a good trial reports after epochs 1-8, then four times per doubling
+    assert list(study.trials[0].intermediate_values) == [1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20]
     client, (parent,), children = _sweep_runs(tmp_path, "zoo")
     pruned = next(c for c in children if c.info.run_id == study.trials[2].user_attrs["zoo.run_id"])
     assert pruned.info.status == "FINISHED"
@@ -156,6 +157,10 @@ def test_a_hopeless_trial_is_pruned_with_a_checkpoint_and_shown_apart(tmp_path):
     last = torch.load(f"{pruned.data.tags['zoo.checkpoint_dir']}/last.pt", weights_only=False)
     assert last["epoch"] == 1
     assert all("zoo.pruned" not in c.data.tags for c in children if c is not pruned)
+    # no candidate: it keeps its best checkpoint and skips the plots (and the model) a finished trial logs
+    assert [a.path for a in client.list_artifacts(pruned.info.run_id, "checkpoints")] == ["checkpoints/best.pt"]
+    assert "plots" not in {a.path for a in client.list_artifacts(pruned.info.run_id)}
+    assert all("plots" in {a.path for a in client.list_artifacts(c.info.run_id)} for c in children if c is not pruned)
     # the parent and zoo compare show it apart, and it is never the best
     assert parent.data.tags["zoo.sweep_pruned_runs"] == "1" and parent.data.tags["zoo.best_run_id"] != pruned.info.run_id
     assert "PRUNED@1" in parent.data.tags["mlflow.note.content"]
@@ -163,6 +168,19 @@ def test_a_hopeless_trial_is_pruned_with_a_checkpoint_and_shown_apart(tmp_path):
     assert cmp.returncode == 0, cmp.stderr
     row = next(line for line in cmp.stdout.splitlines() if line.startswith(pruned.info.run_id[:8]))
     assert "PRUNED@1" in row
+
+
+def test_a_trial_reports_after_the_same_few_epochs_whatever_its_length():
+    """Each report is a write and a read of the study storage, as long as an epoch of a small model:
+    every epoch of the first 8, then four per doubling (a gap of at most a quarter of the epochs
+    trained), so a 300-epoch trial reports 28 times, not 300; and every trial at the same epochs, so
+    the median pruner compares trials at the same step."""
+    from hydra_plugins.zoo_sweepers.reporter import reported
+
+    epochs = [e for e in range(1, 301) if reported(e)]
+    assert epochs[:12] == [1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16]
+    assert epochs[-4:] == [160, 192, 224, 256] and len(epochs) == 28
+    assert all((b - a) / a <= 0.25 for a, b in zip(epochs[7:], epochs[8:]))
 
 
 # ------------------------------------------------------------------------------------ failures

@@ -10,8 +10,8 @@ sweeper is small, uses the installed Optuna (5.x) and keeps the study in ``optun
 The search is asynchronous (Optuna's ask/tell over one study storage): ``n_jobs`` jobs run at
 all times, and as soon as one ends its trial is told and the next one asked for and started
 (:mod:`.trials` runs that loop over a pool of :mod:`.pools`). With a pruner, each trial reports its
-validation metric after every epoch and stops when pruned (the job's :mod:`.reporter`, which
-:mod:`zoo.training.callbacks.pruning` calls).
+validation metric after epochs 1-8, then four times per doubling, and stops when pruned (the
+job's :mod:`.reporter`, which :mod:`zoo.training.callbacks.pruning` calls).
 With ``hydra.sweeper.repeats=K`` a trial is K jobs with seeds ``seed .. seed+K-1`` and its value
 is their mean.
 

@@ -118,10 +118,10 @@ def _train(cfg: DictConfig, registry: Registry, overrides: Sequence[str], resume
             run.metrics({k: v for k, v in metrics.items() if k not in tests}, step=loop.step)
             model_id = None
             try:
-                if dist.main:  # a pruned trial is no candidate: its model is not logged
+                if dist.main:  # a pruned trial is no candidate: its checkpoint only, no plots, no model
                     model_id = log_outputs(run, checkpointer, step_log.history, model, splits, arch, out_dir,
-                                           plain, dataset, task,
-                                           with_model=plain["tracking"]["log_model"] and not loop.stop_reason)
+                                           plain, dataset, task, with_model=plain["tracking"]["log_model"],
+                                           stopped=bool(loop.stop_reason))
             finally:  # the test metrics, linked to the model (when there is one) and to the test data
                 with stop_on_signals("hold"):
                     run.linked_metrics(tests, loop.step, model_id, data.get("test"))
@@ -370,13 +370,19 @@ def _log_checkpoints(run, checkpointer: Checkpointer) -> None:
 
 
 def log_outputs(run, checkpointer: Checkpointer, history, model, splits, arch, out_dir: Path, plain: dict,
-                dataset, task, with_model: bool = True) -> str | None:
-    """The best checkpoint, plots, the family's own report, and the model itself (its model id)."""
+                dataset, task, with_model: bool = True, stopped: bool = False) -> str | None:
+    """The best checkpoint, plots, the family's own report, and the model itself (its model id).
+
+    ``stopped``: a search pruned the run (``Loop.request_stop``); it keeps its best checkpoint (and
+    ``last.pt`` on disk) and skips the rest, which a trial that is no candidate does not need.
+    """
     from zoo import plots
 
     best = checkpointer.folder / "best.pt"
     if best.exists():  # a run resumed from a lone last.pt that never improved has none
         run.artifact(best, "checkpoints")
+    if stopped:
+        return None
     figs = out_dir / "figures"
     figs.mkdir(parents=True, exist_ok=True)
     run.artifact(plots.loss_curve(history, figs / "loss_curve.png"), "plots")
