@@ -65,12 +65,17 @@ class Resumed:
 
     def check_run(self, uri: str) -> None:
         """The run is in the store ``uri`` and has not FINISHED (checked under the lock, before it re-opens)."""
+        from zoo.tracking.journal import replay_before_resume
         from zoo.tracking.runs import resumable
 
         what = self.ref if self.ref == self.run_id else f"{self.ref} (run {self.run_id})"
         resumable(uri, self.run_id, f"resume={what}",
                   missing=f"resume={self.ref}: the checkpoint belongs to run {self.run_id}, which is not in {uri} (a "
                           f"checkpoint of another store); resume it with tracking.uri=<the store it was trained in>")
+        # rows the store once refused (the run's journal) go in first: under the lock, after the config was
+        # validated (nothing is read from the store for a config that is refused), before the run re-opens and
+        # reads the last stored step of each metric (Tracker.start)
+        replay_before_resume(uri, self.run_id, self.folder)
 
     @property
     def out_dir(self) -> Path:
@@ -93,15 +98,11 @@ def resume_state(cfg: DictConfig, overrides: Sequence[str] = ()) -> Iterator[Res
         yield None
         return
     from zoo.tracking import default_uri
-    from zoo.tracking.journal import replay_before_resume
 
     uri = cfg.tracking.get("uri") or default_uri()
     ref = str(cfg.resume)
     with _locate(ref, uri, lambda: _this_output_dir(cfg)) as (path, run_id, state):
         config, changed = run_config(cfg, state, overrides, ref)
-        # rows the store once refused (the run's journal) go in first: under the lock, before the run re-opens
-        # and reads the last stored step of each metric (Tracker.start)
-        replay_before_resume(uri, run_id, path.parent)
         config["tracking"] = {**config["tracking"], "uri": uri}
         config["plugins"] = {**(config.get("plugins") or {}), "dir": OmegaConf.select(cfg, "plugins.dir")}
         yield Resumed(run_id, OmegaConf.create(config), state, path.parent, changed, ref)
