@@ -242,6 +242,9 @@ class Writer(threading.Thread):
         self.seconds = 0.0
         self.last_step = 0
         self.child: WriterProcess | None = None
+        # asked for by name: rows wait for the process (up to its START_S) even at a flush, instead of being
+        # written here while it starts (what auto does, so that a short run does not wait for MLflow's import)
+        self.patient = os.environ.get("ZOO_METRIC_WRITER", "").strip().lower() == "process"
         if mode == "process":
             try:
                 self.child = WriterProcess.reuse() or WriterProcess()
@@ -307,6 +310,9 @@ class Writer(threading.Thread):
             return []
         child = self.child
         if child is not None:
+            if now and self.patient:  # ZOO_METRIC_WRITER=process: a flush waits for the process to start
+                while child.starting and not child.poll(0.5, until="ready"):
+                    pass
             child.poll()
             self._collect()
             if child.ready:
