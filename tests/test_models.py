@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -148,15 +149,19 @@ def test_mlflow_models_predict_reads_a_csv(trained):
     assert predicted == model.predict(x.head(8)).tolist()
 
 
-def test_zoo_predict_writes_labels_and_probabilities(trained):
+def test_zoo_predict_writes_labels_and_probabilities(trained, monkeypatch):
     x, y = _raw_split("digits")
     x.to_csv(trained.tmp / "digits.csv", index=False)
     x.to_parquet(trained.tmp / "digits.parquet")
+    scratch = trained.tmp / "scratch"  # the command's temporary folder: the model's files do not stay there
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # tempfile's documented setting (TMPDIR is read once)
     for source, target in (("digits.csv", "out.csv"), ("digits.parquet", "out.parquet")):
         proc = zoo_here("predict", "models:/digits-mlp@champion", "--input", str(trained.tmp / source),
                        "--output", str(trained.tmp / target), cwd=trained.tmp, env=trained.env)
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert f"answered {len(x)} rows" in proc.stderr
+    assert list(scratch.iterdir()) == []
     out = pd.read_csv(trained.tmp / "out.csv")
     assert list(out.columns[:2]) == ["label", "probabilities_0"] and len(out) == len(y)
     assert float((out["label"].to_numpy() == y).mean()) == pytest.approx(trained.digits["test/accuracy"], abs=1e-6)

@@ -10,6 +10,7 @@ the store's own registry: the names you (or your team) registered, nothing fetch
 from __future__ import annotations
 
 import os
+import tempfile
 
 from zoo.models.packaged import ZooModel, load_folder
 from zoo.tracking import default_uri
@@ -28,7 +29,8 @@ def find(ref: str, uri: str | None = None) -> ModelRef:
 
 def load(ref: ModelRef, uri: str | None = None) -> ZooModel:
     """The :class:`ZooModel` behind a found reference (its weights and record, downloaded)."""
-    model = load_folder(download(store(uri), ref) / "artifacts" / ARTIFACT)
+    with tempfile.TemporaryDirectory(prefix="zoo-model-") as tmp:  # everything is read into memory: no folder left
+        model = load_folder(download(store(uri), ref, tmp) / "artifacts" / ARTIFACT)
     model.record = {**model.record, "source": str(ref)}
     return model
 

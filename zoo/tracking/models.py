@@ -18,7 +18,6 @@ import contextlib
 import logging
 import os
 import re
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -250,15 +249,14 @@ def resolve(uri: str, ref: str) -> ModelRef:
     return _run_model(runs, runs.resolve(ref))
 
 
-def download(uri: str, ref: ModelRef) -> Path:
-    """The model's files in a temporary folder (the MLmodel, the pyfunc and ``artifacts/zoo/``)."""
+def download(uri: str, ref: ModelRef, dest: str | os.PathLike) -> Path:
+    """The model's files (the MLmodel, the pyfunc and ``artifacts/zoo/``) fetched into the folder ``dest``."""
     import mlflow
 
-    dest = tempfile.mkdtemp(prefix="zoo-model-")
     try:
         mlflow.set_tracking_uri(uri)
         with _quiet():
-            return Path(mlflow.artifacts.download_artifacts(artifact_uri=ref.uri, dst_path=dest, tracking_uri=uri))
+            return Path(mlflow.artifacts.download_artifacts(artifact_uri=ref.uri, dst_path=str(dest), tracking_uri=uri))
     except Exception as exc:
         raise ZooError(f"cannot fetch the files of {ref}: {one_line(exc, 200)}") from None
 
