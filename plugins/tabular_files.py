@@ -143,8 +143,9 @@ def load_table(fmt: str, seed: int, path, target, features, categorical, task, m
         log.info("data.missing=drop: dropped %d rows of %s with a missing value", dropped, where(p))
     prep = {"reader": fmt, "target_column": target, "feature_columns": chosen, "categories": categories,
             "encoded_features": encoded, "dropped_rows": dropped}
-    return tabular_splits(x, y, target, task, numeric[target], p, prep, seed=seed, standardize=standardize,
-                          workers=workers, after=" after dropping the rows with missing values" if dropped else "")
+    y, output_dim = encode_targets(y, target, task, numeric[target], p, prep,
+                                   after=" after dropping the rows with missing values" if dropped else "")
+    return tabular_splits(x, y, task, output_dim, p, prep, seed=seed, standardize=standardize, workers=workers)
 
 
 def encode(table: Table, chosen: list[str], categories: dict, target: str, missing: str, writer) -> tuple:
@@ -178,21 +179,32 @@ def encode(table: Table, chosen: list[str], categories: dict, target: str, missi
     return writer.finish(), y, count
 
 
-def tabular_splits(x, y, target: str, task: str, numeric: bool, p, prep: dict, *, seed: int, standardize: bool,
-                   workers: int, after: str = "") -> zoo.Splits:
-    """Targets encoded for the task, the checks on rows and classes, and the splits."""
+def encode_targets(y, target: str, task: str, numeric: bool, p, prep: dict, after: str = "") -> tuple[np.ndarray, int]:
+    """The targets as the task reads them, and the model's output size, after the checks on rows and
+    classes: class ids of the smallest type (names in ``prep["class_names"]``), or float32 columns.
+    The caller rebinds its ``y`` to them, so the raw targets (int64 or text, a row each) are let go
+    before the split."""
     check_rows(len(y), p, after=after)
-    meta = {"source": zoo.source_of(p), "preprocessing": prep}
     if task == "classification":
-        if numeric and np.all(np.mod(y.astype(np.float64), 1) == 0):
+        if y.dtype.kind == "b" or (y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0)):
             y = y.astype(np.int64)  # 1.0, 2.0 (a column with gaps reads as floats) are the classes 1 and 2
         ids, names = class_ids(target, y if numeric else y.astype(str), p)
         check_classes(ids, names, p, label=f"data.target={target!r}")
-        meta["class_names"] = prep["class_names"] = names
-        return zoo.array_splits(x, ids, seed=seed, kind="tabular", task=task, output_dim=len(names), meta=meta,
-                                standardize=standardize, stratify=True, workers=workers)
+        prep["class_names"] = names
+        return ids, len(names)
     y = y.astype(np.float32).reshape(len(y), -1)
-    return zoo.array_splits(x, y, seed=seed, kind="tabular", task=task, output_dim=y.shape[1], meta=meta,
+    return y, y.shape[1]
+
+
+def tabular_splits(x, y, task: str, output_dim: int, p, prep: dict, *, seed: int, standardize: bool,
+                   workers: int) -> zoo.Splits:
+    """The splits of the inputs and the targets :func:`encode_targets` made."""
+    meta = {"source": zoo.source_of(p), "preprocessing": prep}
+    if task == "classification":
+        meta["class_names"] = prep["class_names"]
+        return zoo.array_splits(x, y, seed=seed, kind="tabular", task=task, output_dim=output_dim, meta=meta,
+                                standardize=standardize, stratify=True, workers=workers)
+    return zoo.array_splits(x, y, seed=seed, kind="tabular", task=task, output_dim=output_dim, meta=meta,
                             standardize=standardize, standardize_target=True, workers=workers)
 
 
@@ -290,7 +302,8 @@ def load_arrays(seed: int, path=None, inputs: str = "x", targets: str = "y", tas
     keep = zoo.keep_in_memory(shape[0] * int(np.prod(shape[1:])) * 4, in_memory, memory_budget)
     x = files.load("data.inputs", inputs, in_memory=keep)
     prep = {"reader": "arrays", "inputs": inputs, "targets": targets}
-    return tabular_splits(x, y, targets, task, numeric, p, prep, seed=seed, standardize=standardize, workers=workers)
+    y, output_dim = encode_targets(y, targets, task, numeric, p, prep)
+    return tabular_splits(x, y, task, output_dim, p, prep, seed=seed, standardize=standardize, workers=workers)
 
 
 # ------------------------------------------------------------------------------ registration
