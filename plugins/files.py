@@ -84,16 +84,28 @@ def infer_task(task: str, target: str, values: np.ndarray, numeric: bool, p) -> 
     return chosen
 
 
+def distinct(values: np.ndarray, limit: int | None = None) -> np.ndarray:
+    """The sorted distinct values of ``values``, a chunk of rows at a time (no sorted copy of them
+    all); once more than ``limit`` are found it stops and returns those found so far."""
+    found = np.unique(values[:ID_CHUNK])
+    for start in range(ID_CHUNK, len(values), ID_CHUNK):
+        if limit is not None and len(found) > limit:
+            break
+        found = np.union1d(found, values[start:start + ID_CHUNK])
+    return found
+
+
 def class_ids(target: str, labels: np.ndarray, p) -> tuple[np.ndarray, list[str]]:
     """Labels as class ids ``0..K-1`` (in the sorted order of their values) and the class names.
 
     The ids are of the smallest unsigned type that holds them (``uint8`` up to 256 classes: a byte
-    a row), looked up a chunk of rows at a time, so millions of labels cost no row-sized int64 array.
+    a row), found and looked up a chunk of rows at a time: millions of labels cost no sorted copy
+    and no row-sized int64 array.
     """
-    names = np.unique(labels)
+    names = distinct(labels, MAX_CLASSES)
     if len(names) > MAX_CLASSES:
-        raise ValueError(f"data.target={target!r} in {where(p)} has {len(names)} distinct values: too many "
-                         f"classes (at most {MAX_CLASSES}); use data.task=regression for a number")
+        raise ValueError(f"data.target={target!r} in {where(p)} has more than {MAX_CLASSES} distinct values: too "
+                         f"many classes; use data.task=regression for a number")
     ids = np.empty(len(labels), dtype=np.min_scalar_type(max(len(names) - 1, 0)))
     for start in range(0, len(labels), ID_CHUNK):
         ids[start:start + ID_CHUNK] = np.searchsorted(names, labels[start:start + ID_CHUNK])

@@ -27,8 +27,8 @@ from typing import Iterator
 import numpy as np
 
 import zoo
-from zoo_builtins.files import (MAX_CLASSES, check_classes, check_rows, choose, class_ids, column, column_list,
-                                infer_task, stream_settings, where)
+from zoo_builtins.files import (MAX_AUTO_CLASSES, MAX_CLASSES, check_classes, check_rows, choose, class_ids, column,
+                                column_list, distinct, infer_task, stream_settings, where)
 
 log = logging.getLogger(__name__)
 
@@ -294,7 +294,7 @@ def load_arrays(seed: int, path=None, inputs: str = "x", targets: str = "y", tas
         raise ValueError(f"data.targets={targets!r} in {where(p)} has {len(y)} rows but data.inputs={inputs!r} has "
                          f"{shape[0]}: give one target per example")
     numeric = np.issubdtype(y.dtype, np.number) or y.dtype == np.bool_
-    values = np.unique(y)[:MAX_CLASSES + 1] if y.ndim == 1 else np.zeros(MAX_CLASSES + 1)
+    values = distinct(y, MAX_AUTO_CLASSES) if y.ndim == 1 else np.zeros(MAX_CLASSES + 1)
     task = infer_task(task, targets, values, numeric, p)
     if task == "classification" and y.ndim != 1:
         raise ValueError(f"data.targets={targets!r} in {where(p)} has shape {y.shape}: classification needs one "
