@@ -138,18 +138,23 @@ def load_table(fmt: str, seed: int, path, target, features, categorical, task, m
     categories = {c: sorted(values[c], key=str) for c in categorical}
     encoded = [name for c in chosen for name in ([f"{c}={v}" for v in categories[c]] if c in categories else [c])]
     keep = zoo.keep_in_memory(rows * len(encoded) * 4, in_memory, memory_budget)
-    x, y, dropped = encode(table, chosen, categories, target, missing, zoo.RowWriter((len(encoded),), np.float32, not keep))
+    text = None if numeric[target] or len(values[target]) > MAX_CLASSES else sorted(str(v) for v in values[target])
+    x, y, dropped = encode(table, chosen, categories, target, missing, zoo.RowWriter((len(encoded),), np.float32, not keep),
+                           text)
     if dropped:
         log.info("data.missing=drop: dropped %d rows of %s with a missing value", dropped, where(p))
     prep = {"reader": fmt, "target_column": target, "feature_columns": chosen, "categories": categories,
             "encoded_features": encoded, "dropped_rows": dropped}
     y, output_dim = encode_targets(y, target, task, numeric[target], p, prep,
-                                   after=" after dropping the rows with missing values" if dropped else "")
+                                   after=" after dropping the rows with missing values" if dropped else "", text=text)
     return tabular_splits(x, y, task, output_dim, p, prep, seed=seed, standardize=standardize, workers=workers)
 
 
-def encode(table: Table, chosen: list[str], categories: dict, target: str, missing: str, writer) -> tuple:
-    """Second pass: the inputs (float32, categorical columns one-hot) written to ``writer``, the raw targets, rows dropped."""
+def encode(table: Table, chosen: list[str], categories: dict, target: str, missing: str, writer,
+           text: list[str] | None = None) -> tuple:
+    """Second pass: the inputs (float32, categorical columns one-hot) written to ``writer``, the targets,
+    rows dropped. The targets are the column's values, or with ``text`` (the sorted labels of a text
+    column) their positions in it, a chunk at a time (a byte or two a row, not a Python string)."""
     import pandas as pd
 
     used = list(dict.fromkeys([target, *chosen]))
@@ -171,7 +176,8 @@ def encode(table: Table, chosen: list[str], categories: dict, target: str, missi
             else:
                 parts.append(chunk[c].to_numpy(dtype=np.float32)[:, None])
         writer.append(np.concatenate(parts, axis=1) if parts else np.empty((0, writer.row_shape[0])))
-        targets.append(chunk[target].to_numpy())
+        t = chunk[target]
+        targets.append(t.to_numpy() if text is None else pd.Categorical(t.astype(str), categories=text).codes)
     if count and missing == "refuse":
         raise ValueError(f"{where(table.p)} has {count} rows with missing values in the columns used (the first: "
                          f"{table.row(first)}): fill them in, or drop those rows with data.missing=drop")
@@ -179,16 +185,22 @@ def encode(table: Table, chosen: list[str], categories: dict, target: str, missi
     return writer.finish(), y, count
 
 
-def encode_targets(y, target: str, task: str, numeric: bool, p, prep: dict, after: str = "") -> tuple[np.ndarray, int]:
+def encode_targets(y, target: str, task: str, numeric: bool, p, prep: dict, after: str = "",
+                   text: list[str] | None = None) -> tuple[np.ndarray, int]:
     """The targets as the task reads them, and the model's output size, after the checks on rows and
     classes: class ids of the smallest type (names in ``prep["class_names"]``), or float32 columns.
     The caller rebinds its ``y`` to them, so the raw targets (int64 or text, a row each) are let go
-    before the split."""
+    before the split. ``text``: ``y`` holds positions in these labels (:func:`encode`)."""
     check_rows(len(y), p, after=after)
-    if task == "classification":
+    if task == "classification" and text is not None:
+        used = np.bincount(y, minlength=len(text)) > 0  # labels seen only on rows dropped for missing values go
+        ids = (np.cumsum(used) - 1).astype(np.min_scalar_type(max(int(used.sum()) - 1, 0)))[y]
+        names = [name for name, u in zip(text, used) if u]
+    elif task == "classification":
         if y.dtype.kind == "b" or (y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0)):
             y = y.astype(np.int64)  # 1.0, 2.0 (a column with gaps reads as floats) are the classes 1 and 2
         ids, names = class_ids(target, y if numeric else y.astype(str), p)
+    if task == "classification":
         check_classes(ids, names, p, label=f"data.target={target!r}")
         prep["class_names"] = names
         return ids, len(names)

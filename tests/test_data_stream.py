@@ -167,6 +167,30 @@ def test_a_streamed_split_holds_its_rows_at_their_own_width(registry, tmp_path):
             assert ys.dtype == torch.int64 and torch.equal(ys, ym) and torch.allclose(xs, xm, atol=1e-6)
 
 
+def test_text_labels_are_encoded_a_chunk_at_a_time(registry, tmp_path):
+    """A CSV's text labels become class ids as each chunk is read (a byte a row, no Python string kept
+    a row): the names are the labels of the rows kept, in sorted order, as in memory; a label seen only
+    on a row dropped for a missing value is no class."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.standard_normal(300), "b": rng.standard_normal(300),
+                          "kind": rng.choice(np.array(["tulip", "rose", "iris"]), 300)})
+    frame.loc[17, ["a", "kind"]] = [np.nan, "orchid"]  # the only orchid, on a row that is dropped
+    frame.to_csv(tmp_path / "flowers.csv", index=False)
+    settings = {"path": str(tmp_path / "flowers.csv"), "target": "kind", "missing": "drop"}
+    streamed = registry.load_dataset("csv", 0, in_memory=False, workers=0, **settings)
+    memory = registry.load_dataset("csv", 0, in_memory=True, **settings)
+    assert streamed.info.meta["class_names"] == memory.info.meta["class_names"] == ["iris", "rose", "tulip"]
+    assert streamed.train.y.dtype == np.uint8 and len(streamed.train) + len(streamed.val) + len(streamed.test) == 299
+    kept = frame.drop(index=17)["kind"].to_numpy()
+    ids = np.concatenate([streamed.train.y, streamed.val.y, streamed.test.y])
+    rows = np.concatenate([streamed.train.rows, streamed.val.rows, streamed.test.rows])
+    np.testing.assert_array_equal(np.array(["iris", "rose", "tulip"])[ids], kept[rows])
+    (_, ys), = streamed.test.batches(None)
+    assert torch.equal(ys, memory.test.y)
+
+
 def test_the_budget_decides_what_is_streamed(registry, tmp_path):
     folder = digits_folder(tmp_path / "digits")
     small = registry.load_dataset("arrays", 0, path=str(folder), memory_budget="100KB")
