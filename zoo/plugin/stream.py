@@ -150,7 +150,7 @@ class StreamSplit:
         prefetch: batches read ahead (per worker process).
     """
 
-    def __init__(self, x: ArrayFile, y: torch.Tensor, rows=None, *, mean=None, std=None, workers="auto",
+    def __init__(self, x: ArrayFile, y, rows=None, *, mean=None, std=None, workers="auto",
                  prefetch: int = 4, device="cpu"):
         self.x, self.y = x, y.cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
         self.rows = np.arange(len(x), dtype=index_dtype(len(x))) if rows is None else np.asarray(rows)
@@ -272,8 +272,9 @@ def array_splits(x, y, *, seed: int, kind: str, task: str, output_dim: int, meta
     if mean is not None:
         prep["input_scaling"] = {"mean": mean.tolist(), "std": std.tolist(), "formula": "(x - mean) / std"}
     if standardize_target:
+        y = y.astype(np.float32)
         t_mean, t_std = row_stats(y, tr)
-        y = ((torch.from_numpy(y.astype(np.float32)) - t_mean) / t_std).numpy()
+        y = ((torch.from_numpy(y) - t_mean) / t_std).numpy()
         prep["target_scaling"] = {"mean": t_mean.tolist(), "std": t_std.tolist(), "formula": "(y - mean) / std"}
     parts = [np.asarray(i) for i in (tr, va, te)]
     if isinstance(x, ArrayFile):  # the targets at their own width, the rows as int32: nothing a row wider
