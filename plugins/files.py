@@ -18,6 +18,7 @@ MIN_ROWS = 20  # the smallest dataset a 70/15/15 split takes (as the built-in ge
 MIN_PER_CLASS = 3  # a stratified split puts at least one example of each class in train, val and test
 MAX_AUTO_CLASSES = 20  # an integer target with at most this many values is taken as class labels
 MAX_CLASSES = 1000
+ID_CHUNK = 1 << 16  # class_ids looks up this many labels at a time
 
 
 def where(p) -> str:
@@ -83,13 +84,32 @@ def infer_task(task: str, target: str, values: np.ndarray, numeric: bool, p) -> 
     return chosen
 
 
+def distinct(values: np.ndarray, limit: int | None = None) -> np.ndarray:
+    """The sorted distinct values of ``values``, a chunk of rows at a time (no sorted copy of them
+    all); once more than ``limit`` are found it stops and returns those found so far."""
+    found = np.unique(values[:ID_CHUNK])
+    for start in range(ID_CHUNK, len(values), ID_CHUNK):
+        if limit is not None and len(found) > limit:
+            break
+        found = np.union1d(found, values[start:start + ID_CHUNK])
+    return found
+
+
 def class_ids(target: str, labels: np.ndarray, p) -> tuple[np.ndarray, list[str]]:
-    """Labels as class ids ``0..K-1`` (in the sorted order of their values) and the class names."""
-    names, ids = np.unique(labels, return_inverse=True)
+    """Labels as class ids ``0..K-1`` (in the sorted order of their values) and the class names.
+
+    The ids are of the smallest unsigned type that holds them (``uint8`` up to 256 classes: a byte
+    a row), found and looked up a chunk of rows at a time: millions of labels cost no sorted copy
+    and no row-sized int64 array.
+    """
+    names = distinct(labels, MAX_CLASSES)
     if len(names) > MAX_CLASSES:
-        raise ValueError(f"data.target={target!r} in {where(p)} has {len(names)} distinct values: too many "
-                         f"classes (at most {MAX_CLASSES}); use data.task=regression for a number")
-    return ids.astype(np.int64), [str(n) for n in names]
+        raise ValueError(f"data.target={target!r} in {where(p)} has more than {MAX_CLASSES} distinct values: too "
+                         f"many classes; use data.task=regression for a number")
+    ids = np.empty(len(labels), dtype=np.min_scalar_type(max(len(names) - 1, 0)))
+    for start in range(0, len(labels), ID_CHUNK):
+        ids[start:start + ID_CHUNK] = np.searchsorted(names, labels[start:start + ID_CHUNK])
+    return ids, [str(n) for n in names]
 
 
 def check_rows(n: int, p, what: str = "rows", after: str = "") -> None:

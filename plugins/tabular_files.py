@@ -27,8 +27,8 @@ from typing import Iterator
 import numpy as np
 
 import zoo
-from zoo_builtins.files import (MAX_CLASSES, check_classes, check_rows, choose, class_ids, column, column_list,
-                                infer_task, stream_settings, where)
+from zoo_builtins.files import (MAX_AUTO_CLASSES, MAX_CLASSES, check_classes, check_rows, choose, class_ids, column,
+                                column_list, distinct, infer_task, stream_settings, where)
 
 log = logging.getLogger(__name__)
 
@@ -138,17 +138,23 @@ def load_table(fmt: str, seed: int, path, target, features, categorical, task, m
     categories = {c: sorted(values[c], key=str) for c in categorical}
     encoded = [name for c in chosen for name in ([f"{c}={v}" for v in categories[c]] if c in categories else [c])]
     keep = zoo.keep_in_memory(rows * len(encoded) * 4, in_memory, memory_budget)
-    x, y, dropped = encode(table, chosen, categories, target, missing, zoo.RowWriter((len(encoded),), np.float32, not keep))
+    text = None if numeric[target] or len(values[target]) > MAX_CLASSES else sorted(str(v) for v in values[target])
+    x, y, dropped = encode(table, chosen, categories, target, missing, zoo.RowWriter((len(encoded),), np.float32, not keep),
+                           text)
     if dropped:
         log.info("data.missing=drop: dropped %d rows of %s with a missing value", dropped, where(p))
     prep = {"reader": fmt, "target_column": target, "feature_columns": chosen, "categories": categories,
             "encoded_features": encoded, "dropped_rows": dropped}
-    return tabular_splits(x, y, target, task, numeric[target], p, prep, seed=seed, standardize=standardize,
-                          workers=workers, after=" after dropping the rows with missing values" if dropped else "")
+    y, output_dim = encode_targets(y, target, task, numeric[target], p, prep,
+                                   after=" after dropping the rows with missing values" if dropped else "", text=text)
+    return tabular_splits(x, y, task, output_dim, p, prep, seed=seed, standardize=standardize, workers=workers)
 
 
-def encode(table: Table, chosen: list[str], categories: dict, target: str, missing: str, writer) -> tuple:
-    """Second pass: the inputs (float32, categorical columns one-hot) written to ``writer``, the raw targets, rows dropped."""
+def encode(table: Table, chosen: list[str], categories: dict, target: str, missing: str, writer,
+           text: list[str] | None = None) -> tuple:
+    """Second pass: the inputs (float32, categorical columns one-hot) written to ``writer``, the targets,
+    rows dropped. The targets are the column's values, or with ``text`` (the sorted labels of a text
+    column) their positions in it, a chunk at a time (a byte or two a row, not a Python string)."""
     import pandas as pd
 
     used = list(dict.fromkeys([target, *chosen]))
@@ -170,7 +176,8 @@ def encode(table: Table, chosen: list[str], categories: dict, target: str, missi
             else:
                 parts.append(chunk[c].to_numpy(dtype=np.float32)[:, None])
         writer.append(np.concatenate(parts, axis=1) if parts else np.empty((0, writer.row_shape[0])))
-        targets.append(chunk[target].to_numpy())
+        t = chunk[target]
+        targets.append(t.to_numpy() if text is None else pd.Categorical(t.astype(str), categories=text).codes)
     if count and missing == "refuse":
         raise ValueError(f"{where(table.p)} has {count} rows with missing values in the columns used (the first: "
                          f"{table.row(first)}): fill them in, or drop those rows with data.missing=drop")
@@ -178,21 +185,38 @@ def encode(table: Table, chosen: list[str], categories: dict, target: str, missi
     return writer.finish(), y, count
 
 
-def tabular_splits(x, y, target: str, task: str, numeric: bool, p, prep: dict, *, seed: int, standardize: bool,
-                   workers: int, after: str = "") -> zoo.Splits:
-    """Targets encoded for the task, the checks on rows and classes, and the splits."""
+def encode_targets(y, target: str, task: str, numeric: bool, p, prep: dict, after: str = "",
+                   text: list[str] | None = None) -> tuple[np.ndarray, int]:
+    """The targets as the task reads them, and the model's output size, after the checks on rows and
+    classes: class ids of the smallest type (names in ``prep["class_names"]``), or float32 columns.
+    The caller rebinds its ``y`` to them, so the raw targets (int64 or text, a row each) are let go
+    before the split. ``text``: ``y`` holds positions in these labels (:func:`encode`)."""
     check_rows(len(y), p, after=after)
-    meta = {"source": zoo.source_of(p), "preprocessing": prep}
-    if task == "classification":
-        if numeric and np.all(np.mod(y.astype(np.float64), 1) == 0):
+    if task == "classification" and text is not None:
+        used = np.bincount(y, minlength=len(text)) > 0  # labels seen only on rows dropped for missing values go
+        ids = (np.cumsum(used) - 1).astype(np.min_scalar_type(max(int(used.sum()) - 1, 0)))[y]
+        names = [name for name, u in zip(text, used) if u]
+    elif task == "classification":
+        if y.dtype.kind == "b" or (y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0)):
             y = y.astype(np.int64)  # 1.0, 2.0 (a column with gaps reads as floats) are the classes 1 and 2
         ids, names = class_ids(target, y if numeric else y.astype(str), p)
+    if task == "classification":
         check_classes(ids, names, p, label=f"data.target={target!r}")
-        meta["class_names"] = prep["class_names"] = names
-        return zoo.array_splits(x, ids, seed=seed, kind="tabular", task=task, output_dim=len(names), meta=meta,
-                                standardize=standardize, stratify=True, workers=workers)
+        prep["class_names"] = names
+        return ids, len(names)
     y = y.astype(np.float32).reshape(len(y), -1)
-    return zoo.array_splits(x, y, seed=seed, kind="tabular", task=task, output_dim=y.shape[1], meta=meta,
+    return y, y.shape[1]
+
+
+def tabular_splits(x, y, task: str, output_dim: int, p, prep: dict, *, seed: int, standardize: bool,
+                   workers: int) -> zoo.Splits:
+    """The splits of the inputs and the targets :func:`encode_targets` made."""
+    meta = {"source": zoo.source_of(p), "preprocessing": prep}
+    if task == "classification":
+        meta["class_names"] = prep["class_names"]
+        return zoo.array_splits(x, y, seed=seed, kind="tabular", task=task, output_dim=output_dim, meta=meta,
+                                standardize=standardize, stratify=True, workers=workers)
+    return zoo.array_splits(x, y, seed=seed, kind="tabular", task=task, output_dim=output_dim, meta=meta,
                             standardize=standardize, standardize_target=True, workers=workers)
 
 
@@ -282,7 +306,7 @@ def load_arrays(seed: int, path=None, inputs: str = "x", targets: str = "y", tas
         raise ValueError(f"data.targets={targets!r} in {where(p)} has {len(y)} rows but data.inputs={inputs!r} has "
                          f"{shape[0]}: give one target per example")
     numeric = np.issubdtype(y.dtype, np.number) or y.dtype == np.bool_
-    values = np.unique(y)[:MAX_CLASSES + 1] if y.ndim == 1 else np.zeros(MAX_CLASSES + 1)
+    values = distinct(y, MAX_AUTO_CLASSES) if y.ndim == 1 else np.zeros(MAX_CLASSES + 1)
     task = infer_task(task, targets, values, numeric, p)
     if task == "classification" and y.ndim != 1:
         raise ValueError(f"data.targets={targets!r} in {where(p)} has shape {y.shape}: classification needs one "
@@ -290,7 +314,8 @@ def load_arrays(seed: int, path=None, inputs: str = "x", targets: str = "y", tas
     keep = zoo.keep_in_memory(shape[0] * int(np.prod(shape[1:])) * 4, in_memory, memory_budget)
     x = files.load("data.inputs", inputs, in_memory=keep)
     prep = {"reader": "arrays", "inputs": inputs, "targets": targets}
-    return tabular_splits(x, y, targets, task, numeric, p, prep, seed=seed, standardize=standardize, workers=workers)
+    y, output_dim = encode_targets(y, targets, task, numeric, p, prep)
+    return tabular_splits(x, y, task, output_dim, p, prep, seed=seed, standardize=standardize, workers=workers)
 
 
 # ------------------------------------------------------------------------------ registration

@@ -111,6 +111,86 @@ def test_a_reader_thread_left_early_ends(tmp_path):
         list(split.batches(10))
 
 
+def test_split_indices_are_scikit_learns_at_a_few_bytes_a_row():
+    """``zoo.split_indices`` draws scikit-learn's ``train_test_split`` indices (in-memory datasets split
+    as they always did) in numpy, as int32 arrays: its peak stays a few bytes a row where scikit-learn's
+    stratified split took about 70 (int64 copies and a Python int a row: 4,000,000 rows cost 280 MB)."""
+    import tracemalloc
+
+    from sklearn.model_selection import train_test_split
+
+    rng = np.random.default_rng(1)
+    cases = [(20, None), (37, rng.integers(0, 2, 37)), (150, rng.choice(np.array(["a", "b", "c"]), 150)),
+             (1797, rng.integers(0, 10, 1797)), (5000, np.repeat(np.arange(4), 1250)),  # ties in the class shares
+             (100_003, rng.integers(0, 7, 100_003)), (100_003, None)]
+    for n, stratify in cases:
+        for seed in (0, 7):
+            rest, test = train_test_split(np.arange(n), test_size=0.15, random_state=seed, stratify=stratify)
+            train_, val = train_test_split(rest, test_size=0.15 / 0.85, random_state=seed,
+                                           stratify=None if stratify is None else stratify[rest])
+            ours = zoo.split_indices(n, seed, stratify=stratify)
+            for theirs, mine in zip((train_, val, test), ours):
+                np.testing.assert_array_equal(mine, theirs)
+                assert mine.dtype == np.int32
+    n = 1_000_000
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    tracemalloc.start()
+    try:
+        parts = zoo.split_indices(n, 0, stratify=labels)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert sorted(len(p) for p in parts) == [150_000, 150_000, 700_000]
+    assert peak < 12 * n, f"{peak / n:.1f} bytes a row"  # the index arrays: 4; scikit-learn's: about 70
+
+
+def test_a_streamed_split_holds_its_rows_at_their_own_width(registry, tmp_path):
+    """What a streamed split keeps in memory for each row: its row number as int32 and its class id as
+    uint8, never an int64 or float64 array as long as the data (the int64 labels of the file are let go
+    once encoded); each batch's targets are widened to int64 and equal the in-memory split's."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    np.save(folder / "x.npy", rng.standard_normal((3000, 5)).astype(np.float32))
+    np.save(folder / "y.npy", rng.integers(0, 3, 3000) * 10)  # int64 labels 0, 10, 20
+    streamed = registry.load_dataset("arrays", 0, path=str(folder), in_memory=False, workers=0)
+    memory = registry.load_dataset("arrays", 0, path=str(folder), in_memory=True)
+    assert streamed.info.meta["class_names"] == memory.info.meta["class_names"] == ["0", "10", "20"]
+    for name in ("train", "val", "test"):
+        s, m = getattr(streamed, name), getattr(memory, name)
+        assert isinstance(s, zoo.StreamSplit) and s.rows.dtype == np.int32 and s.y.dtype == np.uint8
+        assert m.y.dtype == torch.int64
+        pairs = list(zip(s.batches(256, shuffle=True, generator=torch.Generator().manual_seed(5)),
+                         m.batches(256, shuffle=True, generator=torch.Generator().manual_seed(5))))
+        assert len(pairs) == m.num_batches(256)
+        for (xs, ys), (xm, ym) in pairs:
+            assert ys.dtype == torch.int64 and torch.equal(ys, ym) and torch.allclose(xs, xm, atol=1e-6)
+
+
+def test_text_labels_are_encoded_a_chunk_at_a_time(registry, tmp_path):
+    """A CSV's text labels become class ids as each chunk is read (a byte a row, no Python string kept
+    a row): the names are the labels of the rows kept, in sorted order, as in memory; a label seen only
+    on a row dropped for a missing value is no class."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.standard_normal(300), "b": rng.standard_normal(300),
+                          "kind": rng.choice(np.array(["tulip", "rose", "iris"]), 300)})
+    frame.loc[17, ["a", "kind"]] = [np.nan, "orchid"]  # the only orchid, on a row that is dropped
+    frame.to_csv(tmp_path / "flowers.csv", index=False)
+    settings = {"path": str(tmp_path / "flowers.csv"), "target": "kind", "missing": "drop"}
+    streamed = registry.load_dataset("csv", 0, in_memory=False, workers=0, **settings)
+    memory = registry.load_dataset("csv", 0, in_memory=True, **settings)
+    assert streamed.info.meta["class_names"] == memory.info.meta["class_names"] == ["iris", "rose", "tulip"]
+    assert streamed.train.y.dtype == np.uint8 and len(streamed.train) + len(streamed.val) + len(streamed.test) == 299
+    kept = frame.drop(index=17)["kind"].to_numpy()
+    ids = np.concatenate([streamed.train.y, streamed.val.y, streamed.test.y])
+    rows = np.concatenate([streamed.train.rows, streamed.val.rows, streamed.test.rows])
+    np.testing.assert_array_equal(np.array(["iris", "rose", "tulip"])[ids], kept[rows])
+    (_, ys), = streamed.test.batches(None)
+    assert torch.equal(ys, memory.test.y)
+
+
 def test_the_budget_decides_what_is_streamed(registry, tmp_path):
     folder = digits_folder(tmp_path / "digits")
     small = registry.load_dataset("arrays", 0, path=str(folder), memory_budget="100KB")

@@ -225,7 +225,7 @@ def row_stats(x, rows) -> tuple[torch.Tensor, torch.Tensor]:
     position gets a standard deviation of 1 (it stays as it is), as :func:`zoo.standardize`.
     """
     chosen = np.zeros(len(x), dtype=bool)
-    chosen[np.asarray(rows, dtype=np.int64)] = True
+    chosen[np.asarray(rows)] = True  # the row numbers as they come (int32): no wider copy
     shape = tuple(x.shape[1:])
     per_chunk = max(1, STATS_CHUNK_BYTES // (8 * max(1, math.prod(shape))))
     n, mean, m2 = 0, np.zeros(shape), np.zeros(shape)

@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import torch
 
 
@@ -81,16 +82,76 @@ class TensorSplit:
         return self.x[:n]
 
 
-def split_indices(n: int, seed: int, val: float = 0.15, test: float = 0.15, stratify=None):
-    """Fixed train/val/test index arrays from the seed (stratified by ``stratify`` when given)."""
-    from sklearn.model_selection import train_test_split
+def index_dtype(n: int) -> np.dtype:
+    """The smallest signed integer type that indexes ``n`` rows: int32, or int64 past 2**31 rows."""
+    return np.dtype(np.int32 if n <= np.iinfo(np.int32).max else np.int64)
 
-    idx = torch.arange(n).numpy()
-    rest, test_idx = train_test_split(idx, test_size=test, random_state=seed,
-                                      stratify=None if stratify is None else stratify)
-    strat_rest = None if stratify is None else stratify[rest]
-    train_idx, val_idx = train_test_split(rest, test_size=val / (1 - test), random_state=seed, stratify=strat_rest)
+
+def split_indices(n: int, seed: int, val: float = 0.15, test: float = 0.15, stratify=None):
+    """Fixed train/val/test index arrays from the seed (stratified by ``stratify`` when given).
+
+    The indices are scikit-learn's (``train_test_split`` with ``random_state=seed``: the test rows
+    first, then the validation rows from the rest), drawn the same way in numpy at 4 bytes a row:
+    :func:`index_dtype` arrays shuffled in place, no copy of the labels wider than they are and no
+    Python object per row, so a split of millions of rows streamed from disk costs its index
+    arrays and little more (tests/test_data_stream.py compares them with scikit-learn's).
+    """
+    labels = None if stratify is None else np.asarray(stratify)
+    if labels is not None and labels.ndim == 2:  # multi-label rows: one class per distinct row (as scikit-learn)
+        labels = np.array([" ".join(row.astype("str")) for row in labels])
+    rest, test_idx = _split(np.arange(n, dtype=index_dtype(n)), test, seed, labels)
+    train_idx, val_idx = _split(rest, val / (1 - test), seed, None if labels is None else labels[rest])
     return train_idx, val_idx, test_idx
+
+
+def _split(idx: np.ndarray, fraction: float, seed: int, labels) -> tuple[np.ndarray, np.ndarray]:
+    """``idx`` cut into (the rest, ``fraction`` of it) as scikit-learn's ``ShuffleSplit`` or
+    ``StratifiedShuffleSplit`` (``labels``) with ``random_state=seed`` cuts it: the same draws of a
+    fresh ``RandomState(seed)`` (a shuffle's draws depend on the length only, not on the dtype)."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"a split fraction of {fraction} is invalid: expected a number between 0 and 1")
+    n = len(idx)
+    n_test = math.ceil(fraction * n)
+    n_train = n - n_test
+    rng = np.random.RandomState(seed)
+    if labels is None:
+        shuffled = idx.copy()
+        rng.shuffle(shuffled)
+        return shuffled[n_test:], shuffled[:n_test].copy()
+    classes, counts = np.unique(labels, return_counts=True)
+    if counts.min() < 2 or min(n_train, n_test) < len(classes):
+        raise ValueError(f"a stratified split of {n} rows into {n_train} and {n_test} needs at least 2 rows of each "
+                         f"class and at least {len(classes)} (the classes) on each side")
+    n_i = _approximate_mode(counts, n_train, rng)
+    t_i = _approximate_mode(counts - n_i, n_test, rng)
+    train, test = np.empty(n_train, idx.dtype), np.empty(n_test, idx.dtype)
+    a = b = 0
+    for c, k, t in zip(classes, n_i.tolist(), t_i.tolist()):
+        members = idx[labels == c]  # this class's rows in order (scikit-learn's stable argsort)
+        rng.shuffle(members)  # the draws of rng.permutation(len(members)), applied to them
+        train[a:a + k], test[b:b + t] = members[:k], members[k:k + t]
+        a, b = a + k, b + t
+    rng.shuffle(train)
+    rng.shuffle(test)
+    return train, test
+
+
+def _approximate_mode(class_counts: np.ndarray, n_draws: int, rng) -> np.ndarray:
+    """How many of ``n_draws`` each class gets: scikit-learn's ``_approximate_mode`` (the floor of
+    each class's share, then one more to the largest remainders, ties broken by ``rng``)."""
+    continuous = class_counts / class_counts.sum() * n_draws
+    floored = np.floor(continuous)
+    need_to_add = int(n_draws - floored.sum())
+    if need_to_add > 0:
+        remainder = continuous - floored
+        for value in np.sort(np.unique(remainder))[::-1]:
+            (inds,) = np.where(remainder == value)
+            add_now = min(len(inds), need_to_add)
+            floored[rng.choice(inds, size=add_now, replace=False)] += 1
+            need_to_add -= add_now
+            if need_to_add == 0:
+                break
+    return floored.astype(int)
 
 
 def _mean_std(train: torch.Tensor, dim) -> tuple[torch.Tensor, torch.Tensor]:

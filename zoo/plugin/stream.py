@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from zoo.plugin.arrays import ArrayFile, as_inputs, row_stats
-from zoo.plugin.data import TensorSplit, num_batches, split_indices
+from zoo.plugin.data import TensorSplit, index_dtype, num_batches, split_indices
 
 AUTO_THREAD_CORES = 2  # data.workers=auto: up to this many cores, a thread reads (reader_processes)
 AUTO_MAX_WORKERS = 4
@@ -48,13 +48,19 @@ def reader_processes(workers) -> int:
     return 0 if cores <= AUTO_THREAD_CORES else min(cores - 2, AUTO_MAX_WORKERS)
 
 
+def targets(y) -> np.ndarray:
+    """Targets as a batch carries them: integer class ids as int64 (what the losses take), others as they are."""
+    y = np.asarray(y)
+    return y.astype(np.int64) if y.dtype.kind in "iu" and y.dtype != np.int64 else y
+
+
 class _Rows(torch.utils.data.Dataset):
     """What reads a batch: ``reader[positions]`` is ``(inputs, targets)`` as numpy arrays, the inputs
-    float32 and standardised (sent from a worker process by value: one pipe write, no shared-memory
-    file per tensor)."""
+    float32 and standardised, the targets as :func:`targets` makes them (sent from a worker process by
+    value: one pipe write, no shared-memory file per tensor)."""
 
-    def __init__(self, x: ArrayFile, y: torch.Tensor, rows: np.ndarray, mean, std):
-        self.x, self.y, self.rows = x, y.numpy(), rows
+    def __init__(self, x: ArrayFile, y: np.ndarray, rows: np.ndarray, mean, std):
+        self.x, self.y, self.rows = x, y, rows
         self.mean, self.std = (None, None) if mean is None else \
             (torch.as_tensor(v, dtype=torch.float32).numpy() for v in (mean, std))
 
@@ -67,7 +73,7 @@ class _Rows(torch.utils.data.Dataset):
         if self.mean is not None:  # in place, the same IEEE operations as as_inputs' (x - mean) / std
             np.subtract(x, self.mean, out=x)
             np.divide(x, self.std, out=x)
-        return x, self.y[positions]
+        return x, targets(self.y[positions])
 
 
 class _Order(torch.utils.data.Sampler):
@@ -129,11 +135,14 @@ class StreamSplit:
     """A split whose inputs stay on disk: rows of an :class:`ArrayFile`, read a batch at a time.
 
     It implements the Split protocol like :class:`zoo.TensorSplit`, and its batches are the
-    ones a TensorSplit of the same rows would give for the same generator.
+    ones a TensorSplit of the same rows would give for the same generator. What it holds in memory
+    grows with its rows at their own width only: the targets as given (class ids as ``uint8``
+    cost a byte a row; each batch's are widened to int64), the row numbers and each epoch's
+    order as int32 (:func:`zoo.plugin.data.index_dtype`).
 
     Args:
         x: the inputs: every row of the dataset.
-        y: this split's targets (in memory), one per entry of ``rows``.
+        y: this split's targets (in memory: a numpy array or a CPU tensor), one per entry of ``rows``.
         rows: which rows of ``x`` make this split (default: all of them, in order).
         mean, std: each batch becomes ``(x - mean) / std`` (float32); default: only float32.
         workers: DataLoader worker processes reading batches; ``0``: a thread of the training
@@ -141,10 +150,12 @@ class StreamSplit:
         prefetch: batches read ahead (per worker process).
     """
 
-    def __init__(self, x: ArrayFile, y: torch.Tensor, rows=None, *, mean=None, std=None, workers="auto",
+    def __init__(self, x: ArrayFile, y, rows=None, *, mean=None, std=None, workers="auto",
                  prefetch: int = 4, device="cpu"):
-        self.x, self.y = x, torch.as_tensor(y).cpu()
-        self.rows = np.arange(len(x)) if rows is None else np.asarray(rows, dtype=np.int64)
+        self.x, self.y = x, y.cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+        self.rows = np.arange(len(x), dtype=index_dtype(len(x))) if rows is None else np.asarray(rows)
+        if self.rows.dtype.kind not in "iu":
+            raise ValueError(f"rows must be integers, not {self.rows.dtype}")
         if len(self.rows) != len(self.y):
             raise ValueError(f"rows and targets differ in length: {len(self.rows)} != {len(self.y)}")
         self.mean, self.std = mean, std
@@ -170,8 +181,9 @@ class StreamSplit:
         """As :meth:`zoo.TensorSplit.batches`: the same order for the same generator; from the ``start``-th."""
         n = len(self)
         size = n if batch_size is None else min(int(batch_size), n)
-        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-        chosen = [order[i:i + size].numpy() for i in range(start * size, n, size)]
+        small = torch.int32 if index_dtype(n) == np.int32 else torch.int64  # the same draws as an int64 randperm
+        order = (torch.randperm(n, generator=generator, dtype=small) if shuffle else torch.arange(n, dtype=small)).numpy()
+        chosen = [order[i:i + size] for i in range(start * size, n, size)]
         if not chosen:
             return iter(())
         processes = reader_processes(self.workers)
@@ -248,8 +260,8 @@ def array_splits(x, y, *, seed: int, kind: str, task: str, output_dim: int, meta
     """
     from zoo.plugin.declarations import DataInfo, Splits
 
-    y = torch.as_tensor(np.asarray(y))
-    tr, va, te = indices if indices is not None else split_indices(len(y), seed, stratify=y.numpy() if stratify else None)
+    y = y.cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+    tr, va, te = indices if indices is not None else split_indices(len(y), seed, stratify=y if stratify else None)
     meta = dict(meta or {})
     prep = meta["preprocessing"] = dict(meta.get("preprocessing") or {})
     mean = std = None
@@ -260,16 +272,16 @@ def array_splits(x, y, *, seed: int, kind: str, task: str, output_dim: int, meta
     if mean is not None:
         prep["input_scaling"] = {"mean": mean.tolist(), "std": std.tolist(), "formula": "(x - mean) / std"}
     if standardize_target:
-        y = y.to(torch.float32)
-        t_mean, t_std = row_stats(y.numpy(), tr)
-        y = (y - t_mean) / t_std
+        y = y.astype(np.float32)
+        t_mean, t_std = row_stats(y, tr)
+        y = ((torch.from_numpy(y) - t_mean) / t_std).numpy()
         prep["target_scaling"] = {"mean": t_mean.tolist(), "std": t_std.tolist(), "formula": "(y - mean) / std"}
-    parts = [np.asarray(i, dtype=np.int64) for i in (tr, va, te)]
-    if isinstance(x, ArrayFile):
+    parts = [np.asarray(i) for i in (tr, va, te)]
+    if isinstance(x, ArrayFile):  # the targets at their own width, the rows as int32: nothing a row wider
         meta["streamed"] = True
-        splits = [StreamSplit(x, y[torch.from_numpy(i)], i, mean=mean, std=std, workers=workers) for i in parts]
+        splits = [StreamSplit(x, y[i], i, mean=mean, std=std, workers=workers) for i in parts]
     else:
-        inputs = as_inputs(x, mean, std)
+        inputs, y = as_inputs(x, mean, std), torch.from_numpy(targets(y))
         splits = [TensorSplit(inputs[torch.from_numpy(i)], y[torch.from_numpy(i)]) for i in parts]
     info = DataInfo(kind=kind, task=task, input_shape=tuple(x.shape[1:]), output_dim=output_dim, meta=meta)
     return Splits(*splits, info=info)
