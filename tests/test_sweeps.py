@@ -135,9 +135,12 @@ def test_lesson_preset_is_one_sweep_whose_every_job_validates(lesson, registry, 
 # ------------------------------------------------------------------------------------ the command line
 
 def test_grid_sweep_is_one_parent_with_a_nested_child_per_job(tmp_path):
+    scratch = tmp_path / "tmp"  # the sweep's temporary folders (TMPDIR): none is left behind
+    scratch.mkdir()
     r = run_zoo("train", "-m", "model=mlp,perceptron", "optimizer.lr=0.1,0.01", "data=iris",
-                "trainer.max_epochs=2", *QUIET, cwd=tmp_path)
+                "trainer.max_epochs=2", *QUIET, cwd=tmp_path, env={"TMPDIR": str(scratch)})
     assert r.returncode == 0, r.stderr[-2000:]
+    assert not [p.name for p in scratch.iterdir() if p.name.startswith(("zoo-", "pymp-"))]
     client, parents, children = _sweep_runs(tmp_path)
     (parent,) = parents
     assert parent.info.status == "FINISHED" and parent.data.tags["zoo.sweep"] == "grid"
