@@ -11,6 +11,8 @@ user's does), with the user's thread settings. That process times Zoo's own func
   validation        train(): resume, validation, the registry's task
   data              Registry.load_dataset
   model             Registry.create_model, the optimizer and scheduler (the rest of build())
+  loop set-up       Loop.__init__: the task's metrics (torchmetrics' first import, which imports
+                    scipy.signal for its audio metrics), the callbacks
   run creation      Tracker.start: MLflow's import, the store, the run, its params, the writer process
   loop              Loop.fit without its test pass
   test pass         Loop.test
@@ -41,7 +43,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PHASES = ("imports", "config", "validation", "data", "model", "run creation", "loop", "test pass",
+PHASES = ("imports", "config", "validation", "data", "model", "loop set-up", "run creation", "loop", "test pass",
           "checkpoints etc.", "plots", "model logging", "run end", "shutdown", "other")
 
 
@@ -88,6 +90,7 @@ def child(marks: Path, args: list[str], extra=None) -> None:
     timed(Registry, "load_dataset", "data")
     timed(train_module, "build", "build")
     timed(Tracker, "start", "run creation")
+    timed(Loop, "__init__", "loop set-up")
     timed(Loop, "fit", "fit")
     timed(Loop, "test", "test pass")
     timed(train_module, "log_outputs", "log_outputs")
@@ -122,6 +125,7 @@ def phases(marks: list[dict], spawn: float, end: float) -> dict[str, float]:
     out["config"] = train["t0"] - imports_end
     out["data"] = total.get("data", 0.0)
     out["model"] = total.get("build", 0.0) - out["data"]
+    out["loop set-up"] = total.get("loop set-up", 0.0)
     out["run creation"] = total.get("run creation", 0.0)
     out["test pass"] = total.get("test pass", 0.0)
     out["loop"] = total.get("fit", 0.0) - out["test pass"]

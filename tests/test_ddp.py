@@ -11,8 +11,12 @@ ARGS = ["data=iris", "trainer.batch_size=8", "trainer.max_epochs=3", "trainer.de
 
 
 def test_two_processes_match_one(tmp_path):
-    ddp = run_zoo("train", *ARGS, "trainer=ddp", "trainer.nproc=2", "hydra.run.dir=ddp", cwd=tmp_path)
+    scratch = tmp_path / "tmp"  # the temporary folder (TMPDIR): torchrun's log folder does not stay in it
+    scratch.mkdir()
+    ddp = run_zoo("train", *ARGS, "trainer=ddp", "trainer.nproc=2", "hydra.run.dir=ddp", cwd=tmp_path,
+                  env={"TMPDIR": str(scratch)})
     assert ddp.returncode == 0, ddp.stderr[-2000:]
+    assert not [p.name for p in scratch.iterdir() if p.name.startswith(("torchelastic_", "zoo-", "pymp-"))]
     assert ddp.stdout.count("zoo: mlp on iris") == 1  # only rank 0 reports
     single = run_zoo("train", *ARGS, "hydra.run.dir=single", cwd=tmp_path)
     assert single.returncode == 0, single.stderr

@@ -255,9 +255,12 @@ def _post(url: str, body: str, content_type: str) -> list:
 
 def test_zoo_serve_answers_json_and_csv_bodies(trained):
     port, log = _free_port(), trained.tmp / "serve.log"
+    scratch = trained.tmp / "serve-tmp"  # its temporary folders (TMPDIR): the uvicorn script's goes when it stops
+    scratch.mkdir()
     with open(log, "w") as out:
         server = subprocess.Popen([*ZOO, "serve", "models:/digits-mlp@champion", "--port", str(port)], cwd=trained.tmp,
-                                  env={**os.environ, **trained.env}, stdout=out, stderr=subprocess.STDOUT)
+                                  env={**os.environ, **trained.env, "TMPDIR": str(scratch)}, stdout=out,
+                                  stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 300  # a readiness wait, not a measurement: the server starts slowly when loaded
@@ -295,6 +298,7 @@ def test_zoo_serve_answers_json_and_csv_bodies(trained):
             server.wait()
     with pytest.raises(OSError):  # nothing is left listening
         urllib.request.urlopen(f"{url}/ping", timeout=5)
+    assert not [p.name for p in scratch.iterdir() if p.name.startswith("zoo-serve-")]
 
 
 # ------------------------------------------------------------------------------ init_from

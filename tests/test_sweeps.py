@@ -10,10 +10,12 @@ import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import mlflow
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from zoo.config import CONF_DIR, validate
 from zoo.errors import ZooError
@@ -135,9 +137,12 @@ def test_lesson_preset_is_one_sweep_whose_every_job_validates(lesson, registry, 
 # ------------------------------------------------------------------------------------ the command line
 
 def test_grid_sweep_is_one_parent_with_a_nested_child_per_job(tmp_path):
+    scratch = tmp_path / "tmp"  # the sweep's temporary folders (TMPDIR): none is left behind
+    scratch.mkdir()
     r = run_zoo("train", "-m", "model=mlp,perceptron", "optimizer.lr=0.1,0.01", "data=iris",
-                "trainer.max_epochs=2", *QUIET, cwd=tmp_path)
+                "trainer.max_epochs=2", *QUIET, cwd=tmp_path, env={"TMPDIR": str(scratch)})
     assert r.returncode == 0, r.stderr[-2000:]
+    assert not [p.name for p in scratch.iterdir() if p.name.startswith(("zoo-", "pymp-"))]
     client, parents, children = _sweep_runs(tmp_path)
     (parent,) = parents
     assert parent.info.status == "FINISHED" and parent.data.tags["zoo.sweep"] == "grid"
@@ -150,6 +155,15 @@ def test_grid_sweep_is_one_parent_with_a_nested_child_per_job(tmp_path):
         "model=perceptron optimizer.lr=0.01", "model=perceptron optimizer.lr=0.1"]
     for c in children:
         assert set(c.info.run_name.split()) <= set(c.data.tags["zoo.overrides"].split())
+    # each job ran with its own config (composed once, for the check before the first job, on the serial
+    # launcher): its folder <sweep dir>/<job number>, Hydra's record of that number and of its overrides
+    for c in children:
+        folder = Path(c.data.tags["zoo.output_dir"])
+        job = OmegaConf.load(folder / ".hydra" / "hydra.yaml").hydra.job
+        assert str(job.num) == str(job.id) == folder.name
+        assert OmegaConf.load(folder / ".hydra" / "config.yaml").model.name == c.data.tags["zoo.model"]
+        assert set(c.info.run_name.split()) <= set(OmegaConf.load(folder / ".hydra" / "overrides.yaml"))
+    assert sorted(Path(c.data.tags["zoo.output_dir"]).name for c in children) == ["0", "1", "2", "3"]
     # the parent carries the best child: its id, its metric's name and value
     best = max(children, key=lambda c: c.data.metrics["best/val_accuracy"])
     assert parent.data.tags["zoo.best_metric"] == "best/val_accuracy"

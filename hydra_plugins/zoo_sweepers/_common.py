@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -23,41 +24,66 @@ def zoo_callback(hydra_context) -> Any:
     return None
 
 
-def job_config(hydra_context, master: DictConfig, overrides: Sequence[str]) -> DictConfig:
-    """A job's composed config, without the ``hydra`` node and output paths, for checking."""
-    cfg = hydra_context.config_loader.load_sweep_config(master_config=master, sweep_overrides=list(overrides))
+KEEP_COMPOSED = 256  # jobs whose config check_jobs keeps for the launch (each a composed config, tens of KB)
+
+
+def job_config(hydra_context, master: DictConfig, overrides: Sequence[str],
+               composed: DictConfig | None = None) -> DictConfig:
+    """A job's composed config, without the ``hydra`` node and output paths, for checking (a copy:
+    ``composed``, Hydra's config of the job when the caller has it already, stays as it is)."""
+    if composed is None:
+        composed = compose_job(hydra_context, master, overrides)
+    cfg = OmegaConf.masked_copy(composed, [k for k in composed if k != "hydra"])
     with open_dict(cfg):
-        del cfg["hydra"]
         if "paths" in cfg:
             cfg.paths.output_dir = None
     return cfg
 
 
+def compose_job(hydra_context, master: DictConfig, overrides: Sequence[str]) -> DictConfig:
+    """A job's config as Hydra's launchers compose it (``hydra`` node included)."""
+    return hydra_context.config_loader.load_sweep_config(master_config=master, sweep_overrides=list(overrides))
+
+
+def registry_for(folder: str | None):
+    """The plugins' registry for a job's ``plugins.dir``: without one (nor ``ZOO_PLUGIN_DIR``), the one
+    ``zoo train`` discovered already (:func:`zoo.plugin.registry.share_as_default`), else a new one."""
+    from zoo.plugin.registry import default_registry, load_registry
+
+    if not folder and not os.environ.get("ZOO_PLUGIN_DIR"):
+        return default_registry()
+    return load_registry([folder] if folder else [])
+
+
 def task_monitor_of(cfg: DictConfig) -> tuple[str, str]:
     """``(best/val_<monitor>, maximize|minimize)`` of the task of a job's dataset (the registry's task)."""
-    from zoo.plugin.registry import load_registry
-
-    folder = OmegaConf.select(cfg, "plugins.dir")
-    registry = load_registry([folder] if folder else [])
+    registry = registry_for(OmegaConf.select(cfg, "plugins.dir"))
     _, dataset = registry.check_pair(str(cfg.model.name), str(cfg.data.name))
     task = registry.task(dataset.decl.task)
     return f"best/val_{task.monitor}", task.direction
 
 
-def check_jobs(hydra_context, master: DictConfig, jobs: Sequence[Sequence[str]], keys: Sequence[str]) -> None:
+def check_jobs(hydra_context, master: DictConfig, jobs: Sequence[Sequence[str]], keys: Sequence[str],
+               keep: dict | None = None) -> None:
     """Compose and validate every job before the first one starts: bad input stops the sweep with
-    one line naming the job, and no run is created."""
-    from zoo.config import validate
-    from zoo.plugin.registry import load_registry
+    one line naming the job, and no run is created.
 
-    registries: dict = {None: load_registry()}
+    ``keep``: Hydra's composed config of each job (the first KEEP_COMPOSED jobs), by its overrides
+    (a tuple), for a launch that would compose it again (:func:`.pools.launch_batch`).
+    """
+    from zoo.config import validate
+
+    registries: dict = {None: registry_for(None)}
     for num, overrides in enumerate(jobs):
         label = job_label(overrides, keys) or " ".join(overrides)
         try:
-            cfg = job_config(hydra_context, master, overrides)
+            composed = compose_job(hydra_context, master, overrides)
+            if keep is not None and len(keep) < KEEP_COMPOSED:
+                keep[tuple(overrides)] = composed
+            cfg = job_config(hydra_context, master, overrides, composed)
             folder = OmegaConf.select(cfg, "plugins.dir")
             if folder not in registries:
-                registries[folder] = load_registry([folder] if folder else [])
+                registries[folder] = registry_for(folder)
             validate(cfg, registries[folder])
         except ZooError as exc:
             fail(f"sweep job {num} ({label}): {exc}")

@@ -26,7 +26,8 @@ def run_grid(sweeper, arguments: List[str]) -> Any:
                           int(OmegaConf.select(sweeper.config, "seed") or 0))
     except ZooError as exc:
         fail(str(exc))
-    check_jobs(sweeper.hydra_context, sweeper.config, jobs, keys)
+    composed: dict = {}  # each job's config, composed once: checked here, launched below
+    check_jobs(sweeper.hydra_context, sweeper.config, jobs, keys, keep=composed)
     sweep_dir = Path(str(sweeper.config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(sweeper.config, sweep_dir / "multirun.yaml")
@@ -38,7 +39,7 @@ def run_grid(sweeper, arguments: List[str]) -> Any:
     try:
         for start in range(0, len(jobs), size):
             batch = jobs[start:start + size]
-            results = launch_batch(sweeper.launcher, batch, start)
+            results = launch_batch(sweeper.launcher, batch, start, composed)
             for overrides, ret in zip(batch, results):
                 error = failure_of(ret)
                 if error is not None:

@@ -50,9 +50,13 @@ def make_pool(launcher, n_jobs: int, asynchronous: bool):
     return BatchPool(launcher)
 
 
-def launch_batch(launcher, jobs: Sequence[Sequence[str]], start: int) -> list[Result]:
+def launch_batch(launcher, jobs: Sequence[Sequence[str]], start: int, composed: dict | None = None) -> list[Result]:
     """All of ``jobs`` (numbered from ``start``), their results in order once every one has finished:
-    the launcher's own ``launch``, except for two launchers.
+    the launcher's own ``launch``, except for three launchers.
+
+    * Hydra's basic launcher (the default, every job in this process): :func:`launch_serially`, its
+      own steps, with the config of each job that ``composed`` holds (by its overrides, as
+      :func:`._common.check_jobs` composed it) instead of composing it a second time;
 
     * ``hydra/launcher=parallel``: :class:`ProcessPool`, a job to a worker as soon as one is free,
       so that a signal stops the running jobs (their runs end KILLED) and starts no other (joblib's
@@ -62,6 +66,8 @@ def launch_batch(launcher, jobs: Sequence[Sequence[str]], start: int) -> list[Re
       minutes after each failed call).
     """
     name = type(launcher).__module__
+    if composed is not None and name == BASIC_LAUNCHER:
+        return launch_serially(launcher, jobs, start, composed)
     if "hydra_joblib_launcher" in name:
         pool = ProcessPool(launcher, len(jobs))
     elif "hydra_submitit_launcher" in name and getattr(launcher, "_EXECUTOR", None) == "slurm":
@@ -83,6 +89,35 @@ def launch_batch(launcher, jobs: Sequence[Sequence[str]], start: int) -> list[Re
     finally:
         pool.close()
     return [results[n] for n in range(start, start + len(jobs))]
+
+
+BASIC_LAUNCHER = "hydra._internal.core_plugins.basic_launcher"  # the module of Hydra's default launcher
+
+
+def launch_serially(launcher, jobs: Sequence[Sequence[str]], start: int, composed: dict) -> list[Result]:
+    """What Hydra's basic launcher's ``launch`` does, step for step through Hydra's public functions,
+    except that a job's config comes from ``composed`` where it is there (taken out: each is used once)."""
+    from hydra.core.utils import configure_log, run_job, setup_globals
+    from omegaconf import open_dict
+
+    setup_globals()
+    config, context = launcher.config, launcher.hydra_context
+    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+    log.info(f"Launching {len(jobs)} jobs locally")
+    runs = []
+    for number, overrides in enumerate(jobs, start):
+        _log_job(number, overrides)
+        sweep_config = composed.pop(tuple(overrides), None)
+        if sweep_config is None:
+            sweep_config = context.config_loader.load_sweep_config(config, list(overrides))
+        with open_dict(sweep_config):
+            sweep_config.hydra.job.id = number
+            sweep_config.hydra.job.num = number
+        runs.append(run_job(hydra_context=context, task_function=launcher.task_function, config=sweep_config,
+                            job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir"))
+        configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    return runs
 
 
 def run_one_job(number: int, overrides: Sequence[str], hydra_context, config, task_function,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
+from pathlib import Path
 
 from zoo.cli.args import Parser, quiet_downloads
 from zoo.cli.ui import LOCAL
@@ -23,10 +25,11 @@ def main(args: list[str]) -> int:
     from zoo._runtime import ProcessGroup
     from zoo.models.serve import command
 
-    cmd, env, found = command(ns.model, ns.uri, ns.host, ns.port, ns.workers)
-    server = ProcessGroup()  # Ctrl-C, SIGTERM or a closed terminal stops the server's whole group
-    if ns.host not in LOCAL:
-        print(f"warning: binding to {ns.host}: anyone who can reach this machine can use the model", file=sys.stderr)
-    shown = "127.0.0.1" if ns.host in ("0.0.0.0", "::") else ns.host
-    print(f"zoo serve: {found} at http://{shown}:{ns.port}/invocations (JSON or CSV bodies; GET /ping)", flush=True)
-    return server.run(cmd, {**os.environ, **env})
+    with tempfile.TemporaryDirectory(prefix="zoo-serve-") as scratch:  # its uvicorn script, while it serves
+        cmd, env, found = command(ns.model, ns.uri, ns.host, ns.port, ns.workers, Path(scratch))
+        server = ProcessGroup()  # Ctrl-C, SIGTERM or a closed terminal stops the server's whole group
+        if ns.host not in LOCAL:
+            print(f"warning: binding to {ns.host}: anyone who can reach this machine can use the model", file=sys.stderr)
+        shown = "127.0.0.1" if ns.host in ("0.0.0.0", "::") else ns.host
+        print(f"zoo serve: {found} at http://{shown}:{ns.port}/invocations (JSON or CSV bodies; GET /ping)", flush=True)
+        return server.run(cmd, {**os.environ, **env})

@@ -46,7 +46,7 @@ def main(args: list[str]) -> int:
     register_configs(registry)
     share_config_store()
     if not any(a.split("=", 1)[0] in PRINT_ONLY for a in args):
-        check_choices(args, registry)
+        check_choices(args)  # its names are config nodes already (register_configs above)
         check_composes(args)
 
     @hydra.main(config_path=CONF_PATH, config_name="config", version_base="1.3")

@@ -6,7 +6,8 @@ composition errors on one line.
 over the search path the app will use (Zoo's ``conf/``, ``--config-dir``/``-cd``, an absolute
 ``--config-path``/``-cp``, ``hydra.searchpath``, and the ConfigStore's plugin nodes), through
 Hydra's compose API; :mod:`zoo.config.choices` asks it which names a group has, and
-:func:`check_composes` composes the command line once and turns a failure into one
+:func:`check_composes` composes the command line once (a sweep, or a failure, twice: first as a
+single run) and turns a failure into one
 :class:`zoo.ZooError` line (:func:`composition_error`, shared with Zoo's sweepers).
 """
 
@@ -113,15 +114,21 @@ def check_composes(args: Sequence[str]) -> None:
             return
         overrides = (without_searchpath(cl.overrides) + searchpath) if searchpath else cl.overrides
 
-        if not cl.multirun:  # a preset's hydra.mode=MULTIRUN sweeps without -m: Hydra's own get_mode
-            try:
-                mode = loader.load_configuration(cl.config_name, overrides, run_mode=RunMode.MULTIRUN,
-                                                 validate_sweep_overrides=False).hydra.mode or mode
-            except Exception:  # the composition below says what is wrong
-                pass
-
         def compose(items: list[str]):
             return loader.load_configuration(cl.config_name, items, run_mode=mode)
+
+        if not cl.multirun:  # a preset's hydra.mode=MULTIRUN sweeps without -m (Hydra's own get_mode)
+            try:  # the usual single run composes once
+                found = compose(overrides).hydra.mode
+                if (found or RunMode.RUN) == RunMode.RUN:
+                    return
+            except Exception:  # a sweep's overrides, or a mistake: composed as Hydra's get_mode does
+                try:
+                    found = loader.load_configuration(cl.config_name, overrides, run_mode=RunMode.MULTIRUN,
+                                                      validate_sweep_overrides=False).hydra.mode
+                except Exception:  # the composition below says what is wrong
+                    found = None
+            mode = found or mode
 
         try:
             compose(overrides)

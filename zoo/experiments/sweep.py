@@ -252,17 +252,19 @@ class SweepCallback(Callback):
         note = str(config.hydra.sweeper.get("description") or "").strip()
         values[tags.NOTE] = ((note + "\n\n") if note else "") + (
             grouped["markdown"] + "\n" if grouped else "") + table["markdown"]
-        figures = {}
-        if self.plot and rows:
-            try:
-                figures["plots"] = self._plot(rows, metric)
-            except Exception as exc:  # a figure is never a reason to fail the sweep
-                log.warning("could not draw the sweep's figure: %s", one_line(exc))
         ok = bool(rows) and any(r["status"] == "FINISHED" for r in rows)
         status = "FINISHED" if ok and not self.stopped and (self.kind == "optuna" or not self.failures) else "FAILED"
         error = (self.stopped or "; ".join(self.failures) or "no job of the sweep finished") if status == "FAILED" else None
-        parents.finish_parent(self.uri, self.parent_run_id, status, tags=values,
-                              metrics={metric: best_value} if best else {}, texts=texts, artifacts=figures, error=error)
+        with tempfile.TemporaryDirectory(prefix="zoo-sweep-") as scratch:  # the figure, until the store has it
+            figures = {}
+            if self.plot and rows:
+                try:
+                    figures["plots"] = self._plot(rows, metric, Path(scratch) / "sweep.png")
+                except Exception as exc:  # a figure is never a reason to fail the sweep
+                    log.warning("could not draw the sweep's figure: %s", one_line(exc))
+            parents.finish_parent(self.uri, self.parent_run_id, status, tags=values,
+                                  metrics={metric: best_value} if best else {}, texts=texts, artifacts=figures,
+                                  error=error)
         print(table["text"], flush=True)
         if grouped:
             print(grouped["text"], flush=True)
@@ -299,7 +301,7 @@ class SweepCallback(Callback):
         found = {monitored(r["tags"]) for r in rows} - {None}
         return found.pop() if len(found) == 1 else (None, "maximize")
 
-    def _plot(self, rows: list[dict], metric: str | None) -> Path:
+    def _plot(self, rows: list[dict], metric: str | None, path: Path) -> Path:
         runs, curves = Runs(self.uri), {}
         for r in rows:
             history = runs.history(r["run_id"], "train/loss")
@@ -308,7 +310,7 @@ class SweepCallback(Callback):
                 curves[plot_name(r)] = (
                     [m.step for m in history], [m.timestamp / 1000 - t0 for m in history], [m.value for m in history])
         values = {plot_name(r): r["metrics"].get(metric) for r in rows} if metric else {}
-        return sweep_plot(curves, values, metric, Path(tempfile.mkdtemp(prefix="zoo-sweep-")) / "sweep.png")
+        return sweep_plot(curves, values, metric, path)
 
     def interrupted_by(self, exc: BaseException) -> None:
         """A signal stopped the sweep (its running jobs ended KILLED): the parent run ends KILLED now, and

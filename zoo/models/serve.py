@@ -10,8 +10,12 @@ from zoo.errors import ZooError
 from zoo.models.reference import find, store
 
 
-def command(ref: str, uri: str | None, host: str, port: int, workers: int = 1) -> tuple[list[str], dict, object]:
-    """The server's command line and environment for the model ``ref`` names (checked to exist first)."""
+def command(ref: str, uri: str | None, host: str, port: int, workers: int = 1,
+            scratch: Path | None = None) -> tuple[list[str], dict, object]:
+    """The server's command line and environment for the model ``ref`` names (checked to exist first).
+
+    ``scratch``: an empty folder for the ``uvicorn`` script (:func:`_path_with_uvicorn`) that the caller
+    removes once the server has stopped (``zoo serve``: a ``TemporaryDirectory``)."""
     if not 0 < port < 65536:
         raise ZooError(f"--port {port} is invalid: expected 1..65535")
     if workers < 1:
@@ -20,21 +24,21 @@ def command(ref: str, uri: str | None, host: str, port: int, workers: int = 1) -
     found = find(ref, uri)
     cmd = [sys.executable, "-m", "mlflow", "models", "serve", "-m", found.uri, "--env-manager", "local",
            "-h", host, "-p", str(port), "-w", str(workers)]
-    return cmd, {"MLFLOW_TRACKING_URI": uri, "PATH": _path_with_uvicorn()}, found
+    return cmd, {"MLFLOW_TRACKING_URI": uri, "PATH": _path_with_uvicorn(scratch)}, found
 
 
-def _path_with_uvicorn() -> str:
+def _path_with_uvicorn(folder: Path | None = None) -> str:
     """``PATH`` with a folder first whose ``uvicorn`` runs in this very Python (``python -m uvicorn``).
 
     MLflow's scoring server starts with ``exec uvicorn ...``: whichever ``uvicorn`` comes first on
     ``PATH``, which may belong to another Python (or none, in a venv that is not activated). The
-    folder is a fresh temporary one holding that single two-line script.
+    folder (``folder``, else a fresh temporary one) holds that single two-line script.
     """
     import shlex
     import stat
     import tempfile
 
-    folder = Path(tempfile.mkdtemp(prefix="zoo-serve-"))
+    folder = Path(folder) if folder is not None else Path(tempfile.mkdtemp(prefix="zoo-serve-"))
     script = folder / "uvicorn"
     script.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -m uvicorn \"$@\"\n")
     script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)

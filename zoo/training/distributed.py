@@ -12,6 +12,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 
 import torch
@@ -76,8 +77,9 @@ def launch(trainer: dict, args: list[str]) -> int:
                 f"--rdzv-id={trainer.get('rdzv_id') or 'zoo'}"]
     else:
         cmd += ["--standalone"]
-    cmd += ["-m", "zoo.cli", "train", *args]
-    return subprocess.call(cmd)
+    # torchrun's log folder, removed when it ends (else it leaves an empty torchelastic_* in the temp folder)
+    with tempfile.TemporaryDirectory(prefix="zoo-torchrun-") as logs:
+        return subprocess.call([*cmd, f"--log-dir={logs}", "-m", "zoo.cli", "train", *args])
 
 
 @dataclass
