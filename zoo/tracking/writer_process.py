@@ -8,14 +8,22 @@ training thread needs between its PyTorch operations; done here, it runs on anot
 =========================================================  =========================================
 training process -> writer                                 writer -> training process
 =========================================================  =========================================
-``("open", uri)`` once the store exists                    ``("ready",)`` once its client is open,
+``("open", uri)`` first (the store need not exist yet)     ``("ready",)`` once its client is open,
                                                            or ``("failed", message)``
+``("call", op, args)``: ``RunStore(uri).op(*args)``        ``("answer", None, value)`` or
+(:mod:`zoo.tracking.runstore`: open the experiment,        ``("answer", (kind, one line), None)``
+start and end the run, tags, artifacts, the model...)      (kind ``zoo``: a ZooError; else a refusal)
 ``("rows", run_id, [(key, value, ms, step), ...])``        ``("done", n_rows, seconds, error|None)``
                                                            (after the retries of RETRY_WAITS_S; once
                                                            a batch is refused, later ones are not tried)
 ``("flush",)``                                             ``("flushed",)``
 ``("stop",)``                                              ``("stopped",)``, then it exits
 =========================================================  =========================================
+
+Every request of a run goes here in mode ``process``: the training process of a plain ``zoo train``
+never imports MLflow. This process runs the run's heartbeat and system-metrics monitor, and
+while idle imports what logging the model will need (torch and Zoo's model, for MLflow's
+load-and-predict check).
 
 The writer ignores Ctrl-C (the training process stops at a step boundary and then stops it) and
 exits by itself when the training process goes away (its pipe closes).
@@ -68,7 +76,9 @@ def serve(inbox: Connection, outbox: Connection) -> int:
     try:
         import logging
 
-        from mlflow import MlflowClient
+        import mlflow
+
+        from zoo.tracking.runstore import RunStore, answer
 
         # a refused batch is reported to the training process, which says so once: not MLflow's
         # error log (set up by its import) and urllib3's "Retrying" line for every try
@@ -79,28 +89,36 @@ def serve(inbox: Connection, outbox: Connection) -> int:
         return 1
     gc.freeze()  # MLflow's modules live as long as this process: the collector's full passes skip them
     gc.enable()
-    client = None
+    store = None
     refused = None  # once the store refused a batch, the rest go straight back to the journal, untried
+    warm = False
     while True:
         try:
+            if store is not None and not warm and not inbox.poll(0.2):
+                warm = True  # idle while the run trains: import what its last requests need
+                _warm_up()
             msg = inbox.recv()
         except (EOFError, OSError):  # the training process is gone
             return 0
         kind = msg[0]
         if kind == "open":
             try:
-                client = MlflowClient(msg[1])
+                store = RunStore(msg[1])
+                mlflow.set_tracking_uri(msg[1])  # where the model is logged (MLflow's Model.log)
             except Exception as exc:
                 outbox.send(("failed", one_line(exc)))
                 return 1
             refused = None  # a new run's store (or the same one, back)
             outbox.send(("ready",))
+        elif kind == "call":
+            _, op, args = msg
+            outbox.send(("answer", *answer(store, op, args)))
         elif kind == "rows":
             _, run_id, rows = msg
             t0, error = time.perf_counter(), refused
             if refused is None:
                 try:
-                    write_patiently(client, run_id, rows)
+                    write_patiently(store.client, run_id, rows)
                 except Exception as exc:
                     error = refused = one_line(exc)
             outbox.send(("done", len(rows), time.perf_counter() - t0, error))
@@ -109,6 +127,19 @@ def serve(inbox: Connection, outbox: Connection) -> int:
         elif kind == "stop":
             outbox.send(("stopped",))
             return 0
+
+
+def _warm_up() -> None:
+    """Import what logging the model needs (MLflow's pyfunc and signatures, torch, Zoo's model), once."""
+    try:
+        import mlflow.data  # noqa: F401
+        import mlflow.models  # noqa: F401
+        import mlflow.pyfunc  # noqa: F401
+
+        import zoo.models.packaged  # noqa: F401  (torch: the loader MLflow's load-and-predict check runs)
+        import zoo.tracking.pyfunc  # noqa: F401
+    except Exception:  # the request that needs it says why
+        pass
 
 
 def _exit_now(code: int) -> None:
