@@ -107,8 +107,10 @@ class Tracker:
         try:
             self.experiment_id = writer.call("open", self.experiment)
             tags = {k: str(v) for k, v in tags.items()}
-            if outer is not None:
-                check_parent(writer.store.client, outer.info.run_id, self.uri)
+            if outer is not None:  # (this process imported MLflow already: the caller's run is in it)
+                import mlflow
+
+                check_parent(mlflow.MlflowClient(self.uri), outer.info.run_id, self.uri)
                 tags.setdefault(tag.PARENT, outer.info.run_id)
             self._use_store()
             try:

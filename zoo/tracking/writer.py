@@ -278,12 +278,6 @@ class Writer(threading.Thread):
             else:
                 child.keep()
 
-    def discard(self) -> None:
-        """Stop the writer process of a run that never started."""
-        child, self.child = self.child, None
-        if child is not None:
-            child.kill()
-
     @property
     def where(self) -> str:
         """Who wrote the rows: ``process``, ``thread`` or ``process+thread``."""
