@@ -71,8 +71,11 @@ class WriterProcess:
         self.answer: tuple | None = None  # the last request's answer: (error or None, value)
 
     def open(self, uri: str) -> None:
+        """Open ``uri`` there, as this process sees it now: its folder and its MLflow settings (a process
+        left idle by an earlier run started in another folder, with other variables)."""
         self.uri = uri
-        self._send(("open", uri))
+        env = {**HTTP_BOUNDS, **{k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}}
+        self._send(("open", uri, os.getcwd(), env))
 
     # -- kept between the runs of this process -------------------------------------------------
     _idle: WriterProcess | None = None

@@ -8,8 +8,10 @@ training thread needs between its PyTorch operations; done here, it runs on anot
 =========================================================  =========================================
 training process -> writer                                 writer -> training process
 =========================================================  =========================================
-``("open", uri)`` first (the store need not exist yet)     ``("ready",)`` once its client is open,
-                                                           or ``("failed", message)``
+``("open", uri, cwd, env)`` first: the store (which need  ``("ready",)`` once its client is open,
+not exist yet), the training process's folder and its      or ``("failed", message)``
+``MLFLOW_*`` variables (a process left idle by a run
+elsewhere)
 ``("call", op, args)``: ``RunStore(uri).op(*args)``        ``("answer", None, value)`` or
 (:mod:`zoo.tracking.runstore`: open the experiment,        ``("answer", (kind, one line), None)``
 start and end the run, tags, artifacts, the model...)      (kind ``zoo``: a ZooError; else a refusal)
@@ -103,8 +105,15 @@ def serve(inbox: Connection, outbox: Connection) -> int:
         kind = msg[0]
         if kind == "open":
             try:
-                store = RunStore(msg[1])
-                mlflow.set_tracking_uri(msg[1])  # where the model is logged (MLflow's Model.log)
+                uri, cwd, env = (*msg[1:], None, None)[:3]
+                if cwd is not None:  # relative paths (a store, an artifact) mean what they mean there
+                    os.chdir(cwd)
+                if env is not None:
+                    for key in [k for k in os.environ if k.startswith("MLFLOW_") and k not in env]:
+                        del os.environ[key]
+                    os.environ.update(env)
+                store = RunStore(uri)
+                mlflow.set_tracking_uri(uri)  # where the model is logged (MLflow's Model.log)
             except Exception as exc:
                 outbox.send(("failed", one_line(exc)))
                 return 1
