@@ -307,7 +307,7 @@ class Tracker:
     def artifact(self, path: str | os.PathLike, folder: str | None = None) -> None:
         if self._journaled({"artifact": str(Path(path).resolve()), "folder": folder}):
             return
-        self._call("artifact", self.run_id, str(Path(path).resolve()), folder)  # the writer's folder may differ
+        self._call("artifact", self.run_id, os.path.abspath(path), folder)  # the writer's folder may differ
 
     def text(self, text: str, name: str) -> None:
         if self._journaled({"text": text, "name": name}):
