@@ -27,7 +27,8 @@ from zoo.tracking import tags as tag
 from zoo.tracking.journal import Journal, journal_path
 from zoo.tracking.runs import check_parent
 from zoo.tracking.store import default_uri
-from zoo.tracking.writer import DEFAULT_ROW_COST_S, Writer, writer_mode
+from zoo.tracking.child import writer_mode
+from zoo.tracking.writer import DEFAULT_ROW_COST_S, Writer
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import threading
 import time
 
 from zoo.errors import ZooError, one_line
-from zoo.tracking.child import WriterProcess, prestart, writer_mode  # noqa: F401  (writer_mode, prestart: here too)
+from zoo.tracking.child import WriterProcess
 from zoo.tracking.writer_process import MAX_BATCH
 
 log = logging.getLogger(__name__)
