@@ -53,8 +53,12 @@ def test_a_plain_zoo_train_stores_everything_and_imports_mlflow_only_in_thread_m
     assert sorted(i.tags[0].value for i in run.inputs.dataset_inputs) == ["test", "training", "validation"]
     (out,) = run.outputs.model_outputs
     model = client.get_logged_model(out.model_id)
-    assert model.status == "READY" and model.source_run_id == rid
-    assert mlflow.pyfunc.load_model(f"models:/{out.model_id}").metadata.get_input_schema() is not None
+    assert model.status == "READY" and model.source_run_id == rid and model.experiment_id == run.info.experiment_id
+    mlflow.set_tracking_uri(uri)  # runs:/ is looked up in MLflow's current store
+    try:
+        assert mlflow.pyfunc.load_model(f"runs:/{rid}/model").metadata.get_input_schema() is not None
+    finally:
+        mlflow.set_tracking_uri(None)
 
 
 @pytest.mark.parametrize("mode", ["process", "thread"])
