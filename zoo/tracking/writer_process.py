@@ -23,9 +23,9 @@ start and end the run, tags, artifacts, the model...)      (kind ``zoo``: a ZooE
 =========================================================  =========================================
 
 Every request of a run goes here in mode ``process``: the training process of a plain ``zoo train``
-never imports MLflow. This process runs the run's heartbeat and system-metrics monitor, and
-while idle imports what logging the model will need (torch and Zoo's model, for MLflow's
-load-and-predict check).
+never imports MLflow. This process runs the run's heartbeat and system-metrics monitor. Once the run has started, a
+thread of the lowest priority imports what logging the model will need (torch and Zoo's model, for
+MLflow's load-and-predict check: :func:`_warm_up`).
 
 The writer ignores Ctrl-C (the training process stops at a step boundary and then stops it) and
 exits by itself when the training process goes away (its pipe closes).
@@ -37,6 +37,7 @@ import gc
 import os
 import signal
 import sys
+import threading
 import time
 from multiprocessing.connection import Connection
 
@@ -93,12 +94,8 @@ def serve(inbox: Connection, outbox: Connection) -> int:
     gc.enable()
     store = None
     refused = None  # once the store refused a batch, the rest go straight back to the journal, untried
-    warm = False
     while True:
         try:
-            if store is not None and not warm and not inbox.poll(0.2):
-                warm = True  # idle while the run trains: import what its last requests need
-                _warm_up()
             msg = inbox.recv()
         except (EOFError, OSError):  # the training process is gone
             return 0
@@ -122,6 +119,8 @@ def serve(inbox: Connection, outbox: Connection) -> int:
         elif kind == "call":
             _, op, args = msg
             outbox.send(("answer", *answer(store, op, args)))
+            if op == "start":
+                _warm_up()
         elif kind == "rows":
             _, run_id, rows = msg
             t0, error = time.perf_counter(), refused
@@ -138,17 +137,39 @@ def serve(inbox: Connection, outbox: Connection) -> int:
             return 0
 
 
-def _warm_up() -> None:
-    """Import what logging the model needs (MLflow's pyfunc and signatures, torch, Zoo's model), once."""
-    try:
-        import mlflow.data  # noqa: F401
-        import mlflow.models  # noqa: F401
-        import mlflow.pyfunc  # noqa: F401
+_warming: threading.Thread | None = None
 
-        import zoo.models.packaged  # noqa: F401  (torch: the loader MLflow's load-and-predict check runs)
-        import zoo.tracking.pyfunc  # noqa: F401
-    except Exception:  # the request that needs it says why
-        pass
+
+def _warm_up() -> None:
+    """Import what logging the model will need (MLflow's pyfunc, torch, Zoo's model and plugins, for MLflow's
+    load-and-predict check) in a thread of the lowest priority, once: it only takes CPU time that the
+    training process leaves (importing them at full priority while the run trains took the core torch's
+    second thread uses: the default run's loop took 2-3 times as long), and what it has not done when the
+    model comes is done then."""
+    global _warming
+    if _warming is not None:
+        return
+
+    def warm() -> None:
+        if not sys.platform.startswith("linux"):  # a thread's own priority is Linux's; elsewhere, when the model comes
+            return
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # this thread alone
+        except OSError:
+            return
+        try:
+            import mlflow.pyfunc  # noqa: F401
+
+            import zoo.models.packaged  # noqa: F401
+            import zoo.tracking.pyfunc  # noqa: F401
+            from zoo.plugin.registry import default_registry
+
+            default_registry()
+        except Exception:  # the model's own request says what is wrong
+            pass
+
+    _warming = threading.Thread(target=warm, name="zoo-warm-up", daemon=True)
+    _warming.start()
 
 
 def _exit_now(code: int) -> None:
