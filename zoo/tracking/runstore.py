@@ -45,15 +45,23 @@ class RunStore:
     """A run's store operations (see the module docstring); every method takes the run's id."""
 
     def __init__(self, uri: str):
-        import mlflow
-
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         # a refused write is Zoo's one line (or the journal's warning), not MLflow's traceback in the log
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         self.uri = uri
-        self.client = mlflow.MlflowClient(uri)
+        self._client = None
         self.monitor = None  # the system-metrics monitor of the run this store started
         self.heartbeat = None
+
+    @property
+    def client(self):
+        """The ``MlflowClient``, made when first needed: after :meth:`open` made the store (a new SQLite
+        store's tables are created under Zoo's lock, never by several processes' clients at once)."""
+        if self._client is None:
+            import mlflow
+
+            self._client = mlflow.MlflowClient(self.uri)
+        return self._client
 
     # -- the run's lifecycle ---------------------------------------------------------------------
     def open(self, experiment: str) -> str:
