@@ -4,7 +4,10 @@ The loop talks to a tracker through a handful of calls (``metrics``, ``series``,
 ``artifact``, ``text``, ``model``) and knows nothing of MLflow's API. ``Tracker.run(...)`` is the
 run's lifecycle as one context manager: it ends the run FINISHED, FAILED (with the reason and the
 traceback) or KILLED, never RUNNING. Metrics are queued for the writer (:mod:`zoo.tracking.writer`),
-so the training thread never waits on the store. Once the store refuses rows, everything the run
+so the training thread never waits on the store; every other store request (the run's start and
+end, tags, artifacts, datasets, the model) goes the same way, in order with them, to the run's
+:class:`~zoo.tracking.runstore.RunStore` in the writer process (so that this process need not import
+MLflow) or in this process (mode ``thread``). A request whose answer matters waits for it. Once the store refuses rows, everything the run
 sends goes to its journal (:mod:`zoo.tracking.journal`) and the run ends FAILED saying so.
 """
 
