@@ -13,13 +13,16 @@ user's does), with the user's thread settings. That process times Zoo's own func
   model             Registry.create_model, the optimizer and scheduler (the rest of build())
   loop set-up       Loop.__init__: the task's metrics (torchmetrics' first import, which imports
                     scipy.signal for its audio metrics), the callbacks
-  run creation      Tracker.start: MLflow's import, the store, the run, its params, the writer process
+  run creation      Tracker.start: the store, the run, its params (in the writer process by default: waiting
+                    for its import of MLflow if it has not finished yet)
   loop              Loop.fit without its test pass
   test pass         Loop.test
-  checkpoints etc.  log_outputs' other artifacts (best.pt, histograms.npz) and the inputs (config, tags, datasets)
-  plots             zoo.plots (loss curve, histograms) and the family's report
-  model logging     Tracker.model (MLflow's log_model: torch.export, the files)
-  run end           Tracker.finish: the last metrics flushed, the writer stopped, the run ended
+  checkpoints etc.  best.pt and the inputs (config, tags, datasets)
+  plots             drawing them: zoo.plots (loss curve, histograms) and the family's report
+  model logging     what the training process spends on the model: saving and checking it (zoo.models.log),
+                    then waiting for the writer (MLflow's log_model, in the writer process by default, runs
+                    while the plots are drawn; their artifacts wait behind it): the rest of log_outputs
+  run end           Tracker.finish: the last metrics flushed, the run ended, the writer stopped
   shutdown          from train()'s return to the process's exit (summary line, threads, exit handlers)
   other             whatever the phases above do not cover
 
@@ -98,7 +101,7 @@ def child(marks: Path, args: list[str], extra=None) -> None:
     timed(Tracker, "datasets", "inputs")  # the splits as MLflow dataset inputs
     for name in ("loss_curve", "histograms"):
         timed(zoo.plots, name, "plots")
-    timed(Tracker, "model", "model logging")
+    timed(Tracker, "artifact", "artifact")  # best.pt's, in log_outputs: before the model is logged
     timed(Tracker, "finish", "run end")
     timed(train_module, "call_plugin", "report")  # the family's report, inside log_outputs (and nowhere else)
     if extra is not None:
@@ -130,9 +133,12 @@ def phases(marks: list[dict], spawn: float, end: float) -> dict[str, float]:
     out["test pass"] = total.get("test pass", 0.0)
     out["loop"] = total.get("fit", 0.0) - out["test pass"]
     out["plots"] = total.get("plots", 0.0) + total.get("report", 0.0)
-    out["model logging"] = total.get("model logging", 0.0)
-    out["checkpoints etc."] = (total.get("log_outputs", 0.0) - out["plots"] - out["model logging"]
-                               + total.get("inputs", 0.0))
+    outputs = first.get("log_outputs")
+    best = min((m for m in marks if m["label"] == "artifact" and outputs and outputs["t0"] <= m["t0"] <= outputs["t1"]),
+               key=lambda m: m["t0"], default=None)  # best.pt: the first artifact of log_outputs
+    best_s = best["t1"] - best["t0"] if best else 0.0
+    out["model logging"] = total.get("log_outputs", 0.0) - out["plots"] - best_s
+    out["checkpoints etc."] = best_s + total.get("inputs", 0.0)
     out["run end"] = total.get("run end", 0.0)
     build = first.get("build")
     out["validation"] = (build["t0"] - train["t0"]) if build else 0.0

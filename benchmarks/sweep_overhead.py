@@ -81,8 +81,12 @@ def analyse(marks: list[dict], spawn: float, end: float) -> dict:
         phases["inputs"] = t.get("inputs", 0.0)
         phases["loop+test"] = t.get("fit", 0.0)
         phases["plots"] = t.get("plots", 0.0) + t.get("report", 0.0)
-        phases["model logging"] = t.get("model logging", 0.0)
-        phases["checkpoints etc."] = t.get("log_outputs", 0.0) - phases["plots"] - phases["model logging"]
+        outputs = next((m for m in marks if m["label"] == "log_outputs" and job["t0"] <= m["t0"] <= job["t1"]), None)
+        best = min((m for m in marks if m["label"] == "artifact" and outputs and outputs["t0"] <= m["t0"] <= outputs["t1"]),
+                   key=lambda m: m["t0"], default=None)  # best.pt: the first artifact of log_outputs
+        phases["checkpoints etc."] = best["t1"] - best["t0"] if best else 0.0
+        # saving and checking the model here, then waiting for the writer that logs it while the plots are drawn
+        phases["model logging"] = t.get("log_outputs", 0.0) - phases["plots"] - phases["checkpoints etc."]
         phases["run end"] = t.get("run end", 0.0)
         phases["rest of the job"] = (job["t1"] - job["t0"]) - sum(v for k, v in phases.items() if k != "between trials")
         trials.append(phases)

@@ -211,5 +211,5 @@ def evaluate(ref: str, *, data: str | None = None, data_overrides: Sequence[str]
                 run.artifact(path, "plots")
         if tabular and (task.name == "classification" or model.info.output_dim == 1):
             kind = "classifier" if task.name == "classification" else "regressor"
-            metrics.update(evaluate_pyfunc(found.uri, _frame(model, part), "target", kind, f"{name} ({split}, raw)"))
+            metrics.update(evaluate_pyfunc(run.run_id, found.uri, _frame(model, part), "target", kind, f"{name} ({split}, raw)"))
     return {**metrics, "run_id": tracker.run_id, "experiment_id": tracker.experiment_id, "model_uri": found.uri}

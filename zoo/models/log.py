@@ -77,18 +77,21 @@ def _raw(model: ZooModel, x: torch.Tensor) -> torch.Tensor:
 
 
 def log_model(run, net, splits, *, arch, dataset, settings: dict, data_settings: dict, seed: int, task,
-              step: int) -> str | None:
+              step: int, wait: bool = True):
     """Log ``net`` with its data's preprocessing as the run's MLflow model; return its model id.
 
     The model is rebuilt from what was saved before it is logged, so a model that would not load
-    back is an error now, not when someone uses it.
+    back is an error now, not when someone uses it. ``wait=False``: return at once a function that
+    waits for the model id (the run's writer logs the model meanwhile: the caller renders its plots);
+    the saved files are removed once it was called.
     """
     record = make_record(architecture=arch.decl.name, plugin=arch.plugin, settings=settings,
                          dataset=dataset.decl.name, data_settings=data_settings, seed=seed, info=splits.info,
                          run_id=run.run_id)
     model = ZooModel(copy.deepcopy(net).cpu().eval(), splits.info, task, record)
-    with tempfile.TemporaryDirectory(prefix="zoo-model-") as tmp:
-        folder = Path(tmp) / "zoo"
+    tmp = tempfile.TemporaryDirectory(prefix="zoo-model-")
+    try:
+        folder = Path(tmp.name) / "zoo"
         model.save(folder)
         loaded = load_folder(folder)
         example = raw_example(loaded, splits.test)
@@ -96,7 +99,18 @@ def log_model(run, net, splits, *, arch, dataset, settings: dict, data_settings:
         output = loaded.predict(example)
         meta = {"zoo_architecture": arch.decl.name, "zoo_dataset": dataset.decl.name, "zoo_task": task.name,
                 "zoo_kind": splits.info.kind}
-        return run.model(folder, loader=load_folder, input_example=example, output_example=output, params=params,
-                         step=step, metadata=meta, requirements=requirements(splits.info.kind),
-                         model_tags={"zoo.model": arch.decl.name, "zoo.dataset": dataset.decl.name,
-                                     "zoo.task": task.name})
+        pending = run.model(folder, wait=False, loader=load_folder, input_example=example, output_example=output,
+                            params=params, step=step, metadata=meta, requirements=requirements(splits.info.kind),
+                            model_tags={"zoo.model": arch.decl.name, "zoo.dataset": dataset.decl.name,
+                                        "zoo.task": task.name})
+    except BaseException:
+        tmp.cleanup()
+        raise
+
+    def model_id() -> str | None:
+        try:
+            return pending()
+        finally:
+            tmp.cleanup()
+
+    return model_id() if wait else model_id

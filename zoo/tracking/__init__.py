@@ -2,8 +2,10 @@
 
 It owns the store (:mod:`.store`: where runs live, preparing it before a run, opening it to
 read), one run's lifecycle and what the loop logs to it (:mod:`.run`: :class:`Tracker` with its
-``run()`` context manager, :class:`NullTracker`), the metric writer (:mod:`.writer` and the
-:mod:`.writer_process` it feeds), the journal of rows the store refused and its replay
+``run()`` context manager, :class:`NullTracker`), the run's store operations written once
+(:mod:`.runstore`: in the writer process by default, so that the training process never imports
+MLflow; in the training process in thread mode), the metric writer (:mod:`.writer`, the
+:mod:`.writer_process` it feeds, seen from here through :mod:`.child`), the journal of rows the store refused and its replay
 (:mod:`.journal`, ``zoo sync``), system metrics (:mod:`.system`), the read side (:mod:`.runs`:
 search, children of a sweep, resolving run ids, checkpoints to resume), a sweep's
 parent run (:mod:`.parents`), who runs a run and whether it still runs (:mod:`.liveness`: host,

@@ -65,16 +65,6 @@ class Heartbeat(threading.Thread):
         self._stopped.set()
 
 
-def start(client, run_id: str) -> Heartbeat:
-    """Record who runs ``run_id`` (this process) and start its heartbeat."""
-    from mlflow.entities import RunTag
-
-    client.log_batch(run_id, tags=[RunTag(k, v) for k, v in identity().items()])
-    beat = Heartbeat(client, run_id)
-    beat.start()
-    return beat
-
-
 @dataclass
 class Verdict:
     """A RUNNING run judged: ``state`` is ``alive``, ``stale`` or ``unknown`` (no host or pid recorded)."""

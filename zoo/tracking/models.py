@@ -48,22 +48,39 @@ class ModelRef:
 
 
 # ------------------------------------------------------------------------------ writing
-def log_pyfunc(folder: Path, *, loader, input_example, output_example, params: dict, step: int,
+def log_pyfunc(folder: Path, *, run_id: str, loader, input_example, output_example, params: dict, step: int,
                metadata: dict, requirements: Sequence[str], model_tags: dict | None = None) -> str:
-    """Log the model in ``folder`` (weights and record) as a pyfunc of the active run; return its model id."""
-    import mlflow
-    from mlflow.models import infer_signature
+    """Log the model in ``folder`` (weights and record) as a pyfunc of run ``run_id``; return its model id.
+
+    ``mlflow.pyfunc.log_model`` for a run given by its id (the store is MLflow's tracking URI: the
+    writer process's, or the one the Tracker set).
+    """
+    import mlflow.pyfunc
+    from mlflow.models import Model, infer_signature
 
     from zoo.tracking.pyfunc import ZooPythonModel
 
     signature = infer_signature(input_example, output_example, params=params or None)
-    with _quiet():
-        info = mlflow.pyfunc.log_model(name=MODEL_NAME, python_model=ZooPythonModel(loader),
-                                       artifacts={ARTIFACT: str(folder)}, signature=signature,
-                                       input_example=(input_example, params) if params else input_example,
-                                       pip_requirements=list(requirements), metadata=metadata, step=step,
-                                       tags={k: str(v) for k, v in (model_tags or {}).items()})
+    with _quiet(), _active(run_id):  # the logged model's experiment is the active run's
+        info = Model.log(None, mlflow.pyfunc, name=MODEL_NAME, run_id=run_id, python_model=ZooPythonModel(loader),
+                         artifacts={ARTIFACT: str(folder)}, signature=signature,
+                         input_example=(input_example, params) if params else input_example,
+                         pip_requirements=list(requirements), metadata=metadata, step=step,
+                         tags={k: str(v) for k, v in (model_tags or {}).items()})
     return info.model_id
+
+
+@contextlib.contextmanager
+def _active(run_id: str):
+    """Run ``run_id`` as MLflow's active run of this thread for the block (what MLflow's model logging and
+    evaluation infer the experiment and the run from), then no longer, still RUNNING: its Tracker ends it."""
+    import mlflow
+
+    mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None, log_system_metrics=False)
+    try:
+        yield
+    finally:
+        mlflow.end_run("RUNNING")
 
 
 class _NotPickleWarning(logging.Filter):
@@ -275,18 +292,20 @@ def experiment_of(uri: str, run) -> str | None:
     return exp.name if exp else None
 
 
-def evaluate_pyfunc(model_uri: str, frame, targets: str, model_type: str, name: str) -> dict[str, float]:
-    """``mlflow.models.evaluate`` of the logged pyfunc on raw rows (a dataset called ``name``), inside the
-    active run; its metrics."""
+def evaluate_pyfunc(run_id: str, model_uri: str, frame, targets: str, model_type: str,
+                    name: str) -> dict[str, float]:
+    """``mlflow.models.evaluate`` of the logged pyfunc on raw rows (a dataset called ``name``), logged to
+    run ``run_id`` (made MLflow's active run for the call, and left RUNNING: its Tracker ends it); its metrics."""
     import mlflow
     import mlflow.data
 
     with _quiet(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # MLflow's notes on the evaluator's choices, for a person at a notebook
         data = mlflow.data.from_pandas(frame, targets=targets, name=name)
-        result = mlflow.models.evaluate(model_uri, data=data, model_type=model_type,
-                                        evaluators=["default"],
-                                        evaluator_config={"default": {"log_model_explainability": False}})
+        with _active(run_id):
+            result = mlflow.models.evaluate(model_uri, data=data, model_type=model_type,
+                                            evaluators=["default"],
+                                            evaluator_config={"default": {"log_model_explainability": False}})
     return {k: float(v) for k, v in result.metrics.items() if isinstance(v, (int, float))}
 
 

@@ -54,8 +54,8 @@ class NullTracker:
     def text(self, text: str, name: str) -> None:
         pass
 
-    def model(self, folder, **kwargs) -> None:
-        return None
+    def model(self, folder, wait: bool = True, **kwargs):
+        return None if wait else (lambda: None)
 
     def datasets(self, records) -> dict:
         return {}

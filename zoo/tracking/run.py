@@ -4,31 +4,34 @@ The loop talks to a tracker through a handful of calls (``metrics``, ``series``,
 ``artifact``, ``text``, ``model``) and knows nothing of MLflow's API. ``Tracker.run(...)`` is the
 run's lifecycle as one context manager: it ends the run FINISHED, FAILED (with the reason and the
 traceback) or KILLED, never RUNNING. Metrics are queued for the writer (:mod:`zoo.tracking.writer`),
-so the training thread never waits on the store. Once the store refuses rows, everything the run
+so the training thread never waits on the store; every other store request (the run's start and
+end, tags, artifacts, datasets, the model) goes the same way, in order with them, to the run's
+:class:`~zoo.tracking.runstore.RunStore` in the writer process (so that this process need not import
+MLflow) or in this process (mode ``thread``). A request whose answer matters waits for it. Once the store refuses rows, everything the run
 sends goes to its journal (:mod:`zoo.tracking.journal`) and the run ends FAILED saying so.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import subprocess
+import sys
 import threading
 import time
 import traceback
-import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
 from zoo.errors import ZooError, one_line
-from zoo.tracking import liveness, system
+from zoo.tracking import liveness
 from zoo.tracking import tags as tag
 from zoo.tracking.journal import Journal, journal_path
-from zoo.tracking.runs import check_parent, stored_steps
-from zoo.tracking.store import default_uri, prepare_store
-from zoo.tracking.writer import DEFAULT_ROW_COST_S, Writer, writer_mode
+from zoo.tracking.runs import check_parent
+from zoo.tracking.store import default_uri
+from zoo.tracking.child import writer_mode
+from zoo.tracking.writer import DEFAULT_ROW_COST_S, Writer
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +69,12 @@ class Tracker:
         journal_dir: where the run's journal goes if the store refuses rows (its checkpoint folder);
             None: a refusal fails the run at once.
 
+    Every store request goes through the run's :class:`~zoo.tracking.writer.Writer`, in order with
+    the metric rows, to a :class:`~zoo.tracking.runstore.RunStore` in the writer process (mode
+    ``process``: this process never imports MLflow for it) or in this process (mode ``thread``).
     Inside the caller's own active run, Zoo's run is nested under it (``mlflow.parentRunId``) and
-    the caller's run stays active. MLflow's process-wide tracking URI is Zoo's store while the run
-    is open and the caller's again after it.
+    the caller's run stays active. MLflow's process-wide tracking URI (``MLFLOW_TRACKING_URI``) is
+    Zoo's store while the run is open and the caller's again after it.
     """
 
     def __init__(self, uri: str | None, experiment: str, system_metrics: bool = True,
@@ -82,8 +88,6 @@ class Tracker:
         self._writer: Writer | None = None
         self._stored: dict[str, int] = {}  # a continued run: metric -> the last step the store holds (never again)
         self._continued = False
-        self._monitor = None  # the system-metrics monitor (zoo.tracking.system)
-        self._heartbeat = None  # who runs the run, and that it still runs (zoo.tracking.liveness)
         self._outer: tuple[str | None, str | None] | None = None  # the caller's tracking URI and MLFLOW_TRACKING_URI
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -91,72 +95,59 @@ class Tracker:
     def warm_up() -> None:
         """Start what a run will need before it starts (the metric writer process), so that its
         start-up overlaps the caller's own (loading the data, building the model)."""
-        from zoo.tracking.writer import prestart
+        from zoo.tracking.child import prestart
 
         prestart()
 
     def start(self, *, run_name: str | None, params: dict, tags: dict, run_id: str | None = None) -> str:
-        writer = Writer(None, None, writer_mode())  # its process imports MLflow while this one opens the store
+        outer = _outer_run()  # the caller's own run (Zoo's runs always end): Zoo's nests under it
+        if outer is not None:
+            import mlflow
+
+            self.uri = self.uri or mlflow.get_tracking_uri()
+        self.uri = self.uri or default_uri()
+        writer = Writer(self.uri, writer_mode())  # its process imports MLflow while this one builds the run
+        writer.start()
         try:
-            self._start(run_name, params, tags, run_id)
+            self.experiment_id = writer.call("open", self.experiment)
+            tags = {k: str(v) for k, v in tags.items()}
+            if outer is not None:  # (this process imported MLflow already: the caller's run is in it)
+                import mlflow
+
+                check_parent(mlflow.MlflowClient(self.uri), outer.info.run_id, self.uri)
+                tags.setdefault(tag.PARENT, outer.info.run_id)
+            self._use_store()
+            try:
+                self.run_id, self._stored = writer.call(
+                    "start", self.experiment_id, run_name, {**_source(), **tags} if run_id is None else {},
+                    {} if run_id else flatten(params), run_id, liveness.identity(), self.system_metrics,
+                    self.interval)
+            except BaseException:
+                self._restore_store()
+                raise
         except BaseException:
-            writer.discard()
+            writer.q.put(None)
+            writer.join()
             raise
+        self._continued = run_id is not None
         if self.journal_dir is not None:
             self._journal = Journal(journal_path(self.journal_dir, self.run_id), self.run_id, self.uri)
-        writer.open(self.client, self.uri, self.run_id, self._journal)
+        writer.run_id, writer.journal = self.run_id, self._journal  # the writer waits for rows: nothing raced
         self._writer = writer
-        writer.start()
         return self.run_id
 
-    def _start(self, run_name: str | None, params: dict, tags: dict, run_id: str | None) -> None:
-        import mlflow
-        from mlflow.entities import Param
-
-        logging.getLogger("mlflow").setLevel(logging.WARNING)
-        # a refused write is Zoo's one line (or the journal's warning), not MLflow's traceback in the log
-        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
-        outer = mlflow.active_run()  # the caller's own run (Zoo's runs always end): Zoo's nests under it
-        self.uri = self.uri or (mlflow.get_tracking_uri() if outer else default_uri())
-        self.experiment_id = prepare_store(self.uri, self.experiment)
-        self.client = mlflow.MlflowClient(self.uri)
-        if outer is not None:
-            check_parent(self.client, outer.info.run_id, self.uri)
-        self._use_store()
-        try:
-            run = mlflow.start_run(run_id=run_id, experiment_id=None if run_id else self.experiment_id,
-                                   run_name=run_name, tags=None if run_id else {k: str(v) for k, v in tags.items()},
-                                   nested=outer is not None, log_system_metrics=False)
-        except BaseException:
-            self._restore_store()
-            raise
-        self.run_id = run.info.run_id
-        self._continued = run_id is not None
-        try:
-            if run_id is not None:
-                self._stored = stored_steps(self.client, self.run_id)
-            if run_id is None:
-                items = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
-                for i in range(0, len(items), 100):
-                    self.client.log_batch(self.run_id, params=items[i:i + 100])
-            self._heartbeat = liveness.start(self.client, self.run_id)
-            if self.system_metrics:
-                self._monitor = system.start(self.uri, self.run_id, self.interval, resume=run_id is not None)
-        except BaseException as exc:  # no run is left RUNNING, nor the caller's store changed
-            self.run_id = None
-            if self._heartbeat is not None:
-                self._heartbeat.stop()
-            with contextlib.suppress(Exception):
-                self.client.set_tag(run.info.run_id, tag.ERROR, f"could not start: {one_line(exc, 300)}")
-            mlflow.end_run("FAILED")
-            self._restore_store()
-            raise
-
     def _use_store(self) -> None:
-        """Make Zoo's store MLflow's process-wide one (``mlflow.pytorch.log_model`` logs there), noting the caller's."""
+        """Make Zoo's store MLflow's process-wide one, noting the caller's (in MLflow itself where this
+        process imported it, else ``MLFLOW_TRACKING_URI`` alone, which MLflow reads when imported later)."""
+        env = os.environ.get("MLFLOW_TRACKING_URI")
+        if "mlflow" not in sys.modules:
+            if env != self.uri:
+                self._outer = (None, env)
+                os.environ["MLFLOW_TRACKING_URI"] = self.uri
+            return
         import mlflow
 
-        previous, env = mlflow.get_tracking_uri(), os.environ.get("MLFLOW_TRACKING_URI")
+        previous = mlflow.get_tracking_uri()
         if previous != self.uri:
             # the caller's own setting, or None where it came from MLFLOW_TRACKING_URI or MLflow's default
             # (given back as it was, not as a path resolved now, which would outlive a later chdir or export)
@@ -166,13 +157,14 @@ class Tracker:
 
     def _restore_store(self) -> None:
         """Give the caller back its tracking URI (and MLFLOW_TRACKING_URI as it was)."""
-        import mlflow
-
         if self._outer is None:
             return
         previous, env = self._outer
         self._outer = None
-        mlflow.set_tracking_uri(previous)
+        if "mlflow" in sys.modules:
+            import mlflow
+
+            mlflow.set_tracking_uri(previous)
         if env is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
         else:
@@ -204,34 +196,33 @@ class Tracker:
             self.finish(status, self.error)
 
     def finish(self, status: str, error: str | None = None) -> None:
-        """Flush every queued metric, then end the run as FINISHED, FAILED or KILLED."""
-        import mlflow
-
+        """Flush every queued metric and request, then end the run as FINISHED, FAILED or KILLED."""
         if self.run_id is None:
             return
-        writer, monitor, self._monitor = self._writer, self._monitor, None
-        if self._heartbeat is not None:
-            self._heartbeat.stop()
+        w = self._writer
         try:
-            if monitor is not None:
-                monitor.finish()  # its last sample goes in while the run is RUNNING
-            self.flush(stop=True)
-            self._log_writer_cost(writer)
+            with contextlib.suppress(Exception):  # its last sample goes in while the run is RUNNING
+                self._call("stop_sampling")
+            self.flush()
+            self._log_writer_cost(w)
         finally:
             try:
                 if self.journaling:  # FAILED (or KILLED) saying where the rows are; raises its one line
-                    self._journal.end(self.client, "KILLED" if status == "KILLED" else "FAILED", error, mlflow.end_run)
+                    self._journal.end(_Tags(self), "KILLED" if status == "KILLED" else "FAILED", error,
+                                      lambda s: self._call("end", self.run_id, s, None, False))
                 else:
-                    if error:
-                        try:
-                            self.client.set_tag(self.run_id, tag.ERROR, error[:5000])
-                        except Exception:  # the store itself may be the problem; the status still matters more
-                            log.exception("could not record the error tag")
-                    if status == "FINISHED" and self._continued:
-                        self._forget_old_error()
-                    mlflow.end_run(status)  # Zoo's run; the caller's, if any, is active again
+                    self._call("end", self.run_id, status, error, status == "FINISHED" and self._continued)
             finally:
-                self._restore_store()
+                try:
+                    self.flush(stop=True)
+                finally:
+                    self._restore_store()
+
+    def _call(self, op: str, *args):
+        """A store request, answered (see :class:`~zoo.tracking.writer.Writer`)."""
+        if self._writer is None:
+            raise ZooError(f"the run {self.run_id} is not open: cannot {op}")
+        return self._writer.call(op, *args)
 
     @property
     def journaling(self) -> bool:
@@ -241,34 +232,15 @@ class Tracker:
     def _journaled(self, record: dict) -> bool:
         return self._journal is not None and self._journal.keep(record)
 
-    def _forget_old_error(self) -> None:
-        """A continued run that FINISHED keeps no stale ``zoo.error``: it becomes ``zoo.resumed_after``."""
-        try:
-            old = self.client.get_run(self.run_id).data.tags
-            if tag.ERROR in old:
-                self.client.set_tag(self.run_id, tag.RESUMED_AFTER, old[tag.ERROR][:5000])
-            for key in (tag.ERROR, tag.FAILURE, tag.FAILURE_STEP):
-                if key in old:
-                    self.client.delete_tag(self.run_id, key)
-        except Exception as exc:  # the run's end matters more
-            log.warning("could not clear the earlier error of run %s: %s", self.run_id, one_line(exc, 200))
-
     def _log_writer_cost(self, w: Writer | None) -> None:
         """``perf/metric_rows`` written, ``perf/writer_s`` spent writing them, and where (``zoo.metric_writer``)."""
         if w is None or not w.rows:
             return
-        from mlflow.entities import Metric, RunTag
-
         ts, step = int(time.time() * 1000), w.last_step
         if self._journaled({"metrics": [["perf/writer_s", w.seconds, ts, step], ["perf/metric_rows", float(w.rows), ts, step]],
                             "tags": {tag.METRIC_WRITER: w.where}}):
             return
-        try:
-            self.client.log_batch(self.run_id, metrics=[Metric("perf/writer_s", w.seconds, ts, step),
-                                                        Metric("perf/metric_rows", float(w.rows), ts, step)],
-                                  tags=[RunTag(tag.METRIC_WRITER, w.where)])
-        except Exception as exc:  # a figure about the run, never a reason to fail it
-            log.warning("could not record the metric writer's cost: %s", one_line(exc, 200))
+        self._call("writer_cost", self.run_id, w.seconds, w.rows, step, w.where)
 
     def flush(self, stop: bool = False) -> None:
         """Wait until every queued metric is written; raise if the store refused them."""
@@ -330,8 +302,7 @@ class Tracker:
         if self._journaled({"tags": values}):
             return
         try:
-            for k, v in values.items():
-                self.client.set_tag(self.run_id, k, v)
+            self._call("tags", self.run_id, values)
         except Exception as exc:
             if self._journal is None or isinstance(exc, ZooError):
                 raise
@@ -340,65 +311,75 @@ class Tracker:
     def artifact(self, path: str | os.PathLike, folder: str | None = None) -> None:
         if self._journaled({"artifact": str(Path(path).resolve()), "folder": folder}):
             return
-        with self._storing(os.path.basename(path)):
-            self.client.log_artifact(self.run_id, str(path), folder)
+        self._call("artifact", self.run_id, os.path.abspath(path), folder)  # the writer's folder may differ
 
     def text(self, text: str, name: str) -> None:
         if self._journaled({"text": text, "name": name}):
             return
-        with self._storing(name):
-            self.client.log_text(self.run_id, text, name)
+        self._call("text", self.run_id, text, name)
 
-    @contextlib.contextmanager
-    def _storing(self, name: str):
-        """An artifact the store's disk refuses (full, read-only) is one line naming the folder."""
-        try:
-            yield
-        except OSError as exc:
-            if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
-                raise
-            where = self.client.get_run(self.run_id).info.artifact_uri
-            raise ZooError(f"cannot store the artifact {name} in {where}: {exc.strerror}; free some space there "
-                           "or choose another tracking.uri") from None
-
-    def model(self, folder, **kwargs) -> str:
+    def model(self, folder, wait: bool = True, **kwargs):
         """Log the model saved in ``folder`` as this run's pyfunc model; return its model id.
 
-        See :func:`zoo.tracking.models.log_pyfunc` for the keyword arguments.
+        ``wait=False``: return at once a function that waits for the model id (the writer logs the model
+        while the caller goes on; ``folder`` must last until then). See
+        :func:`zoo.tracking.models.log_pyfunc` for the keyword arguments.
         """
-        from zoo.tracking.models import log_pyfunc
-
         if self.journaling:  # a model is not journaled: its checkpoints are kept
             log.warning("the model is not logged: the store refused rows earlier (see %s)", self._journal.path)
-            return None
-        with warnings.catch_warnings():  # torch's export warns about cuDNN's flat RNN weights; harmless here
-            warnings.filterwarnings("ignore", message=".*were assigned during export.*")
-            with self._storing("model"):
-                return log_pyfunc(folder, **kwargs)
+            return None if wait else (lambda: None)
+        pending = self._writer.submit("model", self.run_id, str(folder), kwargs)
+        if wait:
+            return pending.answer(self._writer)
+        return lambda: pending.answer(self._writer)
 
     def datasets(self, records) -> dict[str, tuple[str, str]]:
         """The run's data as MLflow dataset inputs; ``split -> (name, digest)`` (see :func:`~zoo.tracking.models.log_datasets`)."""
-        from zoo.tracking.models import log_datasets
-
         if self.journaling:
             return {}
-        return log_datasets(self.client, self.run_id, records)
+        return self._call("datasets", self.run_id, list(records))
 
     def linked_metrics(self, values: dict[str, float], step: int, model_id: str | None, dataset) -> None:
         """Metrics of ``model_id`` on ``dataset`` (name, digest), written now (MLflow 3's model metrics)."""
-        from zoo.tracking.models import log_linked_metrics
-
         values = {k: v for k, v in values.items() if step > self._stored.get(k, -1)}
         if values and self.journaling:  # plain metrics, in the journal (no model to link them to)
             self.metrics(values, step)
-        elif values:
-            self.flush()  # after the metrics queued before them
-            log_linked_metrics(self.client, self.run_id, values, step, model_id, dataset)
+        elif values:  # after the metrics queued before them
+            self._call("linked_metrics", self.run_id, values, step, model_id, dataset)
 
     def model_input(self, model_id: str) -> None:
         """``model_id`` is where this run started from (``init_from=``) or what it evaluated."""
-        from zoo.tracking.models import log_model_input
-
         if self.journaling:
             return
-        log_model_input(self.client, self.run_id, model_id)
+        self._call("model_input", self.run_id, model_id)
+
+
+class _Tags:
+    """What :meth:`Journal.end` needs of a client (``set_tag``), as the run's store requests."""
+
+    def __init__(self, tracker: Tracker):
+        self.tracker = tracker
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        self.tracker._call("tags", run_id, {key: value})
+
+
+def _outer_run():
+    """The caller's active MLflow run: only where this process imported MLflow (else there is none)."""
+    if "mlflow" not in sys.modules:
+        return None
+    import mlflow
+
+    return mlflow.active_run()
+
+
+def _source() -> dict[str, str]:
+    """What ``mlflow.start_run`` records about the program that ran (the writer process's would be its own)."""
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user name in this environment
+        user = "unknown"
+    return {"mlflow.user": user, "mlflow.source.name": sys.argv[0] if sys.argv and sys.argv[0] else "<console>",
+            "mlflow.source.type": "LOCAL"}

@@ -8,14 +8,24 @@ training thread needs between its PyTorch operations; done here, it runs on anot
 =========================================================  =========================================
 training process -> writer                                 writer -> training process
 =========================================================  =========================================
-``("open", uri)`` once the store exists                    ``("ready",)`` once its client is open,
-                                                           or ``("failed", message)``
+``("open", uri, cwd, env)`` first: the store (which need  ``("ready",)`` once its client is open,
+not exist yet), the training process's folder and its      or ``("failed", message)``
+``MLFLOW_*`` variables (a process left idle by a run
+elsewhere)
+``("call", op, args)``: ``RunStore(uri).op(*args)``        ``("answer", None, value)`` or
+(:mod:`zoo.tracking.runstore`: open the experiment,        ``("answer", (kind, one line), None)``
+start and end the run, tags, artifacts, the model...)      (kind ``zoo``: a ZooError; else a refusal)
 ``("rows", run_id, [(key, value, ms, step), ...])``        ``("done", n_rows, seconds, error|None)``
                                                            (after the retries of RETRY_WAITS_S; once
                                                            a batch is refused, later ones are not tried)
 ``("flush",)``                                             ``("flushed",)``
 ``("stop",)``                                              ``("stopped",)``, then it exits
 =========================================================  =========================================
+
+Every request of a run goes here in mode ``process``: the training process of a plain ``zoo train``
+never imports MLflow. This process runs the run's heartbeat and system-metrics monitor. Once the run has started, a
+thread of the lowest priority imports what logging the model will need (torch and Zoo's model, for
+MLflow's load-and-predict check: :func:`_warm_up`).
 
 The writer ignores Ctrl-C (the training process stops at a step boundary and then stops it) and
 exits by itself when the training process goes away (its pipe closes).
@@ -27,6 +37,7 @@ import gc
 import os
 import signal
 import sys
+import threading
 import time
 from multiprocessing.connection import Connection
 
@@ -68,7 +79,9 @@ def serve(inbox: Connection, outbox: Connection) -> int:
     try:
         import logging
 
-        from mlflow import MlflowClient
+        import mlflow
+
+        from zoo.tracking.runstore import RunStore, answer
 
         # a refused batch is reported to the training process, which says so once: not MLflow's
         # error log (set up by its import) and urllib3's "Retrying" line for every try
@@ -79,7 +92,7 @@ def serve(inbox: Connection, outbox: Connection) -> int:
         return 1
     gc.freeze()  # MLflow's modules live as long as this process: the collector's full passes skip them
     gc.enable()
-    client = None
+    store = None
     refused = None  # once the store refused a batch, the rest go straight back to the journal, untried
     while True:
         try:
@@ -89,18 +102,31 @@ def serve(inbox: Connection, outbox: Connection) -> int:
         kind = msg[0]
         if kind == "open":
             try:
-                client = MlflowClient(msg[1])
+                uri, cwd, env = (*msg[1:], None, None)[:3]
+                if cwd is not None:  # relative paths (a store, an artifact) mean what they mean there
+                    os.chdir(cwd)
+                if env is not None:
+                    for key in [k for k in os.environ if k.startswith("MLFLOW_") and k not in env]:
+                        del os.environ[key]
+                    os.environ.update(env)
+                store = RunStore(uri)
+                mlflow.set_tracking_uri(uri)  # where the model is logged (MLflow's Model.log)
             except Exception as exc:
                 outbox.send(("failed", one_line(exc)))
                 return 1
             refused = None  # a new run's store (or the same one, back)
             outbox.send(("ready",))
+        elif kind == "call":
+            _, op, args = msg
+            outbox.send(("answer", *answer(store, op, args)))
+            if op == "start":
+                _warm_up()
         elif kind == "rows":
             _, run_id, rows = msg
             t0, error = time.perf_counter(), refused
             if refused is None:
                 try:
-                    write_patiently(client, run_id, rows)
+                    write_patiently(store.client, run_id, rows)
                 except Exception as exc:
                     error = refused = one_line(exc)
             outbox.send(("done", len(rows), time.perf_counter() - t0, error))
@@ -109,6 +135,41 @@ def serve(inbox: Connection, outbox: Connection) -> int:
         elif kind == "stop":
             outbox.send(("stopped",))
             return 0
+
+
+_warming: threading.Thread | None = None
+
+
+def _warm_up() -> None:
+    """Import what logging the model will need (MLflow's pyfunc, torch, Zoo's model and plugins, for MLflow's
+    load-and-predict check) in a thread of the lowest priority, once: it only takes CPU time that the
+    training process leaves (importing them at full priority while the run trains took the core torch's
+    second thread uses: the default run's loop took 2-3 times as long), and what it has not done when the
+    model comes is done then."""
+    global _warming
+    if _warming is not None:
+        return
+
+    def warm() -> None:
+        if not sys.platform.startswith("linux"):  # a thread's own priority is Linux's; elsewhere, when the model comes
+            return
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # this thread alone
+        except OSError:
+            return
+        try:
+            import mlflow.pyfunc  # noqa: F401
+
+            import zoo.models.packaged  # noqa: F401
+            import zoo.tracking.pyfunc  # noqa: F401
+            from zoo.plugin.registry import default_registry
+
+            default_registry()
+        except Exception:  # the model's own request says what is wrong
+            pass
+
+    _warming = threading.Thread(target=warm, name="zoo-warm-up", daemon=True)
+    _warming.start()
 
 
 def _exit_now(code: int) -> None:

@@ -373,6 +373,10 @@ def log_outputs(run, checkpointer: Checkpointer, history, model, splits, arch, o
                 dataset, task, with_model: bool = True, stopped: bool = False) -> str | None:
     """The best checkpoint, plots, the family's own report, and the model itself (its model id).
 
+    The model goes first: the run's writer logs it (MLflow's save and load-and-predict check, in the
+    writer process by default) while this process draws the plots and the report; it returns once
+    both are stored.
+
     ``stopped``: a search pruned the run (``Loop.request_stop``); it keeps its best checkpoint (and
     ``last.pt`` on disk) and skips the rest, which a trial that is no candidate does not need.
     """
@@ -383,20 +387,27 @@ def log_outputs(run, checkpointer: Checkpointer, history, model, splits, arch, o
         run.artifact(best, "checkpoints")
     if stopped:
         return None
-    figs = out_dir / "figures"
-    figs.mkdir(parents=True, exist_ok=True)
-    run.artifact(plots.loss_curve(history, figs / "loss_curve.png"), "plots")
-    if history.hist:
-        npz, png = plots.histograms(history.hist, figs / "histograms.npz", figs / "histograms.png")
-        run.artifact(npz, "histograms")
-        run.artifact(png, "plots")
-    if arch.decl.report is not None:
-        report(run, arch, model, splits, figs)
-    if not with_model:
-        return None
-    return log_model(run, model, splits, arch=arch, dataset=dataset, settings=_settings_of(plain["model"]),
-                     data_settings=_settings_of(plain["data"]), seed=plain["seed"], task=task,
-                     step=checkpointer.best_step or 0)
+    pending = None
+    if with_model:  # logged by the run's writer while the plots and the report are drawn here
+        pending = log_model(run, model, splits, arch=arch, dataset=dataset, settings=_settings_of(plain["model"]),
+                            data_settings=_settings_of(plain["data"]), seed=plain["seed"], task=task,
+                            step=checkpointer.best_step or 0, wait=False)
+    try:
+        figs = out_dir / "figures"
+        figs.mkdir(parents=True, exist_ok=True)
+        run.artifact(plots.loss_curve(history, figs / "loss_curve.png"), "plots")
+        if history.hist:
+            npz, png = plots.histograms(history.hist, figs / "histograms.npz", figs / "histograms.png")
+            run.artifact(npz, "histograms")
+            run.artifact(png, "plots")
+        if arch.decl.report is not None:
+            report(run, arch, model, splits, figs)
+    except BaseException:
+        if pending is not None:  # its files stay until the writer has taken them
+            with contextlib.suppress(Exception):
+                pending()
+        raise
+    return pending() if pending is not None else None
 
 
 def report(run, arch, model, splits, figs: Path) -> None:
