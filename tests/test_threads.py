@@ -54,3 +54,49 @@ def test_the_choice_in_order(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "4")
     assert threads.choose("auto") == (None, "OMP_NUM_THREADS")
     assert threads.choose(2) == (2, "trainer.threads")
+
+
+# A plugin whose model notes, at every training step, what 1e-39 (a denormal float) times 1 is.
+DENORMAL_PLUGIN = """
+import torch, zoo
+
+
+class Probe(torch.nn.Module):
+    def __init__(self, d_in, d_out, note):
+        super().__init__()
+        self.note, self.lin = note, torch.nn.Linear(d_in, d_out)
+
+    def forward(self, x):
+        if self.training:
+            with open(self.note, "a") as f:
+                f.write(repr((torch.tensor([1e-39]) * 1.0).item()) + "\\n")
+        return self.lin(x)
+
+@zoo.hookimpl
+def zoo_architectures():
+    return [zoo.Architecture(name="denormal_probe", family="third_party", kinds=("tabular",), defaults={"note": ""},
+                             build=lambda info, note: Probe(info.input_shape[-1], info.output_dim, note))]
+"""
+
+
+def test_denormals_are_flushed_while_training_unless_turned_off(make_cfg, client, tmp_path):
+    """A long run's tiny gradients made each step about twice as slow (benchmarks/long_run.py): on the CPU the
+    loop flushes denormal floats to zero by default (trainer.flush_denormal), and the process gets torch's default back."""
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "denormal_probe.py").write_text(DENORMAL_PLUGIN)
+    from zoo.config import register_configs
+    from zoo.plugin.registry import load_registry
+
+    reg = load_registry([str(tmp_path / "plugins")])
+    register_configs(reg)
+    seen = {}
+    for on in (True, False):
+        note = tmp_path / f"note-{on}.txt"
+        metrics = train(make_cfg(f"plugins.dir={tmp_path / 'plugins'}", "model=denormal_probe", f"model.note={note}",
+                                 "data=iris", f"trainer.flush_denormal={str(on).lower()}", *QUICK), reg)
+        seen[on] = {float(v) for v in note.read_text().split()}
+        assert client.get_run(metrics["run_id"]).data.params["trainer.flush_denormal"] == str(on).lower()
+        assert (torch.tensor([1e-39]) * 1.0).item() != 0.0  # torch's default again after the run
+    if torch.set_flush_denormal(False):  # a CPU that can flush (x86 with SSE3)
+        assert seen[True] == {0.0}
+    assert seen[False] == {float(torch.tensor([1e-39]).item())}

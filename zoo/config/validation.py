@@ -168,6 +168,7 @@ SETTINGS: dict[str, Rule] = {
     "trainer.nnodes": Int(1, only_if=_ddp),
     "trainer.backend": OneOf(("auto", "gloo", "nccl"), only_if=_ddp),
     "trainer.compile": Check(lambda v: isinstance(v, bool), expected="true or false"),
+    "trainer.flush_denormal": Check(lambda v: isinstance(v, bool), if_present=True, expected="true or false"),
     "optimizer": Check(lambda v: "_target_" in v,
                        expected="a config with _target_ (a torch.optim class), e.g. optimizer=adam"),
     "_target_": Targets(),  # anywhere in the config

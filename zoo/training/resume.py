@@ -40,6 +40,7 @@ MAY_CHANGE = {
     "trainer.max_epochs": "extend the run (or end it at an epoch it has not reached yet)",
     "trainer.device": "move the run to another device (a GPU run continued on the CPU is not bit-exact)",
     "trainer.threads": "torch's CPU threads",
+    "trainer.flush_denormal": "denormal floats flushed to zero on the CPU (speed; numbers below 1.2e-38)",
     "trainer.log_every": "how often losses are fetched from the device (every step is logged either way)",
     "tracking.system_metrics": "CPU, memory and GPU samples",
     "tracking.system_metrics_interval": "seconds between system samples",

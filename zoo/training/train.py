@@ -75,6 +75,7 @@ def _train(cfg: DictConfig, registry: Registry, overrides: Sequence[str], resume
         resumed.check_run(plain["tracking"]["uri"])
     settings = TrainerSettings.from_config(plain)
     with threads.torch_threads(plain["trainer"].get("threads", "auto")) as thread_tags, \
+            threads.flush_denormal(plain["trainer"].get("flush_denormal", True)), \
             distributed.process_group(plain["trainer"], resolve_device(plain["trainer"]["device"])) as (dist, device):
         if dist.main:
             Tracker.warm_up()  # the metric writer process starts while the data and the model are built
