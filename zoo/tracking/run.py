@@ -374,12 +374,6 @@ def _outer_run():
 
 
 def _source() -> dict[str, str]:
-    """What ``mlflow.start_run`` records about the program that ran (the writer process's would be its own)."""
-    import getpass
-
-    try:
-        user = getpass.getuser()
-    except Exception:  # no user name in this environment
-        user = "unknown"
-    return {"mlflow.user": user, "mlflow.source.name": sys.argv[0] if sys.argv and sys.argv[0] else "<console>",
-            "mlflow.source.type": "LOCAL"}
+    """What ``mlflow.start_run`` records about the program that ran (the writer process's would be its own;
+    the user, the same in both, is :meth:`RunStore.start`'s)."""
+    return {"mlflow.source.name": sys.argv[0] if sys.argv and sys.argv[0] else "<console>", "mlflow.source.type": "LOCAL"}

@@ -86,6 +86,11 @@ class RunStore:
         if continued:
             self.client.update_run(run_id, status="RUNNING")
         else:
+            from mlflow.tracking.context.default_context import DefaultRunContext
+
+            # who, as mlflow.start_run says it: the tracking server's user name (MLFLOW_TRACKING_USERNAME or
+            # ~/.mlflow/credentials), else the OS user's; it is also the run's user_id
+            tags = {"mlflow.user": DefaultRunContext().tags()["mlflow.user"], **tags}
             run_id = self.client.create_run(experiment_id, run_name=run_name,
                                             tags={k: str(v) for k, v in tags.items()}).info.run_id
         try:
