@@ -16,6 +16,7 @@ import math
 import torch
 
 import zoo
+from zoo_builtins.tabular import toy_data
 
 
 def _splits(x: torch.Tensor, y: torch.Tensor, *, seed: int, task: str, output_dim: int, meta: dict,
@@ -91,9 +92,7 @@ def load_adding(seed: int, n_samples: int = 10000, length: int = 50) -> zoo.Spli
 
 def load_digits_rows(seed: int) -> zoo.Splits:
     """scikit-learn's digits as sequences of 8 rows of 8 pixels, standardised per column."""
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
+    bunch = toy_data("digits")
     x = torch.as_tensor(bunch.data, dtype=torch.float32).reshape(-1, 8, 8)
     y = torch.as_tensor(bunch.target, dtype=torch.long)
     tr, va, te = zoo.split_indices(len(x), seed, stratify=y.numpy())

@@ -1,7 +1,8 @@
 """Tabular datasets (kind ``tabular``): scikit-learn's bundled sets and two synthetic 2-D problems.
 
 Nothing is downloaded: ``digits``, ``iris``, ``wine``, ``breast_cancer`` and ``diabetes`` ship
-inside scikit-learn; ``moons`` and ``circles`` are generated from the seed. Features are
+inside scikit-learn, and :func:`toy_data` reads its files without importing it; ``moons`` and
+``circles`` are generated from the seed (by scikit-learn). Features are
 standardised with the training split's statistics; the train/val/test split (70/15/15,
 stratified for classification) is fixed by the seed.
 
@@ -13,11 +14,62 @@ that split reconstruction and anomaly data serve ``zoo_builtins.image`` too.
 
 from __future__ import annotations
 
+import csv
+import importlib.util
 import math
+from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import torch
 
 import zoo
+
+_CANCER = ("radius", "texture", "perimeter", "area", "smoothness", "compactness", "concavity", "concave points",
+           "symmetry", "fractal dimension")
+# scikit-learn's loaders hard-code the feature names; these are theirs (tests/test_toy_data.py compares them)
+TOY_FEATURES = {
+    "digits": [f"pixel_{r}_{c}" for r in range(8) for c in range(8)],
+    "iris": ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"],
+    "wine": ["alcohol", "malic_acid", "ash", "alcalinity_of_ash", "magnesium", "total_phenols", "flavanoids",
+             "nonflavanoid_phenols", "proanthocyanins", "color_intensity", "hue", "od280/od315_of_diluted_wines",
+             "proline"],
+    "breast_cancer": np.array([f"mean {f}" for f in _CANCER] + [f"{f} error" for f in _CANCER]
+                              + [f"worst {f}" for f in _CANCER]),
+    "diabetes": ["age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6"],
+}
+TOY_FILES = {"digits": ("digits.csv.gz",), "iris": ("iris.csv",), "wine": ("wine_data.csv",),
+             "breast_cancer": ("breast_cancer.csv",),
+             "diabetes": ("diabetes_data_raw.csv.gz", "diabetes_target.csv.gz")}  # in sklearn/datasets/data/
+
+
+def toy_data(name: str):
+    """scikit-learn's bundled toy dataset ``name``: ``data``, ``target``, ``feature_names``, ``target_names``.
+
+    The same arrays (values and dtypes) as ``sklearn.datasets.load_<name>()``, read with numpy from the
+    files inside scikit-learn's package, found without importing it (its import costs about a second).
+    If the files are not where scikit-learn 1.x keeps them, this is scikit-learn's own loader.
+    """
+    spec = importlib.util.find_spec("sklearn")  # a top-level package is located, not imported
+    folder = Path(spec.origin).parent / "datasets" / "data" if spec and spec.origin else None
+    if folder is None or not all((folder / f).is_file() for f in TOY_FILES[name]):
+        from sklearn import datasets
+
+        return getattr(datasets, f"load_{name}")()
+    features = TOY_FEATURES[name]
+    if name == "digits":
+        table = np.loadtxt(folder / "digits.csv.gz", delimiter=",")
+        return SimpleNamespace(data=table[:, :-1], target=table[:, -1].astype(int), feature_names=features,
+                               target_names=np.arange(10))
+    if name == "diabetes":  # load_diabetes(scaled=True): sklearn.preprocessing.scale, then / sqrt(n)
+        x = np.loadtxt(folder / "diabetes_data_raw.csv.gz")
+        x = (x - np.nanmean(x, axis=0)) / np.nanstd(x, axis=0) / len(x) ** 0.5
+        return SimpleNamespace(data=x, target=np.loadtxt(folder / "diabetes_target.csv.gz"), feature_names=features)
+    with open(folder / TOY_FILES[name][0], encoding="utf-8") as f:
+        header = next(csv.reader(f))  # n_samples, n_features, the class names
+        table = np.loadtxt(f, delimiter=",")
+    return SimpleNamespace(data=table[:, :-1], target=table[:, -1].astype(int), feature_names=features,
+                           target_names=np.array(header[2:]))
 
 
 def make_splits(x, y, *, seed: int, task: str, meta=None) -> zoo.Splits:
@@ -41,15 +93,13 @@ def make_splits(x, y, *, seed: int, task: str, meta=None) -> zoo.Splits:
     return zoo.Splits(*(zoo.TensorSplit(a, b) for a, b in zip(xs, ys)), info=info)
 
 
-def _sklearn(loader_name: str, task: str):
+def _toy(name: str, task: str):
     def load(seed: int):
-        from sklearn import datasets
-
-        bunch = getattr(datasets, loader_name)()
+        bunch = toy_data(name)
         names = [str(n) for n in getattr(bunch, "target_names", [])]
         meta = {"class_names": names} if task == "classification" else {"target_names": ["target"]}
         meta["feature_names"] = [str(n) for n in bunch.feature_names]
-        if loader_name == "load_digits":
+        if name == "digits":
             meta["image_shape"] = (8, 8)
         return make_splits(bunch.data, bunch.target, seed=seed, task=task, meta=meta)
     return load
@@ -71,9 +121,7 @@ ANOMALY_CLASS = 7  # held out by default: docs/autoencoder.md lists the test AUR
 
 def digit_pixels() -> tuple[torch.Tensor, torch.Tensor]:
     """scikit-learn's 8x8 digits as (1797, 64) pixels in [0, 1] and their labels."""
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
+    bunch = toy_data("digits")
     x = torch.as_tensor(bunch.data, dtype=torch.float32) / 16.0  # pixels 0..16 -> [0, 1]
     return x, torch.as_tensor(bunch.target, dtype=torch.long)
 
@@ -141,9 +189,7 @@ def load_digits_anomaly(seed: int, anomaly_class: int = ANOMALY_CLASS) -> zoo.Sp
 
 
 def load_breast_cancer_anomaly(seed: int) -> zoo.Splits:
-    from sklearn.datasets import load_breast_cancer
-
-    bunch = load_breast_cancer()
+    bunch = toy_data("breast_cancer")
     x = torch.as_tensor(bunch.data, dtype=torch.float32)
     y = torch.as_tensor(bunch.target, dtype=torch.long)  # 0 malignant, 1 benign
     meta = {"feature_names": [str(n) for n in bunch.feature_names], "anomaly_class": "malignant"}
@@ -152,12 +198,12 @@ def load_breast_cancer_anomaly(seed: int) -> zoo.Splits:
 
 @zoo.hookimpl
 def zoo_datasets():
-    sk = [("digits", "load_digits", "classification", "8x8 handwritten digits as 64 features, 10 classes (1797)"),
-          ("iris", "load_iris", "classification", "iris flowers, 4 features, 3 classes (150)"),
-          ("wine", "load_wine", "classification", "wine cultivars, 13 features, 3 classes (178)"),
-          ("breast_cancer", "load_breast_cancer", "classification", "tumours, 30 features, malignant or benign (569)"),
-          ("diabetes", "load_diabetes", "regression", "diabetes progression, 10 features, standardised target (442)")]
-    return [zoo.Dataset(name=n, kind="tabular", task=t, load=_sklearn(f, t), description=d) for n, f, t, d in sk] + [
+    sk = [("digits", "classification", "8x8 handwritten digits as 64 features, 10 classes (1797)"),
+          ("iris", "classification", "iris flowers, 4 features, 3 classes (150)"),
+          ("wine", "classification", "wine cultivars, 13 features, 3 classes (178)"),
+          ("breast_cancer", "classification", "tumours, 30 features, malignant or benign (569)"),
+          ("diabetes", "regression", "diabetes progression, 10 features, standardised target (442)")]
+    return [zoo.Dataset(name=n, kind="tabular", task=t, load=_toy(n, t), description=d) for n, t, d in sk] + [
         zoo.Dataset(name="moons", kind="tabular", task="classification", load=_synthetic("make_moons", noise=0.2),
                     description="two interleaving half circles in 2-D"),
         zoo.Dataset(name="circles", kind="tabular", task="classification",
