@@ -83,6 +83,7 @@ def child(marks: Path, args: list[str], extra=None) -> None:
 
     import zoo.cli
     import zoo.plots
+    import zoo.training.outputs as outputs_module
     import zoo.training.train as train_module
     from zoo.plugin.registry import Registry
     from zoo.tracking.run import Tracker
@@ -103,7 +104,7 @@ def child(marks: Path, args: list[str], extra=None) -> None:
         timed(zoo.plots, name, "plots")
     timed(Tracker, "artifact", "artifact")  # best.pt's, in log_outputs: before the model is logged
     timed(Tracker, "finish", "run end")
-    timed(train_module, "call_plugin", "report")  # the family's report, inside log_outputs (and nowhere else)
+    timed(outputs_module, "call_plugin", "report")  # the family's report, inside log_outputs (and nowhere else)
     if extra is not None:
         extra(timed)
     sys.argv = ["zoo", "train", *args]

@@ -190,7 +190,7 @@ def _killed_with_checkpoint(client, run, signame: str) -> None:
 
 def stopped_at_the_gate(tmp_path: Path, gate: dict, where: str):
     """A 2-epoch run of the gate model, SIGTERM once it waits ``where`` (test: in its test pass; logging: in its
-    report, after the best checkpoint and the plots were logged): KILLED with its checkpoint, every step once."""
+    report, after the best checkpoint was logged and the plots drawn): KILLED with its checkpoint, every step once."""
     proc = start(tmp_path, "train", "model=gate", f"model.where={where}", "data=iris", "trainer.max_epochs=2",
                  *TINY[:3], env=gate)
     wait_for(lambda: (tmp_path / "gate" / f"in_{where}").exists(), f"the run to wait in {where}")

@@ -117,6 +117,68 @@ def test_the_best_checkpoint_is_a_logged_model_with_linked_test_metrics(trained)
     assert signature.inputs.input_names()[:2] == ["pixel_0_0", "pixel_0_1"]  # a column signature, by name
 
 
+MODEL_FILES = {"MLmodel", "conda.yaml", "python_env.yaml", "requirements.txt", "python_model.pkl",
+               "input_example.json", "serving_input_example.json", "artifacts/zoo/weights.pt",
+               "artifacts/zoo/zoo_model.json"}
+
+
+def _model_files(uri: str, model_id: str) -> dict[str, Path]:
+    mlflow.set_tracking_uri(uri)  # where models:/ names are looked up
+    folder = Path(mlflow.artifacts.download_artifacts(f"models:/{model_id}",
+                                                      dst_path=tempfile.mkdtemp(prefix="zoo-test-model-")))
+    return {str(p.relative_to(folder)): p for p in folder.rglob("*")  # less the note the download of a models:/ adds
+            if p.is_file() and p.name != "registered_model_meta"}
+
+
+def test_the_logged_model_holds_its_examples_environment_and_weights(trained):
+    """What ``mlflow models serve`` and ``zoo predict`` read: every file, the examples and the pinned requirements."""
+    run = trained.client.get_run(trained.digits["run_id"])
+    (output,) = run.outputs.model_outputs
+    files = _model_files(trained.uri, output.model_id)
+    assert set(files) == MODEL_FILES
+    pins = files["requirements.txt"].read_text().split()
+    assert {p.split("==")[0] for p in pins} == {"mlflow", "torch", "numpy", "pandas"} and all("==" in p for p in pins)
+    serving = json.loads(files["serving_input_example.json"].read_text())
+    assert serving["dataframe_split"]["columns"][:2] == ["pixel_0_0", "pixel_0_1"] and serving["params"]
+    info = mlflow.models.get_model_info(f"models:/{output.model_id}")
+    assert info.saved_input_example_info["serving_input_path"] == "serving_input_example.json"
+    assert info.flavors["python_function"]["artifacts"]["zoo"]["path"] == "artifacts/zoo"
+
+
+def test_logging_a_model_leaves_loading_it_to_whoever_uses_it(trained, monkeypatch):
+    """MLflow's load-and-predict check of the serving example is not run while the model is logged (the
+    training process has loaded the saved model and predicted its example already): the model is loaded
+    when it is used, and answers the serving example then."""
+    from zoo.models import io
+    from zoo.models.log import raw_example, requirements
+    from zoo.models.packaged import load_folder
+    from zoo.tracking.models import log_pyfunc
+    from zoo.tracking.pyfunc import ZooPythonModel
+
+    model = zoo.load_model(trained.digits["run_id"], uri=trained.uri)
+    folder = trained.tmp / "saved-again" / "zoo"  # as zoo.models.log.log_model saves it
+    model.save(folder)
+    example = raw_example(model, zoo.load_dataset("digits", seed=0).test)
+    loads = []
+    load_context = ZooPythonModel.load_context
+    monkeypatch.setattr(ZooPythonModel, "load_context", lambda self, context: loads.append(context) or
+                        load_context(self, context))
+    mlflow.set_tracking_uri(trained.uri)
+    run = trained.client.create_run(trained.client.get_run(trained.digits["run_id"]).info.experiment_id)
+    model_id = log_pyfunc(folder, run_id=run.info.run_id, loader=load_folder, input_example=example,
+                          output_example=model.predict(example), params=io.default_params(model), step=0,
+                          metadata={}, requirements=requirements("tabular"))
+    trained.client.set_terminated(run.info.run_id)
+    assert loads == []
+    files = _model_files(trained.uri, model_id)
+    assert set(files) == MODEL_FILES
+    served = mlflow.pyfunc.load_model(f"models:/{model_id}")
+    assert len(loads) == 1
+    serving = json.loads(files["serving_input_example.json"].read_text())["dataframe_split"]
+    rows = pd.DataFrame(serving["data"], columns=serving["columns"])
+    assert served.predict(rows).tolist() == model.predict(example).tolist()
+
+
 def test_mlflow_evaluate_on_a_classifier_and_a_regressor(trained):
     mlflow.set_tracking_uri(trained.uri)
     x, y = _raw_split("digits")

@@ -22,6 +22,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Sequence
 
 from zoo.errors import ZooError, one_line
@@ -55,19 +56,52 @@ def log_pyfunc(folder: Path, *, run_id: str, loader, input_example, output_examp
     ``mlflow.pyfunc.log_model`` for a run given by its id (the store is MLflow's tracking URI: the
     writer process's, or the one the Tracker set).
     """
-    import mlflow.pyfunc
     from mlflow.models import Model, infer_signature
 
     from zoo.tracking.pyfunc import ZooPythonModel
 
     signature = infer_signature(input_example, output_example, params=params or None)
     with _quiet(), _active(run_id):  # the logged model's experiment is the active run's
-        info = Model.log(None, mlflow.pyfunc, name=MODEL_NAME, run_id=run_id, python_model=ZooPythonModel(loader),
+        info = Model.log(None, _PYFUNC, name=MODEL_NAME, run_id=run_id, python_model=ZooPythonModel(loader),
                          artifacts={ARTIFACT: str(folder)}, signature=signature,
                          input_example=(input_example, params) if params else input_example,
                          pip_requirements=list(requirements), metadata=metadata, step=step,
-                         tags={k: str(v) for k, v in (model_tags or {}).items()})
+                         tags={k: str(v) for k, v in (model_tags or {}).items()}, validate_serving_input=False)
     return info.model_id
+
+
+def _save_pyfunc(path, mlflow_model=None, validate_serving_input=None, **kwargs):
+    """``mlflow.pyfunc.save_model``, as the flavor ``Model.log`` saves with (:data:`_PYFUNC`)."""
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.save_model(path, mlflow_model=mlflow_model, **kwargs)
+
+
+# MLflow's pyfunc flavor (by its name, for the logged model's record), less the load-and-predict check of the
+# serving example that Model.log runs after saving: its ``validate_serving_input`` switch, which
+# mlflow.transformers passes and pyfunc's own save_model would refuse. The training process checked already
+# that the saved model loads and predicts its example (zoo.models.log.log_model), and a failed check would
+# only be MLflow's warning. The files saved are the same, serving_input_example.json included.
+_PYFUNC = SimpleNamespace(__name__="mlflow.pyfunc", save_model=_save_pyfunc)
+
+
+def prepare_model_logging() -> None:
+    """Do ahead what :func:`log_pyfunc` does first (the writer process calls it while the run trains).
+
+    Import MLflow's pyfunc, signature and example machinery and Zoo's pyfunc wrapper, and have MLflow
+    map the installed distributions to their modules: its check of the model's requirements against
+    this environment reads every installed distribution's file list (0.3-0.9 s), once per process.
+    """
+    import mlflow.models.signature  # noqa: F401
+    import mlflow.models.utils  # noqa: F401
+    import mlflow.pyfunc  # noqa: F401
+    from mlflow.utils import requirements_utils
+
+    import zoo.tracking.pyfunc  # noqa: F401
+
+    packages = getattr(requirements_utils, "_init_modules_to_packages_map", None)  # MLflow's own cache
+    if packages is not None:
+        packages()
 
 
 @contextlib.contextmanager

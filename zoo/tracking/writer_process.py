@@ -24,8 +24,7 @@ start and end the run, tags, artifacts, the model...)      (kind ``zoo``: a ZooE
 
 Every request of a run goes here in mode ``process``: the training process of a plain ``zoo train``
 never imports MLflow. This process runs the run's heartbeat and system-metrics monitor. Once the run has started, a
-thread of the lowest priority imports what logging the model will need (torch and Zoo's model, for
-MLflow's load-and-predict check: :func:`_warm_up`).
+thread of the lowest priority prepares what logging the model will need (:func:`_warm_up`).
 
 The writer ignores Ctrl-C (the training process stops at a step boundary and then stops it) and
 exits by itself when the training process goes away (its pipe closes).
@@ -141,8 +140,8 @@ _warming: threading.Thread | None = None
 
 
 def _warm_up() -> None:
-    """Import what logging the model will need (MLflow's pyfunc, torch, Zoo's model and plugins, for MLflow's
-    load-and-predict check) in a thread of the lowest priority, once: it only takes CPU time that the
+    """Prepare what logging the model will need (Zoo's model, with torch, and
+    :func:`zoo.tracking.models.prepare_model_logging`) in a thread of the lowest priority, once: it only takes CPU time that the
     training process leaves (importing them at full priority while the run trains took the core torch's
     second thread uses: the default run's loop took 2-3 times as long), and what it has not done when the
     model comes is done then."""
@@ -158,13 +157,10 @@ def _warm_up() -> None:
         except OSError:
             return
         try:
-            import mlflow.pyfunc  # noqa: F401
+            import zoo.models.packaged  # noqa: F401  (the model request's loader)
+            from zoo.tracking.models import prepare_model_logging
 
-            import zoo.models.packaged  # noqa: F401
-            import zoo.tracking.pyfunc  # noqa: F401
-            from zoo.plugin.registry import default_registry
-
-            default_registry()
+            prepare_model_logging()
         except Exception:  # the model's own request says what is wrong
             pass
 

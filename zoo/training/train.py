@@ -8,7 +8,7 @@
 4. ``tracker.run(...)``: the run, which ends FINISHED, FAILED (error tag and traceback) or KILLED
    (Ctrl-C, SIGTERM or SIGHUP at any point of it, with how to resume), never RUNNING;
 5. the loop with its callbacks, :meth:`Loop.fit`;
-6. :func:`log_outputs`: the best checkpoint, plots, the family's report, the model;
+6. :func:`~zoo.training.outputs.log_outputs`: the best checkpoint, plots, the family's report, the model;
 7. the metrics, returned (and logged).
 """
 
@@ -30,17 +30,17 @@ import zoo
 from zoo._runtime import signal_name, stop_on_signals
 from zoo.config import override_key, override_value, validate
 from zoo.errors import ConfigError, ZooError, one_line
-from zoo.models.log import dataset_records, log_model
-from zoo.plugin.registry import Registry, call_plugin, load_registry
+from zoo.models.log import dataset_records
+from zoo.plugin.registry import Registry, load_registry
 from zoo.tracking import NullTracker, Tracker, default_uri, flatten, git_commit, tags
 from zoo.training import distributed, preflight, threads
 from zoo.training.callbacks import NonFiniteLoss, Perf, Progress, StepLog, TrialReport
 from zoo.training.checkpoint import Checkpointer, restore
 from zoo.training.loop import Loop
+from zoo.training.outputs import log_outputs
 from zoo.training.resume import Resumed, resume_state
 from zoo.training.settings import TrainerSettings
 
-log = logging.getLogger(__name__)
 run_log = logging.getLogger("zoo.run")  # the run's record in the job's log file (zoo train)
 
 
@@ -120,9 +120,10 @@ def _train(cfg: DictConfig, registry: Registry, overrides: Sequence[str], resume
             model_id = None
             try:
                 if dist.main:  # a pruned trial is no candidate: its checkpoint only, no plots, no model
-                    model_id = log_outputs(run, checkpointer, step_log.history, model, splits, arch, out_dir,
-                                           plain, dataset, task, with_model=plain["tracking"]["log_model"],
-                                           stopped=bool(loop.stop_reason))
+                    model_id = log_outputs(run, checkpointer, step_log.history, model, splits, arch, dataset, task,
+                                           out_dir, settings=_settings_of(plain["model"]),
+                                           data_settings=_settings_of(plain["data"]), seed=plain["seed"],
+                                           with_model=plain["tracking"]["log_model"], stopped=bool(loop.stop_reason))
             finally:  # the test metrics, linked to the model (when there is one) and to the test data
                 with stop_on_signals("hold"):
                     run.linked_metrics(tests, loop.step, model_id, data.get("test"))
@@ -368,65 +369,3 @@ def _log_checkpoints(run, checkpointer: Checkpointer) -> None:
     with contextlib.suppress(Exception):
         for path in checkpointer.saved():
             run.artifact(path, "checkpoints")
-
-
-def log_outputs(run, checkpointer: Checkpointer, history, model, splits, arch, out_dir: Path, plain: dict,
-                dataset, task, with_model: bool = True, stopped: bool = False) -> str | None:
-    """The best checkpoint, plots, the family's own report, and the model itself (its model id).
-
-    The model goes first: the run's writer logs it (MLflow's save and load-and-predict check, in the
-    writer process by default) while this process draws the plots and the report; it returns once
-    both are stored.
-
-    ``stopped``: a search pruned the run (``Loop.request_stop``); it keeps its best checkpoint (and
-    ``last.pt`` on disk) and skips the rest, which a trial that is no candidate does not need.
-    """
-    from zoo import plots
-
-    best = checkpointer.folder / "best.pt"
-    if best.exists():  # a run resumed from a lone last.pt that never improved has none
-        run.artifact(best, "checkpoints")
-    if stopped:
-        return None
-    pending = None
-    if with_model:  # logged by the run's writer while the plots and the report are drawn here
-        pending = log_model(run, model, splits, arch=arch, dataset=dataset, settings=_settings_of(plain["model"]),
-                            data_settings=_settings_of(plain["data"]), seed=plain["seed"], task=task,
-                            step=checkpointer.best_step or 0, wait=False)
-    try:
-        figs = out_dir / "figures"
-        figs.mkdir(parents=True, exist_ok=True)
-        run.artifact(plots.loss_curve(history, figs / "loss_curve.png"), "plots")
-        if history.hist:
-            npz, png = plots.histograms(history.hist, figs / "histograms.npz", figs / "histograms.png")
-            run.artifact(npz, "histograms")
-            run.artifact(png, "plots")
-        if arch.decl.report is not None:
-            report(run, arch, model, splits, figs)
-    except BaseException:
-        if pending is not None:  # its files stay until the writer has taken them
-            with contextlib.suppress(Exception):
-                pending()
-        raise
-    return pending() if pending is not None else None
-
-
-def report(run, arch, model, splits, figs: Path) -> None:
-    """The family's own report: its files go to ``plots/``. A report that fails is a warning and a
-    record on the run (tag ``zoo.report_error``, ``error/report_traceback.txt``), never the run's failure:
-    the model trained."""
-    import traceback
-
-    model.eval()
-    try:
-        paths = list(call_plugin(f"model={arch.decl.name} report", arch.decl.report, model, splits, figs) or ())
-    except Exception as exc:  # a bug in a plot is not a failed training
-        cause = exc.__cause__ if isinstance(exc, ZooError) and exc.__cause__ else exc
-        error = f"{type(cause).__name__}: {one_line(cause)}"
-        log.warning("model=%s: its report failed (%s); the run goes on without it", arch.decl.name, error)
-        with contextlib.suppress(Exception):
-            run.tags({tags.REPORT_ERROR: error[:5000]})
-            run.text("".join(traceback.format_exception(cause)), "error/report_traceback.txt")
-        return
-    for path in paths:
-        run.artifact(path, "plots")
