@@ -114,21 +114,25 @@ def test_shapes_that_do_not_match_are_refused():
 DDP = """
 import json, sys, torch, torch.distributed as dist, zoo
 rank, world = int(sys.argv[1]), 2
-dist.init_process_group("gloo", init_method="file://" + sys.argv[2], rank=rank, world_size=world)
 g = torch.Generator().manual_seed(0)
 logits, labels = torch.randn(31, 4, generator=g), torch.randint(0, 4, (31,), generator=g)
 labels[::5] = zoo.IGNORE_INDEX
 scores, positive = torch.rand(31, generator=g).round(decimals=1), torch.randint(0, 2, (31,), generator=g)
 values = torch.randn(31, generator=g)
-metrics = {"accuracy": (zoo.metrics.Accuracy(), logits, labels), "perplexity": (zoo.metrics.Perplexity(), logits, labels),
-           "mse": (zoo.metrics.MeanSquaredError(), values, values.flip(0)), "r2": (zoo.metrics.R2Score(), values, values.sin()),
-           "auroc": (zoo.metrics.AUROC(), scores, positive)}
+data = {"accuracy": (zoo.metrics.Accuracy, logits, labels), "perplexity": (zoo.metrics.Perplexity, logits, labels),
+        "mse": (zoo.metrics.MeanSquaredError, values, values.flip(0)), "r2": (zoo.metrics.R2Score, values, values.sin()),
+        "auroc": (zoo.metrics.AUROC, scores, positive)}
+whole = {}
+for name, (kind, preds, target) in data.items():  # one process, every value
+    metric = kind()
+    metric.update(preds, target)
+    whole[name] = float(metric.compute())
+dist.init_process_group("gloo", init_method="file://" + sys.argv[2], rank=rank, world_size=world)
 out = {}
-for name, (metric, preds, target) in metrics.items():
-    whole = type(metric)()
-    whole.update(preds, target)
+for name, (kind, preds, target) in data.items():  # this process's share of the values
+    metric = kind()
     metric.update(preds[rank::world], target[rank::world])
-    out[name] = (float(metric.compute()), float(whole.compute()))
+    out[name] = (float(metric.compute()), whole[name])
 print("OUT", json.dumps(out))
 dist.destroy_process_group()
 """
