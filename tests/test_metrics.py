@@ -104,6 +104,12 @@ def test_edge_cases_as_torchmetrics():
     assert float(auroc.compute()) == pytest.approx(roc_auc_score(target.numpy(), scores.numpy()))
 
 
+def test_update_keeps_no_autograd_graph():
+    mse = zoo.metrics.MeanSquaredError()
+    mse.update(torch.randn(4, requires_grad=True) * 2, torch.zeros(4))
+    assert not mse.squared.requires_grad and not mse.compute().requires_grad
+
+
 def test_shapes_that_do_not_match_are_refused():
     with pytest.raises(ValueError, match=r"MeanSquaredError: preds \(4, 1\) and target \(4,\)"):
         zoo.metrics.MeanSquaredError().update(torch.zeros(4, 1), torch.zeros(4))

@@ -119,6 +119,7 @@ class Accuracy(Metric):
         self.ignore_index = ignore_index
         super().__init__()
 
+    @torch.no_grad()
     def update(self, preds, target):
         if preds.ndim == target.ndim + 1:
             preds = preds.argmax(-1)
@@ -136,6 +137,7 @@ class MeanSquaredError(Metric):
 
     sums, counts = ("squared",), ("total",)
 
+    @torch.no_grad()
     def update(self, preds, target):
         _same_shape("MeanSquaredError", preds, target)
         self.squared += (preds.to(self.squared.dtype) - target.to(self.squared.dtype)).pow(2).sum()
@@ -152,6 +154,7 @@ class R2Score(Metric):
 
     sums, counts = ("target_sum", "target_squared", "residual"), ("total",)
 
+    @torch.no_grad()
     def update(self, preds, target):
         _same_shape("R2Score", preds, target)
         if preds.ndim > 2:
@@ -186,6 +189,7 @@ class Perplexity(Metric):
         self.ignore_index = ignore_index
         super().__init__()
 
+    @torch.no_grad()
     def update(self, preds, target):
         preds, target = preds.reshape(-1, preds.shape[-1]).float(), target.reshape(-1)
         self.nll += F.cross_entropy(preds, target, ignore_index=self.ignore_index, reduction="sum").to(self.nll.dtype)
@@ -210,10 +214,11 @@ class AUROC(Metric):
         self.targets = [t.to(self.device) for t in self.targets]
         return self
 
+    @torch.no_grad()
     def update(self, preds, target):
         _same_shape("AUROC", preds, target)
-        self.scores.append(preds.detach().reshape(-1))
-        self.targets.append(target.detach().reshape(-1))
+        self.scores.append(preds.reshape(-1))
+        self.targets.append(target.reshape(-1))
 
     def compute(self):
         dtype = _float(self.device)
