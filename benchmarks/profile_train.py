@@ -11,8 +11,8 @@ user's does), with the user's thread settings. That process times Zoo's own func
   validation        train(): resume, validation, the registry's task
   data              Registry.load_dataset
   model             Registry.create_model, the optimizer and scheduler (the rest of build())
-  loop set-up       Loop.__init__: the task's metrics (torchmetrics' first import, which imports
-                    scipy.signal for its audio metrics), the callbacks
+  loop set-up       Loop.__init__: the task's metrics (the built-in tasks' are zoo.metrics: no
+                    torchmetrics import), the callbacks
   run creation      Tracker.start: the store, the run, its params (in the writer process by default: waiting
                     for its import of MLflow if it has not finished yet)
   loop              Loop.fit without its test pass

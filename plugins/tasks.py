@@ -2,8 +2,9 @@
 
 A dataset names its task; for each batch ``(inputs, target)`` the loop asks the task for
 ``loss(output, target, inputs)`` and feeds ``prepare(output, target, inputs)`` to the task's
-metrics. Metrics are torchmetrics objects: they accumulate on the device without a host sync per
-step, and reduce across processes under DDP. Targets equal to ``zoo.IGNORE_INDEX`` do not count.
+metrics. The metrics are Zoo's own (``zoo.metrics``; a run of a built-in task never imports
+torchmetrics): they accumulate on the device without a host sync per step, and reduce across
+processes under DDP. Targets equal to ``zoo.IGNORE_INDEX`` do not count.
 
 =================  ==========================================  ==============================
 task               loss                                        metrics (``val/``, ``test/``)
@@ -27,9 +28,6 @@ import torch
 import torch.nn.functional as F
 
 import zoo
-
-# torchmetrics (and the matplotlib it imports) loads when a run asks for its metrics, not when
-# `zoo list` discovers the plugins.
 
 # ----------------------------------------------------------------------------------- losses
 
@@ -72,33 +70,23 @@ def _anomaly_prepare(output, target, inputs):
 # ----------------------------------------------------------------------------------- metrics
 
 def _classification_metrics(info: zoo.DataInfo):
-    from torchmetrics.classification import MulticlassAccuracy
-
-    return {"accuracy": MulticlassAccuracy(num_classes=info.output_dim, average="micro", ignore_index=zoo.IGNORE_INDEX)}
+    return {"accuracy": zoo.metrics.Accuracy()}
 
 
 def _next_token_metrics(info: zoo.DataInfo):
-    from zoo_builtins.metrics import Perplexity
-
-    return {**_classification_metrics(info), "perplexity": Perplexity()}
+    return {"accuracy": zoo.metrics.Accuracy(), "perplexity": zoo.metrics.Perplexity()}
 
 
 def _regression_metrics(info: zoo.DataInfo):
-    from torchmetrics import MeanSquaredError, R2Score
-
-    return {"mse": MeanSquaredError(), "r2": R2Score()}
+    return {"mse": zoo.metrics.MeanSquaredError(), "r2": zoo.metrics.R2Score()}
 
 
 def _reconstruction_metrics(info: zoo.DataInfo):
-    from torchmetrics import MeanSquaredError
-
-    return {"mse": MeanSquaredError()}
+    return {"mse": zoo.metrics.MeanSquaredError()}
 
 
 def _anomaly_metrics(info: zoo.DataInfo):
-    from torchmetrics.classification import BinaryAUROC
-
-    return {"auroc": BinaryAUROC()}
+    return {"auroc": zoo.metrics.AUROC()}
 
 
 # ----------------------------------------------------------------------------------- predictions

@@ -3,7 +3,8 @@
 The public contract for plugins is what this module exports: ``hookimpl`` to mark hook
 implementations (see ``zoo.plugin.hookspecs``), the declaration types (``Architecture``,
 ``Dataset``, ``Task``, ``DataInfo``, ``Split``, ``Splits``), the factory (``create_model``,
-``load_dataset``, ``get_task``) and a few helpers. A plugin imports nothing else from Zoo.
+``load_dataset``, ``get_task``), a few helpers, and ``zoo.metrics`` (the metrics the built-in tasks
+report). A plugin imports nothing else from Zoo.
 In a notebook or a script, ``zoo.compose([...overrides])`` composes the config ``zoo train``
 would, and ``zoo.train(cfg)`` trains it and returns its metrics (docs/python-api.md).
 ``zoo.load_model(MODEL)`` gives a trained model back (docs/models.md).
@@ -37,7 +38,7 @@ _EXPORTS = {
 def __getattr__(name: str):
     import importlib
 
-    if name in ("nn", "data"):
+    if name in ("nn", "data", "metrics"):
         return importlib.import_module(f"{__name__}.plugin.{name}")
     if name in _EXPORTS:
         module, _, attribute = _EXPORTS[name].partition(":")

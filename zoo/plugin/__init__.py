@@ -7,7 +7,7 @@ the declaration types (``declarations``: ``Architecture``, ``Dataset``, ``Task``
 for builders (``tasks``) and the helpers plugins share (``nn``; ``data``: in-memory splits, the
 seeded split, standardisation, checking and recording a dataset's files; ``arrays``: whether
 data stays in memory, and rows on disk; ``stream``: data larger than memory, read from disk
-while training). It knows no task,
+while training; ``metrics``: the metrics the built-in tasks report, as ``zoo.metrics``). It knows no task,
 architecture or dataset by name: the built-in ones are plugins (``zoo_builtins``) found through
 the same entry points as any other. It may import ``zoo.errors`` and third-party libraries
 (pluggy, torch, numpy, psutil), never another Zoo subpackage and never a plugin: everything else in Zoo is

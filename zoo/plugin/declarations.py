@@ -174,8 +174,10 @@ class Task:
     Args:
         name: the registry name, as datasets declare it (``Dataset.task``, ``DataInfo.task``).
         loss: ``loss(output, target, inputs) -> scalar tensor``.
-        metrics: ``metrics(info) -> dict[name, torchmetrics.Metric]``, reported as ``val/<name>``
-            and ``test/<name>``; they accumulate on the device and reduce across processes.
+        metrics: ``metrics(info) -> dict[name, metric]``, reported as ``val/<name>`` and
+            ``test/<name>``; a metric is a ``torchmetrics.Metric`` or any object with ``to(device)``,
+            ``reset()``, ``update(preds, target)`` and ``compute()``, e.g. ``zoo.metrics.Accuracy()``;
+            they accumulate on the device and ``compute()`` reduces across processes.
         monitor: the metric (one of ``metrics``) that picks the best checkpoint and drives early
             stopping and sweeps.
         mode: ``max`` or ``min``: which way ``monitor`` improves.

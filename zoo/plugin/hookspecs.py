@@ -75,7 +75,9 @@ def zoo_tasks() -> list:
     """Return the tasks this plugin provides, as a list of :class:`zoo.Task`.
 
     Each name becomes a task a dataset may pose (``Dataset(task=<name>)``): the loop trains on
-    its ``loss``, reports its ``metrics`` as ``val/<metric>`` and ``test/<metric>``, keeps the
+    its ``loss``, reports its ``metrics`` as ``val/<metric>`` and ``test/<metric>`` (a metric: a
+    ``torchmetrics.Metric`` or any object with ``to``/``reset``/``update``/``compute``, e.g.
+    ``zoo.metrics.*``, which the built-in tasks use), keeps the
     checkpoint with the best ``monitor`` (``mode`` says which way is better, and sweeps
     optimise it), sequence models read its ``per_position``, and the contract kit checks every
     architecture's output against its ``output_shape``. The built-in tasks (classification,

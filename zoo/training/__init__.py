@@ -13,7 +13,7 @@ DistributedDataParallel (``distributed.py``), and how many CPU threads torch use
 (``threads.py``: ``trainer.threads``, ``OMP_NUM_THREADS`` or cores less one).
 
 It may import ``zoo.errors``, ``zoo._runtime``, ``zoo.plugin``, ``zoo.config`` (validation) and
-``zoo.tracking`` (the run and its metrics; never ``mlflow`` itself), and torch, torchmetrics,
+``zoo.tracking`` (the run and its metrics; never ``mlflow`` itself), and torch,
 Hydra's ``instantiate`` and tqdm; never Optuna: a search trial's reports go to the reporter the
 sweep provides (``hydra_plugins.zoo_sweepers.reporter``, asked for in ``callbacks/pruning.py``). Nothing in it imports a plugin by name. The loop core itself
 knows no tracker: what a run reports goes through its callbacks.
