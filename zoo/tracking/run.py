@@ -92,6 +92,7 @@ class Tracker:
         self._writer: Writer | None = None
         self._stored: dict[str, int] = {}  # a continued run: metric -> the last step the store holds (never again)
         self._continued = False
+        self._refused = False  # a refused request was raised: the run fails with it, later ones are warnings
         self._outer: tuple[str | None, str | None] | None = None  # the caller's tracking URI and MLFLOW_TRACKING_URI
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -136,7 +137,7 @@ class Tracker:
             writer.q.put(None)
             writer.join()
             raise
-        self._continued = run_id is not None
+        self._continued, self._refused = run_id is not None, False
         if self.journal_dir is not None:
             self._journal = Journal(journal_path(self.journal_dir, self.run_id), self.run_id, self.uri)
         writer.run_id, writer.journal = self.run_id, self._journal  # the writer waits for rows: nothing raced
@@ -268,8 +269,13 @@ class Tracker:
 
     def _raise_failed(self) -> None:
         error = self._take_failed()
-        if error is not None:
-            raise error
+        if error is None:
+            return
+        if self._refused:  # the run fails already (a failed run's last.pt, its checkpoints, still go on)
+            log.warning("the store also refused a request of run %s: %s", self.run_id, one_line(error))
+            return
+        self._refused = True
+        raise error
 
     @property
     def journaling(self) -> bool:

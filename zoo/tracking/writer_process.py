@@ -149,25 +149,30 @@ def serve(inbox: Connection, outbox: Connection) -> int:
 def _open_early(store) -> None:
     """Before the run exists: import what starting a run needs, and open the store (MLflow's engine, its schema
     check; MLflow keeps the store for the run's requests) if it exists already: a SQLite database with MLflow's
-    tables and its Default experiment (MLflow would create those), or a tracking server. Nothing is written:
-    a command that then fails leaves the store as it was. Whatever fails here is the run's own requests' to say."""
+    tables, its Default experiment (MLflow would create those) and WAL on (Zoo's open would switch it), or a
+    tracking server. Nothing is written: a command that then fails leaves the store as it was. Whatever fails
+    here is the run's own requests' to say."""
     try:
         import mlflow.entities  # noqa: F401
         import mlflow.system_metrics.system_metrics_monitor  # noqa: F401
         import mlflow.tracking.context.default_context  # noqa: F401
 
         import zoo.tracking.runs  # noqa: F401
+        from zoo.tracking.runstore import OPENED
         from zoo.tracking.store import is_http, sqlite_path
 
         db = sqlite_path(store.uri)
-        if (db is not None and _has_default_experiment(db)) or is_http(store.uri):
+        if db is not None and store.uri not in OPENED and _is_ready(db):
             store.client  # noqa: B018 - made now, and kept
+            OPENED.add(store.uri)  # checked: the run's open does not probe the file again
+        elif is_http(store.uri):
+            store.client  # noqa: B018
     except Exception:
         pass
 
 
-def _has_default_experiment(db) -> bool:
-    """Whether the SQLite file ``db`` is an MLflow store with its Default experiment: read only, never created."""
+def _is_ready(db) -> bool:
+    """Whether the SQLite file ``db`` is an MLflow store with its Default experiment, in WAL mode: read only."""
     import sqlite3
     from urllib.parse import quote
 
@@ -177,7 +182,8 @@ def _has_default_experiment(db) -> bool:
         con = sqlite3.connect(f"file:{quote(str(db))}?mode=ro", uri=True, timeout=5)
         try:
             return bool(con.execute("SELECT 1 FROM experiments WHERE experiment_id = 0").fetchall()) and \
-                bool(con.execute("SELECT version_num FROM alembic_version").fetchall())
+                bool(con.execute("SELECT version_num FROM alembic_version").fetchall()) and \
+                con.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
         finally:
             con.close()
     except sqlite3.Error:
