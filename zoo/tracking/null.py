@@ -23,7 +23,7 @@ class NullTracker:
     journaling = False
 
     @staticmethod
-    def warm_up(uri: str | None = None) -> None:
+    def warm_up(uri: str | None = None, *, store: bool = False) -> None:
         pass
 
     def start(self, *, run_name: str | None, params: dict, tags: dict, run_id: str | None = None) -> None:

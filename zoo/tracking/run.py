@@ -97,15 +97,15 @@ class Tracker:
 
     # -- lifecycle -----------------------------------------------------------------------------
     @staticmethod
-    def warm_up(uri: str | None = None) -> None:
-        """Start what a run will need before it starts (the metric writer process, which opens the run's store
-        if it exists already), so that its start-up overlaps the caller's own (loading the data, building the
-        model). ``uri`` as :class:`Tracker` takes it."""
+    def warm_up(uri: str | None = None, *, store: bool = False) -> None:
+        """Start what a run will need before it starts (the metric writer process), so that its start-up
+        overlaps the caller's own (loading the data, building the model). ``store``: the process also opens
+        the run's store meanwhile, if it exists already (``uri`` as :class:`Tracker` takes it)."""
         from zoo.tracking.child import prestart
 
-        if uri is None and _outer_run() is None:  # (else the caller's run's store, known at the run's start)
+        if store and uri is None and _outer_run() is None:  # (else the caller's run's store, known at its start)
             uri = default_uri()
-        prestart(uri)
+        prestart(uri if store else None)
 
     def start(self, *, run_name: str | None, params: dict, tags: dict, run_id: str | None = None) -> str:
         outer = _outer_run()  # the caller's own run (Zoo's runs always end): Zoo's nests under it

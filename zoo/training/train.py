@@ -78,7 +78,7 @@ def _train(cfg: DictConfig, registry: Registry, overrides: Sequence[str], resume
             threads.flush_denormal(plain["trainer"].get("flush_denormal", True)), \
             distributed.process_group(plain["trainer"], resolve_device(plain["trainer"]["device"])) as (dist, device):
         if dist.main:
-            Tracker.warm_up(plain["tracking"]["uri"])  # the writer process starts (and opens an existing store)
+            Tracker.warm_up(plain["tracking"]["uri"], store=True)  # the writer process starts (and opens an existing store)
             # while the data and the model are built
         start = plain.get("init_from") if state is None else None  # a resumed run has its weights already
         splits, model, optimizer, scheduler, lineage = build(registry, cfg, plain, arch, dataset, device, dist, start)
