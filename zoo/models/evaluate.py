@@ -209,6 +209,7 @@ def evaluate(ref: str, *, data: str | None = None, data_overrides: Sequence[str]
         with tempfile.TemporaryDirectory(prefix="zoo-eval-") as tmp:
             for path in draw(model, kept, Path(tmp), with_confusion=not tabular):
                 run.artifact(path, "plots")
+            run.flush()  # the writer has copied them before the folder goes
         if tabular and (task.name == "classification" or model.info.output_dim == 1):
             kind = "classifier" if task.name == "classification" else "regressor"
             metrics.update(evaluate_pyfunc(run.run_id, found.uri, _frame(model, part), "target", kind, f"{name} ({split}, raw)"))

@@ -19,16 +19,22 @@ import time
 from zoo.tracking.writer_process import HTTP_BOUNDS
 
 
-def writer_mode() -> str:
-    """``process`` or ``thread``: where metric rows and store requests go (``ZOO_METRIC_WRITER``, default ``auto``).
-
-    ``auto`` is ``process`` on a POSIX machine with at least two cores this process may use.
-    """
+def writer_setting() -> str:
+    """``ZOO_METRIC_WRITER`` as asked: ``auto`` (the default), ``process`` or ``thread``; the one reader of it."""
     from zoo.errors import ZooError
 
     mode = os.environ.get("ZOO_METRIC_WRITER", "auto").strip().lower() or "auto"
     if mode not in ("auto", "process", "thread"):
         raise ZooError(f"ZOO_METRIC_WRITER={mode!r} is invalid: expected auto, process or thread")
+    return mode
+
+
+def writer_mode() -> str:
+    """``process`` or ``thread``: where metric rows and store requests go (:func:`writer_setting`).
+
+    ``auto`` is ``process`` on a POSIX machine with at least two cores this process may use.
+    """
+    mode = writer_setting()
     if mode == "auto":
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         mode = "process" if os.name == "posix" and cores >= 2 else "thread"
@@ -70,12 +76,13 @@ class WriterProcess:
         self.error: str | None = None  # the first refusal
         self.answer: tuple | None = None  # the last request's answer: (error or None, value)
 
-    def open(self, uri: str) -> None:
+    def open(self, uri: str, early: bool = False) -> None:
         """Open ``uri`` there, as this process sees it now: its folder and its MLflow settings (a process
-        left idle by an earlier run started in another folder, with other variables)."""
+        left idle by an earlier run started in another folder, with other variables). ``early``: before the
+        run exists (:func:`prestart`); the store is opened only if it exists, and nothing is written."""
         self.uri = uri
         env = {**HTTP_BOUNDS, **{k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}}
-        self._send(("open", uri, os.getcwd(), env))
+        self._send(("open", uri, os.getcwd(), env, early))
 
     # -- kept between the runs of this process -------------------------------------------------
     _idle: WriterProcess | None = None
@@ -175,11 +182,13 @@ class WriterProcess:
                 self._died(f"it exited with code {self.proc.returncode}")
         return False
 
-    def call(self, op: str, args: tuple) -> tuple | None:
+    def call(self, op: str, args: tuple, journaled: bool = False) -> tuple | None:
         """Ask the run's store (:class:`zoo.tracking.runstore.RunStore`) there; wait for the answer
-        ``(error or None, value)``, confirming rows meanwhile. None: the process died first."""
+        ``(error or None, value)``, confirming rows meanwhile. None: the process died first.
+        ``journaled``: the run's journal takes the request, so that it is refused untried once the store
+        has refused rows."""
         self.answer = None
-        self._send(("call", op, args))
+        self._send(("call", op, args, journaled))
         while not self.dead:
             if self.poll(1.0, until="answer"):
                 return self.answer
@@ -198,9 +207,12 @@ class WriterProcess:
             self.proc.wait()
 
 
-def prestart() -> None:
+def prestart(uri: str | None = None) -> None:
     """Start the coming run's writer process now (mode ``process``, none idle): its start-up then
-    overlaps the building of the run's data and model. The run's :class:`Writer` takes it."""
+    overlaps the building of the run's data and model. The run's :class:`Writer` takes it.
+
+    ``uri``: the run's store, opened there meanwhile if it exists already (never created: the command may
+    still fail before its run starts)."""
     if writer_mode() != "process":
         return
     with WriterProcess._lock:
@@ -209,6 +221,8 @@ def prestart() -> None:
             return
     try:
         child = WriterProcess()
+        if uri is not None:
+            child.open(uri, early=True)
     except Exception:  # the run's own Writer says so, and writes from a thread
         return
     with WriterProcess._lock:

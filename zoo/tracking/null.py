@@ -23,7 +23,7 @@ class NullTracker:
     journaling = False
 
     @staticmethod
-    def warm_up() -> None:
+    def warm_up(uri: str | None = None, *, store: bool = False) -> None:
         pass
 
     def start(self, *, run_name: str | None, params: dict, tags: dict, run_id: str | None = None) -> None:
@@ -57,8 +57,8 @@ class NullTracker:
     def model(self, folder, wait: bool = True, **kwargs):
         return None if wait else (lambda: None)
 
-    def datasets(self, records) -> dict:
-        return {}
+    def datasets(self, records, wait: bool = True):
+        return {} if wait else dict
 
     def linked_metrics(self, values: dict[str, float], step: int, model_id: str | None, dataset) -> None:
         pass

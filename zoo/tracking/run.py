@@ -7,8 +7,12 @@ traceback) or KILLED, never RUNNING. Metrics are queued for the writer (:mod:`zo
 so the training thread never waits on the store; every other store request (the run's start and
 end, tags, artifacts, datasets, the model) goes the same way, in order with them, to the run's
 :class:`~zoo.tracking.runstore.RunStore` in the writer process (so that this process need not import
-MLflow) or in this process (mode ``thread``). A request whose answer matters waits for it. Once the store refuses rows, everything the run
-sends goes to its journal (:mod:`zoo.tracking.journal`) and the run ends FAILED saying so.
+MLflow) or in this process (mode ``thread``). Only a request whose answer matters waits for it (the run's
+start, the model, metrics linked to it); tags, artifacts, texts and the dataset inputs are sent without
+waiting, and a refusal among them is raised at the next metrics, the next answered request, a flush or the
+run's end, whichever comes first, and ends the run FAILED with its one line. Once the store refuses rows,
+everything the run sends goes to its journal (:mod:`zoo.tracking.journal`), a request the store refuses
+while it is on its way too, and the run ends FAILED saying so.
 """
 
 from __future__ import annotations
@@ -88,16 +92,20 @@ class Tracker:
         self._writer: Writer | None = None
         self._stored: dict[str, int] = {}  # a continued run: metric -> the last step the store holds (never again)
         self._continued = False
+        self._refused = False  # a refused request was raised: the run fails with it, later ones are warnings
         self._outer: tuple[str | None, str | None] | None = None  # the caller's tracking URI and MLFLOW_TRACKING_URI
 
     # -- lifecycle -----------------------------------------------------------------------------
     @staticmethod
-    def warm_up() -> None:
-        """Start what a run will need before it starts (the metric writer process), so that its
-        start-up overlaps the caller's own (loading the data, building the model)."""
+    def warm_up(uri: str | None = None, *, store: bool = False) -> None:
+        """Start what a run will need before it starts (the metric writer process), so that its start-up
+        overlaps the caller's own (loading the data, building the model). ``store``: the process also opens
+        the run's store meanwhile, if it exists already (``uri`` as :class:`Tracker` takes it)."""
         from zoo.tracking.child import prestart
 
-        prestart()
+        if store and uri is None and _outer_run() is None:  # (else the caller's run's store, known at its start)
+            uri = default_uri()
+        prestart(uri if store else None)
 
     def start(self, *, run_name: str | None, params: dict, tags: dict, run_id: str | None = None) -> str:
         outer = _outer_run()  # the caller's own run (Zoo's runs always end): Zoo's nests under it
@@ -129,7 +137,7 @@ class Tracker:
             writer.q.put(None)
             writer.join()
             raise
-        self._continued = run_id is not None
+        self._continued, self._refused = run_id is not None, False
         if self.journal_dir is not None:
             self._journal = Journal(journal_path(self.journal_dir, self.run_id), self.run_id, self.uri)
         writer.run_id, writer.journal = self.run_id, self._journal  # the writer waits for rows: nothing raced
@@ -175,7 +183,8 @@ class Tracker:
         """Start (or continue) the run, and end it honestly whatever happens inside the block.
 
         FINISHED when the block completes; KILLED on Ctrl-C or SIGTERM (``KeyboardInterrupt``);
-        FAILED on any other exception, with its traceback as ``error/traceback.txt``. The tag
+        FAILED on any other exception, with its traceback as ``error/traceback.txt``, and when a request
+        sent without waiting was refused (raised once the block completes, if not before). The tag
         ``zoo.error`` gets ``self.error`` when the block set one (a reason better than the
         exception's text, such as how to resume), else the exception's type and message.
         """
@@ -183,6 +192,7 @@ class Tracker:
         status, self.error = "FAILED", None
         try:
             yield self
+            self.flush()  # every request sent without waiting was taken
             status = "FINISHED"
         except KeyboardInterrupt:
             status = "KILLED"
@@ -196,33 +206,76 @@ class Tracker:
             self.finish(status, self.error)
 
     def finish(self, status: str, error: str | None = None) -> None:
-        """Flush every queued metric and request, then end the run as FINISHED, FAILED or KILLED."""
+        """Flush every queued metric and request, then end the run as FINISHED, FAILED or KILLED.
+
+        A request sent without waiting that the store refused makes a FINISHED run FAILED (and is raised
+        after its end); after another failure it is a warning (the run ends with its first reason).
+        """
         if self.run_id is None:
             return
         w = self._writer
+        if w is None:
+            raise ZooError(f"the run {self.run_id} is not open: cannot end it")
+        refused = None
         try:
             with contextlib.suppress(Exception):  # its last sample goes in while the run is RUNNING
-                self._call("stop_sampling")
-            self.flush()
+                w.call("stop_sampling")
+            self._drain()
+            refused = self._take_failed()
+            if refused is not None and status == "FINISHED":
+                status, error = "FAILED", one_line(refused, 5000)
+            elif refused is not None:
+                log.warning("the store also refused a request of run %s: %s", self.run_id, one_line(refused))
+                refused = None
             self._log_writer_cost(w)
         finally:
             try:
                 if self.journaling:  # FAILED (or KILLED) saying where the rows are; raises its one line
-                    self._journal.end(_Tags(self), "KILLED" if status == "KILLED" else "FAILED", error,
-                                      lambda s: self._call("end", self.run_id, s, None, False))
+                    self._journal.end(_Tags(w), "KILLED" if status == "KILLED" else "FAILED", error,
+                                      lambda s: w.call("end", self.run_id, s, None, False))
                 else:
-                    self._call("end", self.run_id, status, error, status == "FINISHED" and self._continued)
+                    w.call("end", self.run_id, status, error, status == "FINISHED" and self._continued)
             finally:
                 try:
-                    self.flush(stop=True)
+                    self._drain(stop=True)
                 finally:
                     self._restore_store()
+        if refused is not None:
+            raise refused
 
     def _call(self, op: str, *args):
-        """A store request, answered (see :class:`~zoo.tracking.writer.Writer`)."""
+        """A store request, answered (see :class:`~zoo.tracking.writer.Writer`); an earlier request sent
+        without waiting that the store refused is raised first."""
         if self._writer is None:
             raise ZooError(f"the run {self.run_id} is not open: cannot {op}")
-        return self._writer.call(op, *args)
+        value = self._writer.call(op, *args)
+        self._raise_failed()
+        return value
+
+    def _send(self, op: str, *args, record: dict | None = None):
+        """A store request sent without waiting for its answer (a refusal: :meth:`_raise_failed`);
+        ``record``: the request as the run's journal keeps it."""
+        if self._writer is None:
+            raise ZooError(f"the run {self.run_id} is not open: cannot {op}")
+        return self._writer.submit(op, *args, record=record, watched=False)
+
+    def _take_failed(self) -> BaseException | None:
+        """The error of the first request sent without waiting that the store refused (once)."""
+        w = self._writer
+        if w is None or w.failed is None:
+            return None
+        call, w.failed = w.failed, None
+        return call.error
+
+    def _raise_failed(self) -> None:
+        error = self._take_failed()
+        if error is None:
+            return
+        if self._refused:  # the run fails already (a failed run's last.pt, its checkpoints, still go on)
+            log.warning("the store also refused a request of run %s: %s", self.run_id, one_line(error))
+            return
+        self._refused = True
+        raise error
 
     @property
     def journaling(self) -> bool:
@@ -240,10 +293,15 @@ class Tracker:
         if self._journaled({"metrics": [["perf/writer_s", w.seconds, ts, step], ["perf/metric_rows", float(w.rows), ts, step]],
                             "tags": {tag.METRIC_WRITER: w.where}}):
             return
-        self._call("writer_cost", self.run_id, w.seconds, w.rows, step, w.where)
+        w.call("writer_cost", self.run_id, w.seconds, w.rows, step, w.where)
 
     def flush(self, stop: bool = False) -> None:
-        """Wait until every queued metric is written; raise if the store refused them."""
+        """Wait until every queued metric and request is done; raise if the store refused them."""
+        self._drain(stop)
+        self._raise_failed()
+
+    def _drain(self, stop: bool = False) -> None:
+        """Wait until every queued metric and request is done; raise if the store refused metric rows."""
         w = self._writer
         if w is None:
             return
@@ -276,8 +334,9 @@ class Tracker:
         self._put([(key, float(v), int(t * 1000), int(s)) for v, s, t in zip(values, steps, timestamps)])
 
     def _put(self, rows: list) -> None:
-        if self._writer is not None and self._writer.error is not None:
-            self.flush()  # raises the writer's error
+        w = self._writer
+        if w is not None and (w.error is not None or w.failed is not None):
+            self.flush()  # raises the writer's error, or a refused request's
         if self._stored:
             rows = self._not_stored(rows)
         if rows:
@@ -299,24 +358,17 @@ class Tracker:
 
     def tags(self, values: dict[str, Any]) -> None:
         values = {k: str(v) for k, v in values.items()}
-        if self._journaled({"tags": values}):
-            return
-        try:
-            self._call("tags", self.run_id, values)
-        except Exception as exc:
-            if self._journal is None or isinstance(exc, ZooError):
-                raise
-            self._journal.refused(one_line(exc), self._writer.last_step if self._writer else None, {"tags": values})
+        self._send("tags", self.run_id, values, record={"tags": values})
 
     def artifact(self, path: str | os.PathLike, folder: str | None = None) -> None:
-        if self._journaled({"artifact": str(Path(path).resolve()), "folder": folder}):
-            return
-        self._call("artifact", self.run_id, os.path.abspath(path), folder)  # the writer's folder may differ
+        """Store the file at ``path`` in the run's ``folder``; sent without waiting: the file must stay as it is
+        until the writer has copied it (the run's next :meth:`flush`; a checkpoint is replaced by a rename after
+        one, :class:`~zoo.training.checkpoint.Checkpointer`)."""
+        self._send("artifact", self.run_id, os.path.abspath(path), folder,  # the writer's folder may differ
+                   record={"artifact": str(Path(path).resolve()), "folder": folder})
 
     def text(self, text: str, name: str) -> None:
-        if self._journaled({"text": text, "name": name}):
-            return
-        self._call("text", self.run_id, text, name)
+        self._send("text", self.run_id, text, name, record={"text": text, "name": name})
 
     def model(self, folder, wait: bool = True, **kwargs):
         """Log the model saved in ``folder`` as this run's pyfunc model; return its model id.
@@ -333,11 +385,22 @@ class Tracker:
             return pending.answer(self._writer)
         return lambda: pending.answer(self._writer)
 
-    def datasets(self, records) -> dict[str, tuple[str, str]]:
-        """The run's data as MLflow dataset inputs; ``split -> (name, digest)`` (see :func:`~zoo.tracking.models.log_datasets`)."""
+    def datasets(self, records, wait: bool = True):
+        """The run's data as MLflow dataset inputs; ``split -> (name, digest)`` (see :func:`~zoo.tracking.models.log_datasets`).
+
+        ``wait=False``: sent without waiting; returns a function that waits for that mapping (``linked_metrics``
+        needs it at the end of the run).
+        """
         if self.journaling:
-            return {}
-        return self._call("datasets", self.run_id, list(records))
+            return {} if wait else dict
+        w, call = self._writer, self._send("datasets", self.run_id, list(records))
+
+        def answer() -> dict[str, tuple[str, str]]:
+            call.wait(w)
+            self._raise_failed()
+            return call.value if call.error is None else {}
+
+        return answer() if wait else answer
 
     def linked_metrics(self, values: dict[str, float], step: int, model_id: str | None, dataset) -> None:
         """Metrics of ``model_id`` on ``dataset`` (name, digest), written now (MLflow 3's model metrics)."""
@@ -357,11 +420,11 @@ class Tracker:
 class _Tags:
     """What :meth:`Journal.end` needs of a client (``set_tag``), as the run's store requests."""
 
-    def __init__(self, tracker: Tracker):
-        self.tracker = tracker
+    def __init__(self, writer: Writer):
+        self.writer = writer
 
     def set_tag(self, run_id: str, key: str, value: str) -> None:
-        self.tracker._call("tags", run_id, {key: value})
+        self.writer.call("tags", run_id, {key: value})
 
 
 def _outer_run():

@@ -35,6 +35,9 @@ from zoo.tracking import tags as tag
 log = logging.getLogger(__name__)
 
 FULL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES)  # a disk that refuses an artifact
+# The stores this process opened through MLflow, checked (tables, WAL): never opened by sqlite3 again here
+# (closing such a connection drops the locks of MLflow's pooled ones: zoo.tracking.store._store_not_writable).
+OPENED: set[str] = set()
 
 
 class StoreRefused(RuntimeError):
@@ -68,7 +71,9 @@ class RunStore:
         """Create (or open) the store and the experiment; its id. See :func:`zoo.tracking.store.prepare_store`."""
         from zoo.tracking.store import prepare_store
 
-        return prepare_store(self.uri, experiment)
+        experiment_id = prepare_store(self.uri, experiment, opened=self.uri in OPENED)
+        OPENED.add(self.uri)
+        return experiment_id
 
     def start(self, experiment_id: str, run_name: str | None, tags: dict, params: dict, run_id: str | None,
               identity: dict, system_metrics: bool, interval: float) -> tuple[str, dict]:

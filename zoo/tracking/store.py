@@ -73,12 +73,13 @@ HTTP_CHECK = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": 2, "MLFLOW_HTTP_REQUEST_BACKOFF
               "MLFLOW_HTTP_REQUEST_TIMEOUT": 10}
 
 
-def prepare_sqlite(uri: str) -> None:
+def prepare_sqlite(uri: str, opened: bool = False) -> None:
     """A clear error now if a local SQLite store (or its folder) cannot be written.
 
     Both are probed by writing: ``os.access`` says yes to root on a read-only file and knows
     nothing of read-only mounts. SQLite writes its journal beside the database, so the folder
-    must be writable too.
+    must be writable too. ``opened``: this process holds MLflow's connections to the store, checked
+    already: the file itself is not opened again (see :func:`_store_not_writable`).
     """
     db = sqlite_path(uri)
     if db is None:
@@ -97,7 +98,8 @@ def prepare_sqlite(uri: str) -> None:
     if why:
         raise ZooError(f"tracking.uri={uri}: the store {db} is read-only ({why}); "
                        "make it writable or choose another tracking.uri")
-    check_mlflow_file(uri)
+    if not opened:
+        check_mlflow_file(uri)
 
 
 def _store_not_writable(db: Path) -> str | None:
@@ -175,17 +177,18 @@ def _check_artifacts(uri: str, location: str | None) -> None:
                        "make it writable or choose another tracking.uri")
 
 
-def create_store(uri: str) -> None:
+def create_store(uri: str, opened: bool = False) -> None:
     """Make a local SQLite store ready for writers: checked, MLflow's tables created, WAL on.
 
     The first process to open a new store creates the tables while holding a lock file beside
     it: processes started together (``zoo train`` runs, ``zoo ui`` and ``zoo server``) would
     otherwise race MLflow's schema migration and break the store for good. Any other store is
-    left to MLflow.
+    left to MLflow. ``opened``: this process holds MLflow's connections to the store, which has its tables and
+    WAL on (:func:`prepare_store`).
     """
-    prepare_sqlite(uri)
+    prepare_sqlite(uri, opened)
     db = sqlite_path(uri)
-    if db is None:
+    if db is None or opened:
         return
     with _store_lock(db):  # held for milliseconds once the store exists
         if not _has_tables(db):
@@ -340,7 +343,7 @@ def check_no_inherited_run() -> None:
                        "unset MLFLOW_RUN_ID (to continue a run Zoo stopped, use resume=<run id>)")
 
 
-def prepare_store(uri: str, experiment: str) -> str:
+def prepare_store(uri: str, experiment: str, opened: bool = False) -> str:
     """Open (create) the store and the experiment; return the experiment id.
 
     Done once before training (and before parallel jobs start), so an unreachable server, a
@@ -354,6 +357,10 @@ def prepare_store(uri: str, experiment: str) -> str:
     ``zoo compare``) do not block writers and a commit costs one sync instead of several; MLflow
     itself waits up to 20 s for a busy store (``PRAGMA busy_timeout``). WAL and the lock need a
     local disk: for a store shared across machines, run ``zoo server``.
+
+    ``opened``: this process holds MLflow's connections to the store (a writer process that opened it before,
+    having checked its tables and WAL): the database file is not opened by ``sqlite3`` again, which would drop
+    those connections' locks (:func:`_store_not_writable`).
     """
     import mlflow
     from mlflow.exceptions import MlflowException
@@ -362,7 +369,7 @@ def prepare_store(uri: str, experiment: str) -> str:
     started = time.perf_counter()
     try:
         with bounded_http(uri):
-            create_store(uri)
+            create_store(uri, opened)
             client = mlflow.MlflowClient(uri)
             exp = client.get_experiment_by_name(experiment)
             if exp is None:

@@ -15,13 +15,12 @@ the run's start and end), in order with the rows: in the writer process, or here
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
 
 from zoo.errors import ZooError, one_line
-from zoo.tracking.child import WriterProcess
+from zoo.tracking.child import WriterProcess, writer_setting
 from zoo.tracking.writer_process import MAX_BATCH
 
 log = logging.getLogger(__name__)
@@ -34,19 +33,27 @@ DEFAULT_ROW_COST_S = 2e-4
 
 
 class Call:
-    """A request to the run's store (:class:`zoo.tracking.runstore.RunStore`), queued behind the rows before it."""
+    """A request to the run's store (:class:`zoo.tracking.runstore.RunStore`), queued behind the rows before it.
 
-    def __init__(self, op: str, args: tuple):
-        self.op, self.args = op, args
+    ``record``: what the run's journal keeps instead, once the store refuses rows (or this request).
+    ``watched``: someone waits for its answer; an unwatched request's error waits in :attr:`Writer.failed`.
+    """
+
+    def __init__(self, op: str, args: tuple, record: dict | None = None, watched: bool = True):
+        self.op, self.args, self.record, self.watched = op, args, record, watched
         self.done = threading.Event()
         self.value = None
         self.error: BaseException | None = None
 
-    def answer(self, writer: Writer):
-        """Wait for the answer (while the writer lives); raise the request's error."""
+    def wait(self, writer: Writer) -> None:
+        """Wait until the writer has made the request (while the writer lives)."""
         while not self.done.wait(0.5):
             if not writer.is_alive():
                 raise ZooError(f"the metric writer stopped before the store answered {self.op}")
+
+    def answer(self, writer: Writer):
+        """Wait for the answer (while the writer lives); raise the request's error."""
+        self.wait(writer)
         if self.error is not None:
             raise self.error
         return self.value
@@ -80,7 +87,8 @@ class Writer(threading.Thread):
         self._store = None  # this process's RunStore (mode thread, or the process died)
         # asked for by name: rows wait for the process (up to its START_S) even at a flush, instead of being
         # written here while it starts (what auto does, so that a short run does not wait for MLflow's import)
-        self.patient = os.environ.get("ZOO_METRIC_WRITER", "").strip().lower() == "process"
+        self.patient = mode == "process" and writer_setting() == "process"
+        self.failed: Call | None = None  # the first request nobody waited for that the store refused
         if mode == "process":
             try:
                 self.child = child = WriterProcess.reuse() or WriterProcess()
@@ -102,9 +110,13 @@ class Writer(threading.Thread):
             self._store = RunStore(self.uri)
         return self._store
 
-    def submit(self, op: str, *args) -> Call:
-        """Queue a store request behind the rows queued so far; its :meth:`Call.answer` waits for it."""
-        call = Call(op, args)
+    def submit(self, op: str, *args, record: dict | None = None, watched: bool = True) -> Call:
+        """Queue a store request behind the rows queued so far; its :meth:`Call.answer` waits for it.
+
+        ``record``: the request as the run's journal keeps it (see :meth:`_do`). ``watched=False``: nobody
+        waits for the answer; a refusal is kept in :attr:`failed` for the run to raise.
+        """
+        call = Call(op, args, record, watched)
         self.q.put(call)
         return call
 
@@ -113,27 +125,56 @@ class Writer(threading.Thread):
         return self.submit(op, *args).answer(self)
 
     def _do(self, call: Call) -> None:
-        """Make ``call`` in the writer process, or here when there is none (or it died meanwhile)."""
-        child = self.child
-        try:
-            if child is not None:
-                while child.starting and not child.poll(0.5, until="ready"):
-                    pass
-                self._collect()
-                answered = child.call(call.op, call.args) if child.ready else None
-                self._collect()
-                if answered is not None:
-                    from zoo.tracking.runstore import raised
+        """Make ``call`` in the writer process, or here when there is none (or it died meanwhile).
 
-                    error, call.value = answered
-                    call.error = None if error is None else raised(error)
-                    return
-                self._abandon()
-            call.value = getattr(self.store, call.op)(*call.args)
+        A request with a journal record goes to the run's journal instead once the store has refused rows,
+        and so does one the store refuses itself (not a :class:`ZooError`, Zoo's own one line: a full disk).
+        """
+        try:
+            call.value = self._ask(call)
         except BaseException as exc:
             call.error = exc
+            self._journal_refused(call)
         finally:
+            if call.error is not None and not call.watched and self.failed is None:
+                self.failed = call
             call.done.set()
+
+    def _ask(self, call: Call):
+        child = self.child
+        if child is not None:
+            while child.starting and not child.poll(0.5, until="ready"):
+                pass
+            self._collect()  # the rows refused before it: the journal takes it instead
+            if self._journaled(call):
+                return None
+            answered = child.call(call.op, call.args, call.record is not None) if child.ready else None
+            self._collect()
+            if answered is not None:
+                from zoo.tracking.runstore import raised
+
+                error, value = answered
+                if error is not None:
+                    raise raised(error)
+                return value
+            self._abandon()
+        if self._journaled(call):
+            return None
+        return getattr(self.store, call.op)(*call.args)
+
+    def _journaled(self, call: Call) -> bool:
+        """The store refused rows: ``call`` goes to the journal (True), in order with them."""
+        return call.record is not None and self.journal is not None and self.journal.keep(call.record)
+
+    def _journal_refused(self, call: Call) -> None:
+        """The store refused ``call``: into the journal, which starts there if it had not (else the error stays)."""
+        if call.record is None or self.journal is None or isinstance(call.error, ZooError):
+            return
+        try:
+            self.journal.refused(one_line(call.error), self.last_step, call.record)
+            call.error = None
+        except ZooError as exc:  # the journal's own disk refused it too
+            call.error = exc
 
     def run(self) -> None:
         batch: list = []

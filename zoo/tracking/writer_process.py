@@ -8,13 +8,16 @@ training thread needs between its PyTorch operations; done here, it runs on anot
 =========================================================  =========================================
 training process -> writer                                 writer -> training process
 =========================================================  =========================================
-``("open", uri, cwd, env)`` first: the store (which need  ``("ready",)`` once its client is open,
-not exist yet), the training process's folder and its      or ``("failed", message)``
-``MLFLOW_*`` variables (a process left idle by a run
-elsewhere)
-``("call", op, args)``: ``RunStore(uri).op(*args)``        ``("answer", None, value)`` or
-(:mod:`zoo.tracking.runstore`: open the experiment,        ``("answer", (kind, one line), None)``
-start and end the run, tags, artifacts, the model...)      (kind ``zoo``: a ZooError; else a refusal)
+``("open", uri, cwd, env, early)`` first: the store      ``("ready",)`` once its client is open,
+(which need not exist yet), the training process's folder  or ``("failed", message)``
+and its ``MLFLOW_*`` variables (a process left idle by a
+run elsewhere); ``early``: the run does not exist yet,
+open the store now if it exists (:func:`_open_early`)
+``("call", op, args, journaled)``:                          ``("answer", None, value)`` or
+``RunStore(uri).op(*args)`` (:mod:`zoo.tracking.runstore`:  ``("answer", (kind, one line), None)``
+open the experiment, start and end the run, tags,           (kind ``zoo``: a ZooError; else a refusal;
+artifacts, the model...); ``journaled``: the run's journal  a ``journaled`` request after a refused
+would take it                                               batch is refused untried, as rows are)
 ``("rows", run_id, [(key, value, ms, step), ...])``        ``("done", n_rows, seconds, error|None)``
                                                            (after the retries of RETRY_WAITS_S; once
                                                            a batch is refused, later ones are not tried)
@@ -23,8 +26,9 @@ start and end the run, tags, artifacts, the model...)      (kind ``zoo``: a ZooE
 =========================================================  =========================================
 
 Every request of a run goes here in mode ``process``: the training process of a plain ``zoo train``
-never imports MLflow. This process runs the run's heartbeat and system-metrics monitor. Once the run has started, a
-thread of the lowest priority prepares what logging the model will need (:func:`_warm_up`).
+never imports MLflow. Started before the run's data and model are built, it opens a store that exists already
+(:func:`_open_early`) while they are. This process runs the run's heartbeat and system-metrics monitor. Once the run
+has started, a thread of the lowest priority prepares what logging the model will need (:func:`_warm_up`).
 
 The writer ignores Ctrl-C (the training process stops at a step boundary and then stops it) and
 exits by itself when the training process goes away (its pipe closes).
@@ -101,7 +105,7 @@ def serve(inbox: Connection, outbox: Connection) -> int:
         kind = msg[0]
         if kind == "open":
             try:
-                uri, cwd, env = (*msg[1:], None, None)[:3]
+                uri, cwd, env, early = (*msg[1:], None, None, False)[:4]
                 if cwd is not None:  # relative paths (a store, an artifact) mean what they mean there
                     os.chdir(cwd)
                 if env is not None:
@@ -115,8 +119,13 @@ def serve(inbox: Connection, outbox: Connection) -> int:
                 return 1
             refused = None  # a new run's store (or the same one, back)
             outbox.send(("ready",))
+            if early:
+                _open_early(store)
         elif kind == "call":
-            _, op, args = msg
+            _, op, args, journaled = (*msg, False)[:4]
+            if journaled and refused is not None:  # after the refused rows, into the journal in order with them
+                outbox.send(("answer", ("refused", refused), None))
+                continue
             outbox.send(("answer", *answer(store, op, args)))
             if op == "start":
                 _warm_up()
@@ -134,6 +143,50 @@ def serve(inbox: Connection, outbox: Connection) -> int:
         elif kind == "stop":
             outbox.send(("stopped",))
             return 0
+
+
+def _open_early(store) -> None:
+    """Before the run exists: import what starting a run needs, and open the store (MLflow's engine, its schema
+    check; MLflow keeps the store for the run's requests) if it exists already: a SQLite database with MLflow's
+    tables, its Default experiment (MLflow would create those) and WAL on (Zoo's open would switch it), or a
+    tracking server. Nothing is written: a command that then fails leaves the store as it was. Whatever fails
+    here is the run's own requests' to say."""
+    try:
+        import mlflow.entities  # noqa: F401
+        import mlflow.system_metrics.system_metrics_monitor  # noqa: F401
+        import mlflow.tracking.context.default_context  # noqa: F401
+
+        import zoo.tracking.runs  # noqa: F401
+        from zoo.tracking.runstore import OPENED
+        from zoo.tracking.store import is_http, sqlite_path
+
+        db = sqlite_path(store.uri)
+        if db is not None and store.uri not in OPENED and _is_ready(db):
+            store.client  # noqa: B018 - made now, and kept
+            OPENED.add(store.uri)  # checked: the run's open does not probe the file again
+        elif is_http(store.uri):
+            store.client  # noqa: B018
+    except Exception:
+        pass
+
+
+def _is_ready(db) -> bool:
+    """Whether the SQLite file ``db`` is an MLflow store with its Default experiment, in WAL mode: read only."""
+    import sqlite3
+    from urllib.parse import quote
+
+    if not db.is_file():
+        return False
+    try:
+        con = sqlite3.connect(f"file:{quote(str(db))}?mode=ro", uri=True, timeout=5)
+        try:
+            return bool(con.execute("SELECT 1 FROM experiments WHERE experiment_id = 0").fetchall()) and \
+                bool(con.execute("SELECT version_num FROM alembic_version").fetchall()) and \
+                con.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return False
 
 
 _warming: threading.Thread | None = None

@@ -78,7 +78,8 @@ def _train(cfg: DictConfig, registry: Registry, overrides: Sequence[str], resume
             threads.flush_denormal(plain["trainer"].get("flush_denormal", True)), \
             distributed.process_group(plain["trainer"], resolve_device(plain["trainer"]["device"])) as (dist, device):
         if dist.main:
-            Tracker.warm_up()  # the metric writer process starts while the data and the model are built
+            Tracker.warm_up(plain["tracking"]["uri"], store=True)  # the writer process starts (and opens an existing store)
+            # while the data and the model are built
         start = plain.get("init_from") if state is None else None  # a resumed run has its weights already
         splits, model, optimizer, scheduler, lineage = build(registry, cfg, plain, arch, dataset, device, dist, start)
         task = registry.task(splits.info.task)  # a dataset may pose another task than it declares (data.task)
@@ -112,8 +113,8 @@ def _train(cfg: DictConfig, registry: Registry, overrides: Sequence[str], resume
             record_inputs(run, shown, overrides, resumed, task, checkpointer.folder)
             if lineage is not None:
                 record_lineage(run, lineage)
-            data = run.datasets(dataset_records(splits, dataset.decl.name, dataset.plugin,
-                                                _settings_of(plain["data"]), plain["seed"]))
+            data = run.datasets(dataset_records(splits, dataset.decl.name, dataset.plugin,  # answered when needed
+                                                _settings_of(plain["data"]), plain["seed"]), wait=False)
             metrics = loop.fit()
             tests = {k: v for k, v in metrics.items() if k.startswith("test/")}
             run.metrics({k: v for k, v in metrics.items() if k not in tests}, step=loop.step)
@@ -126,11 +127,12 @@ def _train(cfg: DictConfig, registry: Registry, overrides: Sequence[str], resume
                                            with_model=plain["tracking"]["log_model"], stopped=bool(loop.stop_reason))
             finally:  # the test metrics, linked to the model (when there is one) and to the test data
                 with stop_on_signals("hold"):
-                    run.linked_metrics(tests, loop.step, model_id, data.get("test"))
+                    run.linked_metrics(tests, loop.step, model_id, data().get("test"))
             if model_id and plain["tracking"].get("register") and not plain["tracking"].get("parent_run_id"):
                 metrics["registered"] = register_model(run, model_id, plain["tracking"])  # a sweep: its best child
             metrics["duration_s"] = time.time() - started
             run.metrics({"duration_s": metrics["duration_s"]}, step=loop.step)
+            run.flush()  # the requests sent without waiting (tags, artifacts): a refusal is the run's failure
     return {**metrics, "objective": metrics.get(f"best/val_{task.monitor}"),
             "run_id": tracker.run_id, "experiment_id": tracker.experiment_id,
             "model": arch.decl.name, "data": dataset.decl.name, "experiment": plain["tracking"]["experiment"]}
