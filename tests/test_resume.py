@@ -158,8 +158,11 @@ def test_a_checkpoint_written_before_the_reshape_resumes_to_the_same_weights(tmp
     a = torch.load(folder / "last.pt", weights_only=True)
     b = torch.load(last_checkpoint(tmp_path / "out"), weights_only=True)
     assert a["step"] == b["step"] == 3 * 13
+    # The fixture's first 18 steps were computed on another machine; a CPU whose kernels round differently
+    # (MKL on an AMD EPYC with AVX-512) ends a few ulps away (1.2e-7 seen), while a resume that took another
+    # batch order or lost the optimizer's state ends about 1e-2 away.
     for key in b["model"]:
-        assert torch.equal(a["model"][key], b["model"][key]), key
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=1e-6, atol=1e-7, msg=key)
     for key in ("test/accuracy", "best/val_accuracy"):
         assert resumed[key] == straight[key], key
 
