@@ -165,8 +165,8 @@ def test_logging_a_model_leaves_loading_it_to_whoever_uses_it(trained, monkeypat
                         load_context(self, context))
     mlflow.set_tracking_uri(trained.uri)
     run = trained.client.create_run(trained.client.get_run(trained.digits["run_id"]).info.experiment_id)
-    model_id = log_pyfunc(folder, run_id=run.info.run_id, loader=load_folder, input_example=example,
-                          output_example=model.predict(example), params=io.default_params(model), step=0,
+    model_id = log_pyfunc(folder, run_id=run.info.run_id, loader=load_folder,
+                          examples=lambda _: (example, model.predict(example), io.default_params(model)), step=0,
                           metadata={}, requirements=requirements("tabular"))
     trained.client.set_terminated(run.info.run_id)
     assert loads == []

@@ -9,6 +9,7 @@ example of raw input, the signature of what it answers, and the step of the best
 from __future__ import annotations
 
 import copy
+import functools
 import tempfile
 from importlib import metadata
 from pathlib import Path
@@ -50,10 +51,11 @@ def requirements(kind: str) -> list[str]:
     return pins
 
 
-def raw_example(model: ZooModel, split, n: int = EXAMPLE_ROWS):
-    """The first ``n`` examples of a split as a person would give them: raw units, named columns, text."""
-    import pandas as pd
-
+def raw_inputs(model: ZooModel, split, n: int = EXAMPLE_ROWS) -> dict:
+    """The first ``n`` examples of a split as a person would give them (raw units, named columns, text), as
+    plain arrays: ``{"graph": {...}}``, ``{"text": [...]}``, ``{"rows": array, "columns": names}`` or
+    ``{"array": array}``. :func:`as_example` makes them the model's input example (pandas, where MLflow
+    logs the model: the training process does not import it for this)."""
     x = split.example(n)
     kind = model.info.kind
     if kind == "graph":
@@ -61,14 +63,40 @@ def raw_example(model: ZooModel, split, n: int = EXAMPLE_ROWS):
         graph = {"x": _raw(model, x.x).numpy().astype(np.float64), "edge_index": x.edge_index.cpu().numpy()}
         if batch is not None:
             graph["batch"] = batch.cpu().numpy()
-        return graph
+        return {"graph": graph}
     x = x.detach().cpu()
     if kind == "text" and not x.is_floating_point():
-        return pd.DataFrame({"text": [io.decode(model, row.tolist()) for row in x]})
+        return {"text": [io.decode(model, row.tolist()) for row in x]}
     raw = _raw(model, x).numpy().astype(np.float64)
     if kind == "tabular":
-        return pd.DataFrame(raw.reshape(len(raw), -1), columns=model.feature_names)
-    return raw
+        return {"rows": raw.reshape(len(raw), -1), "columns": list(model.feature_names)}
+    return {"array": raw}
+
+
+def as_example(raw: dict):
+    """:func:`raw_inputs`' examples as the model takes them: a graph's arrays, a DataFrame of text or of named
+    columns, or an array."""
+    if "graph" in raw or "array" in raw:
+        return raw.get("graph", raw.get("array"))
+    import pandas as pd
+
+    if "text" in raw:
+        return pd.DataFrame({"text": raw["text"]})
+    return pd.DataFrame(raw["rows"], columns=raw["columns"])
+
+
+def raw_example(model: ZooModel, split, n: int = EXAMPLE_ROWS):
+    """The first ``n`` examples of a split as a person would give them: raw units, named columns, text."""
+    return as_example(raw_inputs(model, split, n))
+
+
+def examples(raw: dict, folder: Path):
+    """``(input example, what the model answers to it, its default params)`` for the model saved in ``folder``,
+    loaded back from there: a model that would not load, or not answer its example, is an error now, not when
+    someone uses it. Called where the model is logged (the run's writer)."""
+    loaded = load_folder(folder)
+    example = as_example(raw)
+    return example, loaded.predict(example), io.default_params(loaded)
 
 
 def _raw(model: ZooModel, x: torch.Tensor) -> torch.Tensor:
@@ -80,10 +108,10 @@ def log_model(run, net, splits, *, arch, dataset, settings: dict, data_settings:
               step: int, wait: bool = True):
     """Log ``net`` with its data's preprocessing as the run's MLflow model; return its model id.
 
-    The model is rebuilt from what was saved before it is logged, so a model that would not load
-    back is an error now, not when someone uses it. ``wait=False``: return at once a function that
-    waits for the model id (the run's writer logs the model meanwhile: the caller renders its plots);
-    the saved files are removed once it was called.
+    The model is rebuilt from what was saved before it is logged (:func:`examples`, by the run's writer), so a
+    model that would not load back is an error of the run, not of someone who uses it later. ``wait=False``:
+    return at once a function that waits for the model id (the run's writer logs the model meanwhile: the
+    caller draws its plots); the saved files are removed once it was called.
     """
     record = make_record(architecture=arch.decl.name, plugin=arch.plugin, settings=settings,
                          dataset=dataset.decl.name, data_settings=data_settings, seed=seed, info=splits.info,
@@ -93,14 +121,11 @@ def log_model(run, net, splits, *, arch, dataset, settings: dict, data_settings:
     try:
         folder = Path(tmp.name) / "zoo"
         model.save(folder)
-        loaded = load_folder(folder)
-        example = raw_example(loaded, splits.test)
-        params = io.default_params(loaded)
-        output = loaded.predict(example)
         meta = {"zoo_architecture": arch.decl.name, "zoo_dataset": dataset.decl.name, "zoo_task": task.name,
                 "zoo_kind": splits.info.kind}
-        pending = run.model(folder, wait=False, loader=load_folder, input_example=example, output_example=output,
-                            params=params, step=step, metadata=meta, requirements=requirements(splits.info.kind),
+        pending = run.model(folder, wait=False, loader=load_folder,
+                            examples=functools.partial(examples, raw_inputs(model, splits.test)), step=step,
+                            metadata=meta, requirements=requirements(splits.info.kind),
                             model_tags={"zoo.model": arch.decl.name, "zoo.dataset": dataset.decl.name,
                                         "zoo.task": task.name})
     except BaseException:

@@ -49,9 +49,12 @@ class ModelRef:
 
 
 # ------------------------------------------------------------------------------ writing
-def log_pyfunc(folder: Path, *, run_id: str, loader, input_example, output_example, params: dict, step: int,
-               metadata: dict, requirements: Sequence[str], model_tags: dict | None = None) -> str:
+def log_pyfunc(folder: Path, *, run_id: str, loader, examples, step: int, metadata: dict, requirements: Sequence[str],
+               model_tags: dict | None = None) -> str:
     """Log the model in ``folder`` (weights and record) as a pyfunc of run ``run_id``; return its model id.
+
+    ``examples(folder) -> (input example, output example, params)``: the model's examples and default params,
+    made here (by the writer process, by default) from the saved model (:func:`zoo.models.log.examples`).
 
     ``mlflow.pyfunc.log_model`` for a run given by its id (the store is MLflow's tracking URI: the
     writer process's, or the one the Tracker set).
@@ -60,6 +63,7 @@ def log_pyfunc(folder: Path, *, run_id: str, loader, input_example, output_examp
 
     from zoo.tracking.pyfunc import ZooPythonModel
 
+    input_example, output_example, params = examples(folder)
     signature = infer_signature(input_example, output_example, params=params or None)
     with _quiet(), _active(run_id):  # the logged model's experiment is the active run's
         info = Model.log(None, _PYFUNC, name=MODEL_NAME, run_id=run_id, python_model=ZooPythonModel(loader),
