@@ -31,6 +31,10 @@ _registries: dict[tuple[str, ...], object] = {}
 
 def main(args: list[str]) -> int:
     start_without_collector()  # the loop turns it on again (zoo._runtime.frozen_collector)
+    if not any(a.split("=", 1)[0] in PRINT_ONLY for a in args) and os.environ.get("RANK", "0") == "0":
+        from zoo.tracking.child import prestart
+
+        prestart()  # the run's writer process imports MLflow while this one loads torch and composes the config
     import hydra
 
     from zoo.cli import load_registry

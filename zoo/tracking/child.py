@@ -212,12 +212,15 @@ def prestart(uri: str | None = None) -> None:
     overlaps the building of the run's data and model. The run's :class:`Writer` takes it.
 
     ``uri``: the run's store, opened there meanwhile if it exists already (never created: the command may
-    still fail before its run starts)."""
+    still fail before its run starts). A process started earlier without one (``zoo train`` starts it before
+    Hydra composes the config) is told the store now."""
     if writer_mode() != "process":
         return
     with WriterProcess._lock:
         idle = WriterProcess._idle
         if idle is not None and idle.pid == os.getpid():
+            if uri is not None and idle.uri is None:  # started before the store was known (zoo train's start)
+                idle.open(uri, early=True)
             return
     try:
         child = WriterProcess()
