@@ -24,6 +24,7 @@ from ._servers import free_port, zoo_env, zoo_server
 from .conftest import ZOO, zoo_here
 
 DEADLINE_S = 300  # generous: the machine is shared
+ONE_WORKER = ("--workers", "1")  # one run's requests need no second worker: each start imports MLflow's server once
 
 GATE = textwrap.dedent('''
     import math
@@ -189,7 +190,7 @@ def test_a_tracking_server_killed_and_restarted_mid_run_loses_no_row(tmp_path):
     uri = f"http://127.0.0.1:{port}"
     proc = None
     try:
-        with zoo_server(cwd=srv, port=port):
+        with zoo_server(*ONE_WORKER, cwd=srv, port=port):
             proc, gate = start_training(tmp_path, uri)
             wait_for("hold at step 10", lambda: (gate / "at1").exists(), proc)
             run_id = the_run(uri).info.run_id
@@ -197,7 +198,7 @@ def test_a_tracking_server_killed_and_restarted_mid_run_loses_no_row(tmp_path):
         (gate / "go1").touch()  # the server and its workers are gone
         journal = tmp_path / "out" / "checkpoints" / f"journal-{run_id}.jsonl"
         wait_for("journal", journal.exists, proc)
-        with zoo_server(cwd=srv, port=port):  # the same store, back
+        with zoo_server(*ONE_WORKER, cwd=srv, port=port):  # the same store, back
             (gate / "go2").touch()
             out, err = proc.communicate(timeout=DEADLINE_S)
             line = the_warning_and_the_error(proc, out, err, run_id)
