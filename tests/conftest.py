@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -79,8 +80,28 @@ def make_cfg(tmp_path, store, registry):
     return make
 
 
+@pytest.fixture(scope="session")
+def empty_store_file(tmp_path_factory) -> Path:
+    """One new, empty MLflow store made as ``zoo train`` makes it (``create_store``: MLflow's tables, WAL),
+    in a process of its own, so that the closed file holds all of it. MLflow's schema migration takes
+    1-2 s a store (far more on a busy machine); :func:`client` copies this file instead."""
+    folder = tmp_path_factory.mktemp("empty-store")
+    db = folder / "mlflow.db"
+    made = subprocess.run([sys.executable, "-c", "import sys; from zoo.tracking.store import create_store; "
+                           "create_store(sys.argv[1])", f"sqlite:///{db}"], cwd=folder, capture_output=True, text=True,
+                          timeout=300)
+    assert made.returncode == 0 and not db.with_name("mlflow.db-wal").exists(), made.stderr[-3000:]
+    return db
+
+
 @pytest.fixture
-def client(store):
+def client(store, empty_store_file):
+    """An ``MlflowClient`` on the test's store, which holds MLflow's tables already (a copy of
+    :func:`empty_store_file`) and nothing else: the test's runs are the only ones in it. A test that
+    checks that nothing creates the store takes ``store`` without ``client``."""
+    db = Path(store.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(empty_store_file, db)
     return mlflow.MlflowClient(store)
 
 

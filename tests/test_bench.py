@@ -26,28 +26,38 @@ def _bench(*args: str, timeout: float = 600, threads: str = "1", command: bool =
     return r.stdout
 
 
-def test_prints_rates_and_ratios(tmp_path):
-    out = _bench("--variants", "a,b,c", "--json", str(tmp_path / "bench.json"))
+@pytest.fixture(scope="module")
+def every_variant(tmp_path_factory) -> tuple[str, object]:
+    """One benchmark of every variant (a, b, c and d), read by the two tests below, and its --json file."""
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    return _bench("--variants", "a,b,c,d", "--json", str(out)), out
+
+
+def test_prints_rates_and_ratios(every_variant):
+    out, json_file = every_variant
     assert "steps per second (median of 1, interleaved)" in out
-    rates = re.search(r"^digits\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*$", out, re.M)
-    assert rates, out  # steps, (a), (b) loop, (b) whole command, (c)
+    rates = re.search(r"^digits\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+|-)\s*$", out, re.M)
+    assert rates, out  # steps, (a), (b) loop, (b) whole command, (c), (d) (left out without lightning)
     assert int(rates.group(1)) == 40  # one epoch of digits' 1,257 training rows in batches of 32
     assert all(int(rates.group(k)) > 0 for k in (2, 3, 5))  # the whole command may round to 0 steps/s
     ratios = re.search(r"^digits\s+(\d+\.\d\d)\s+(\d+\.\d\d)-(\d+\.\d\d)\s+>= 0\.80\s+(\d+\.\d\d)\s+-\s+"
-                       r"(\d+\.\d\d)\s+-\s+(\d+\.\d)\s+-\s*$", out, re.M)
-    # b/a, b/a in each repetition (min-max), target, cmd/a, server/a (left out), c/a, d/a (left out), b/c, b/d (left out)
+                       r"(\d+\.\d\d)\s+(-|\d+\.\d\d)\s+(\d+\.\d)\s+(-|\d+\.\d)\s*$", out, re.M)
+    # b/a, b/a in each repetition (min-max), target, cmd/a, server/a (left out), c/a, d/a, b/c, b/d
     assert ratios, out
     assert ratios.group(1) == ratios.group(2) == ratios.group(3)  # one repetition: its own ratio is the median
+    assert (ratios.group(6) == "-") == (rates.group(6) == "-") == (ratios.group(8) == "-")  # d: all or nothing
     assert "targets: digits: (b) >= 0.80 x (a)" in out and "where (b)'s loop time goes" in out
-    assert (tmp_path / "bench.json").stat().st_size > 0
+    assert json_file.stat().st_size > 0
 
 
-def test_lightning_variant_or_says_why_it_is_left_out():
-    out = _bench("--variants", "a,d")
+def test_lightning_variant_or_says_why_it_is_left_out(every_variant):
+    out, _ = every_variant
+    rates = re.search(r"^digits\s+40\s+\d+\s+\d+\s+\d+\s+\d+\s+(\d+|-)\s*$", out, re.M)  # (d) last
+    assert rates, out
     if importlib.util.find_spec("lightning") is None:
-        assert "left out: digits (d) lightning: lightning is not installed" in out
+        assert "left out: digits (d) lightning: lightning is not installed" in out and rates.group(1) == "-"
     else:
-        assert re.search(r"^digits\s+40\s+\d+\s+\d+\s*$", out, re.M), out
+        assert rates.group(1) != "-" and "left out: digits (d)" not in out, out
 
 
 def test_both_thread_settings_and_the_whole_command_against_the_bare_script():

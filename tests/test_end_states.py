@@ -23,7 +23,7 @@ import psutil
 import pytest
 
 from ._faults import SMALL, TINY
-from .conftest import ZOO, run_zoo
+from .conftest import ZOO, run_zoo, zoo_here
 
 GATE_PLUGIN = '''
 import os
@@ -317,20 +317,20 @@ def test_kill_9_leaves_a_stale_run_that_zoo_runs_finds_and_closes(tmp_path, swee
     assert run.data.tags["zoo.heartbeat"].isdigit()
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
-    stale = run_zoo("runs", "--stale", cwd=tmp_path)
+    stale = zoo_here("runs", "--stale", cwd=tmp_path)
     assert stale.returncode == 0, stale.stderr
     expected = 2 if sweep else 1  # a sweep: its job's run and its parent
     listed = [line for line in stale.stdout.splitlines() if "stale" in line.split()]
     assert len(listed) == expected and f"its process {proc.pid} on {socket.gethostname()} is gone" in listed[0], stale.stdout
     assert run.info.run_id[:12] in stale.stdout
 
-    closed = run_zoo("runs", "--close-stale", cwd=tmp_path)
+    closed = zoo_here("runs", "--close-stale", cwd=tmp_path)
     assert closed.returncode == 0, closed.stderr
     assert f"ended {expected} stale run{'s' if expected > 1 else ''} KILLED" in closed.stdout
     for r in all_runs(tmp_path):
         assert r.info.status == "KILLED", (r.info.run_name, r.info.status)
         assert r.data.tags["zoo.error"].startswith(f"stale: its process {proc.pid} on ")
-    again = run_zoo("runs", "--stale", cwd=tmp_path)
+    again = zoo_here("runs", "--stale", cwd=tmp_path)
     assert again.returncode == 0 and again.stdout.startswith("no stale run in "), again.stdout
 
 
@@ -351,7 +351,7 @@ def test_zoo_runs_judges_other_hosts_by_their_heartbeat_and_a_reused_pid_as_gone
     reused = running("reused", socket.gethostname(), me.pid, me.create_time() - 100)
     unknown = running("unknown")
 
-    listed = run_zoo("runs", cwd=tmp_path)
+    listed = zoo_here("runs", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     state = {line.split()[0]: line for line in listed.stdout.splitlines()[1:]}
     assert " alive " in state[fresh[:12]] and " alive " in state[alive[:12]]
@@ -359,7 +359,7 @@ def test_zoo_runs_judges_other_hosts_by_their_heartbeat_and_a_reused_pid_as_gone
     assert "no heartbeat from host gpu-node-7" in state[quiet[:12]]
     assert "that id is now another process's" in state[reused[:12]]
 
-    closed = run_zoo("runs", "--close-stale", "--stale-after", "600", cwd=tmp_path)
+    closed = zoo_here("runs", "--close-stale", "--stale-after", "600", cwd=tmp_path)
     assert closed.returncode == 0 and "ended 2 stale runs KILLED" in closed.stdout, closed.stdout
     status = {r.info.run_id: r.info.status for r in all_runs(tmp_path)}
     assert status == {quiet: "KILLED", reused: "KILLED", fresh: "RUNNING", alive: "RUNNING", unknown: "RUNNING"}
@@ -370,5 +370,5 @@ def test_zoo_runs_judges_other_hosts_by_their_heartbeat_and_a_reused_pid_as_gone
 def test_zoo_runs_bad_input_is_one_line(tmp_path):
     from ._faults import one_line_error
 
-    one_line_error(run_zoo("runs", "--stale-after", "0", cwd=tmp_path), "--stale-after 0 is invalid")
-    one_line_error(run_zoo("runs", "--stale", "--close-stale", cwd=tmp_path), "not allowed with argument")
+    one_line_error(zoo_here("runs", "--stale-after", "0", cwd=tmp_path), "--stale-after 0 is invalid")
+    one_line_error(zoo_here("runs", "--stale", "--close-stale", cwd=tmp_path), "not allowed with argument")

@@ -21,9 +21,10 @@ from mlflow.entities import Metric
 
 from ._faults import TINY, one_line_error, small_disk
 from ._servers import free_port, zoo_env, zoo_server
-from .conftest import ZOO, run_zoo
+from .conftest import ZOO, zoo_here
 
 DEADLINE_S = 300  # generous: the machine is shared
+ONE_WORKER = ("--workers", "1")  # one run's requests need no second worker: each start imports MLflow's server once
 
 GATE = textwrap.dedent('''
     import math
@@ -165,7 +166,7 @@ def test_a_store_whose_disk_fills_mid_run_loses_no_row_and_zoo_sync_replays_them
         assert records[-1]["end"] == "FAILED" and "the store refused rows from step" in records[-1]["error"]
         (disk / "filler").unlink()
         assert the_run(uri).info.status == "RUNNING"  # until zoo sync writes its end
-        r = run_zoo("sync", run_id, "--uri", uri, cwd=tmp_path)
+        r = zoo_here("sync", run_id, "--uri", uri, cwd=tmp_path)
         assert r.returncode == 0 and r.stdout.startswith(f"zoo sync: run {run_id}: "), r.stderr[-3000:]
         assert "the run ended FAILED" in r.stdout and not r.stderr.strip(), (r.stdout, r.stderr)
         run = the_run(uri)
@@ -173,7 +174,7 @@ def test_a_store_whose_disk_fills_mid_run_loses_no_row_and_zoo_sync_replays_them
         assert run.data.tags["zoo.error"].startswith("the store refused rows from step")
         assert_every_step_once(uri, run_id)
         assert not journal.exists() and Path(f"{journal}.replayed").exists()
-        again = run_zoo("sync", run_id, "--uri", uri, cwd=tmp_path)
+        again = zoo_here("sync", run_id, "--uri", uri, cwd=tmp_path)
         assert again.returncode == 0 and again.stdout.strip() == \
             f"zoo sync: run {run_id} has no journal to replay (nothing of it waits for the store)"
         assert_every_step_once(uri, run_id)
@@ -189,7 +190,7 @@ def test_a_tracking_server_killed_and_restarted_mid_run_loses_no_row(tmp_path):
     uri = f"http://127.0.0.1:{port}"
     proc = None
     try:
-        with zoo_server(cwd=srv, port=port):
+        with zoo_server(*ONE_WORKER, cwd=srv, port=port):
             proc, gate = start_training(tmp_path, uri)
             wait_for("hold at step 10", lambda: (gate / "at1").exists(), proc)
             run_id = the_run(uri).info.run_id
@@ -197,7 +198,7 @@ def test_a_tracking_server_killed_and_restarted_mid_run_loses_no_row(tmp_path):
         (gate / "go1").touch()  # the server and its workers are gone
         journal = tmp_path / "out" / "checkpoints" / f"journal-{run_id}.jsonl"
         wait_for("journal", journal.exists, proc)
-        with zoo_server(cwd=srv, port=port):  # the same store, back
+        with zoo_server(*ONE_WORKER, cwd=srv, port=port):  # the same store, back
             (gate / "go2").touch()
             out, err = proc.communicate(timeout=DEADLINE_S)
             line = the_warning_and_the_error(proc, out, err, run_id)
@@ -206,7 +207,7 @@ def test_a_tracking_server_killed_and_restarted_mid_run_loses_no_row(tmp_path):
             assert run.info.status == "FAILED"
             assert run.data.tags["zoo.error"] == line[len("error: "):-len(f" (run {run_id} ended FAILED)")]
             assert not any('"end"' in x for x in journal.read_text().splitlines())  # the end went to the store
-            r = run_zoo("sync", run_id, "--uri", uri, cwd=tmp_path)
+            r = zoo_here("sync", run_id, "--uri", uri, cwd=tmp_path)
             assert r.returncode == 0 and r.stdout.startswith(f"zoo sync: run {run_id}: "), r.stderr[-3000:]
             assert_every_step_once(uri, run_id)
             assert the_run(uri).info.status == "FAILED"
@@ -283,7 +284,7 @@ def test_zoo_sync_skips_rows_already_stored_and_ignores_a_torn_last_line(tmp_pat
              {"text": "hello", "name": "error/x.txt"}, {"end": "FAILED", "error": "the store refused rows from step 3"}]
     journal = folder / f"journal-{run_id}.jsonl"
     journal.write_text("".join(json.dumps(x) + "\n" for x in lines) + '{"metrics": [["train/loss", 0.1, 3')
-    r = run_zoo("sync", run_id[:8], "--uri", store, cwd=tmp_path)
+    r = zoo_here("sync", run_id[:8], "--uri", store, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.strip() == (f"zoo sync: run {run_id}: 6 metric rows written (3 already in the store), 1 tags, "
                                 f"2 artifacts, the run ended FAILED; the journal is kept as {journal}.replayed")
@@ -294,7 +295,7 @@ def test_zoo_sync_skips_rows_already_stored_and_ignores_a_torn_last_line(tmp_pat
     assert run.data.tags["zoo.grad_every"] == "4" and "zoo.synced" in run.data.tags
     assert sorted(a.path for a in client.list_artifacts(run_id)) == ["error", "notes"]
     # given as a path, a journal already replayed is not replayed twice
-    r = run_zoo("sync", f"{journal}.replayed", "--uri", store, cwd=tmp_path)
+    r = zoo_here("sync", f"{journal}.replayed", "--uri", store, cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.strip() == f"error: {journal}.replayed was replayed already", r.stderr
 
 
@@ -302,11 +303,11 @@ def test_zoo_sync_errors_are_one_line(tmp_path, store):
     """An unknown run, a file that is not a journal, a store that is not there: one line, exit 2."""
     (tmp_path / "store").mkdir()
     mlflow.MlflowClient(store).create_experiment("j", artifact_location=str(tmp_path / "artifacts"))
-    r = run_zoo("sync", "0123456789abcdef0123456789abcdef", "--uri", store, cwd=tmp_path)
+    r = zoo_here("sync", "0123456789abcdef0123456789abcdef", "--uri", store, cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.startswith("error: unknown run id '0123456789abcdef"), r.stderr
     bogus = tmp_path / "notes.jsonl"
     bogus.write_text('{"a": 1}\n')
-    r = run_zoo("sync", str(bogus), "--uri", store, cwd=tmp_path)
+    r = zoo_here("sync", str(bogus), "--uri", store, cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.strip() == f"error: {bogus} is not a Zoo journal (its first line is not a journal header)"
-    r = run_zoo("sync", "abcd1234", "--uri", f"http://127.0.0.1:{free_port()}", cwd=tmp_path)
+    r = zoo_here("sync", "abcd1234", "--uri", f"http://127.0.0.1:{free_port()}", cwd=tmp_path)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
