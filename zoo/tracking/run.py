@@ -395,9 +395,8 @@ class Tracker:
             return {} if wait else dict
         w, call = self._writer, self._send("datasets", self.run_id, list(records))
 
-        def answer() -> dict[str, tuple[str, str]]:
-            call.wait(w)
-            self._raise_failed()
+        def answer() -> dict[str, tuple[str, str]]:  # a refusal (this request's or another's) is raised by the
+            call.wait(w)  # next request that waits, after it was stored: the test metrics of a failing run stay
             return call.value if call.error is None else {}
 
         return answer() if wait else answer
