@@ -110,3 +110,25 @@ def test_a_command_that_fails_before_its_run_leaves_the_store_as_it_was(tmp_path
     assert r.returncode == 2 and "needs at least" in r.stderr, r.stderr[-2000:]
     assert sorted(e.name for e in mlflow.MlflowClient(uri).search_experiments()) == ["Default", "mine"]
     assert runs_in(uri) == []
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_when_stored_runs_once_the_rows_before_it_are_stored_without_waiting_here(tmp_path, store, monkeypatch, mode):
+    """``Tracker.when_stored`` (how the loop's checkpoints wait for the store without the loop waiting): the function
+    runs in the writer's thread after every row queued before it is in the store, and never blocks the caller."""
+    import threading
+
+    monkeypatch.setenv("ZOO_METRIC_WRITER", mode)
+    client = mlflow.MlflowClient(store)
+    tracker = Tracker(store, "w", system_metrics=False)
+    seen: list[list[int]] = []
+    gate = threading.Event()
+    with tracker.run(run_name="r", params={}, tags={}):
+        tracker.when_stored(gate.wait)  # holds the writer: everything after it waits, this thread does not
+        tracker.metrics({"train/loss": 1.0}, step=1)
+        tracker.when_stored(lambda: seen.append([m.step for m in client.get_metric_history(tracker.run_id, "train/loss")]))
+        assert seen == []  # returned at once, the writer still held
+        gate.set()
+        tracker.flush()
+        assert seen == [[1]]  # ran after the row before it was stored
+    assert client.get_run(tracker.run_id).info.status == "FINISHED"

@@ -269,6 +269,8 @@ def test_kill_9_then_resume_logs_every_step_once_and_one_process_trains_a_run(tm
     _wait_until_stuck(first, hang)
     (run,) = runs_in(uri)
     run_id = run.info.run_id
+    # an epoch's last.pt is renamed into place once its rows are stored, by the run's writer, which goes on
+    assert _wait_for(lambda: list((tmp_path / "run").glob("checkpoints/*/last.pt"))), "no checkpoint"
     checkpoint = torch.load(last_checkpoint(tmp_path / "run"), weights_only=True)["step"]
     assert _wait_for(lambda: _stored_beyond(client, run_id, checkpoint)), "the rows after the checkpoint never arrived"
     refused = run_zoo("train", f"resume={run_id}", cwd=tmp_path)  # the run is still training: its folder is locked
@@ -350,6 +352,8 @@ def test_runs_sharing_a_folder_each_resume_their_own_run(tmp_path):
              for seed, mark in zip((1, 2), marks)]
     for proc, mark in zip(procs, marks):
         _wait_until_stuck(proc, mark)
+    # each run's epoch-1 last.pt, renamed into place once its rows are stored (the runs' writers go on)
+    assert _wait_for(lambda: len(list((tmp_path / "shared").glob("checkpoints/*/last.pt"))) == 2), "no checkpoints"
     for proc in procs:
         _kill_9(proc)
     runs = {r.data.params["seed"]: r.info.run_id for r in runs_in(uri)}

@@ -39,6 +39,9 @@ class NullTracker:
     def flush(self, stop: bool = False) -> None:
         pass
 
+    def when_stored(self, then) -> None:
+        then()
+
     def metrics(self, values: dict[str, float], step: int, timestamp: float | None = None) -> None:
         pass
 

@@ -295,6 +295,14 @@ class Tracker:
             return
         w.call("writer_cost", self.run_id, w.seconds, w.rows, step, w.where)
 
+    def when_stored(self, then) -> None:
+        """Call ``then()`` (in the writer's thread) once every metric and request queued before now is stored,
+        without waiting here; never, if the store refused rows (a later :meth:`flush` raises that)."""
+        if self._writer is None:
+            then()
+        else:
+            self._writer.q.put(then)
+
     def flush(self, stop: bool = False) -> None:
         """Wait until every queued metric and request is done; raise if the store refused them."""
         self._drain(stop)

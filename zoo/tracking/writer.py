@@ -205,6 +205,11 @@ class Writer(threading.Thread):
                 self._send(batch, now=True)
                 batch = []
                 self._do(item)
+            elif callable(item) and not isinstance(item, threading.Event):  # Tracker.when_stored's function
+                self._send(batch, now=True)
+                batch = []
+                self._settle(stop=False)
+                self._stored(item)
             else:  # a flush marker (an Event) or None to stop
                 self._send(batch, now=True)
                 batch = []
@@ -212,6 +217,15 @@ class Writer(threading.Thread):
                 if item is None:
                     return
                 item.set()
+
+    def _stored(self, then) -> None:
+        """Run ``then``: everything queued before it is stored (unless the store refused rows: then never)."""
+        if self.error is not None:
+            return
+        try:
+            then()
+        except Exception as exc:  # (a checkpoint's rename: the next one, or the run's end, tries again)
+            log.warning("after the rows were stored: %s", one_line(exc))
 
     def _send(self, batch: list, now: bool = False) -> list:
         """Hand ``batch`` on; returns what must wait (rows held for a writer process still starting)."""

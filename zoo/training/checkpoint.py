@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import shutil
 import socket
@@ -165,17 +166,18 @@ def _copied(obj):
     return obj
 
 
-def _write(state: dict, path: Path) -> None:
+def _write(state: dict, path: Path, name: str | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _written(path) as tmp:
+    with _written(path, name) as tmp:
         torch.save(state, tmp)
 
 
 @contextlib.contextmanager
-def _written(path: Path):
+def _written(path: Path, name: str | None = None):
     """Write ``path`` through ``<path>.tmp``, renamed when complete: never a half-written checkpoint,
     never a file rewritten in place. A write that fails removes the ``.tmp`` file and is one line
-    (:class:`ZooError`) naming the folder; a full disk says so (torch's own words do not)."""
+    (:class:`ZooError`) naming the checkpoint (``name``: the file it becomes) and the folder; a full disk says so
+    (torch's own words do not)."""
     tmp = path.with_suffix(".tmp")
     try:
         yield tmp
@@ -185,7 +187,7 @@ def _written(path: Path):
         tmp.unlink(missing_ok=True)
         full = getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or (free is not None and free < 2**20)
         why = f"no space left on the device ({free / 2**20:.1f} MiB free)" if full else one_line(exc, 200)
-        raise ZooError(f"cannot write the checkpoint {path.name} in {path.parent}: {why}; free some space or point "
+        raise ZooError(f"cannot write the checkpoint {name or path.name} in {path.parent}: {why}; free some space or point "
                        "hydra.run.dir (where checkpoints go) at another disk") from None
 
 
@@ -216,7 +218,7 @@ class Checkpointer(Callback):
         if loop.improved:
             self.keep_best(loop)
         if (loop.last_epoch or self._due()) and self._last_saved_step != loop.step:
-            self.save(loop, "last.pt")  # and best.pt, when a better epoch is waiting in memory
+            self.save(loop, "last.pt", wait=False)  # and best.pt, when a better epoch is waiting in memory
         loop.perf["checkpoint_s"] += time.perf_counter() - t0
 
     def on_exception(self, loop: Loop, exc: BaseException) -> None:
@@ -229,17 +231,31 @@ class Checkpointer(Callback):
             loop.model.load_state_dict(torch.load(best, map_location=loop.device, weights_only=True)["model"])
         loop.dist.broadcast(loop.model)
 
-    def save(self, loop: Loop, name: str) -> Path:
-        """Write the loop's state as ``name`` now; ``last.pt`` also writes a best epoch kept in memory."""
+    def save(self, loop: Loop, name: str, wait: bool = True) -> Path:
+        """Write the loop's state as ``name``; ``last.pt`` also writes a best epoch kept in memory.
+
+        A checkpoint is never ahead of the store: ``name`` is the state once every row up to its step is stored.
+        ``wait``: wait for that here. Else the state is written now as ``<name>.<step>.pending`` and the run's
+        writer renames it ``name`` once those rows are stored (:meth:`Tracker.when_stored`), while training goes
+        on; a process that dies first leaves the previous ``name`` as it was.
+        """
         path = self.folder / name
         if not self.main:
             return path
         t0 = time.perf_counter()
-        self.run.flush()  # every row up to this step is in the store first: a checkpoint is never ahead of it
-        _write(self._state(loop), path)
+        if wait:
+            self.run.flush()  # (and the renames queued before)
+            for stale in self.folder.glob(f"{name}.*.pending"):  # a process that died before its writer renamed it
+                stale.unlink(missing_ok=True)
+            written = path
+        else:
+            written = self.folder / f"{name}.{loop.step}.pending"
+        _write(self._state(loop), written, name)
+        if not wait:
+            self.run.when_stored(functools.partial(written.replace, path))
         if name == "last.pt":
             self._last_saved_step = loop.step
-            self.save_best()
+            self.save_best(written)
         self._saved_at = time.perf_counter()
         self._save_seconds = self._saved_at - t0
         return path
@@ -248,6 +264,8 @@ class Checkpointer(Callback):
         """Write last.pt as training stands (a failure, a stop), if a resume can continue from there: not mid-step,
         at an epoch's end or after training (the weights are the best epoch's then). Else the last one stays."""
         if not loop.settled:
+            with contextlib.suppress(Exception):
+                self.run.flush()  # a last.pt on its way (Checkpointer.save) is in place: the one to resume
             return False
         try:
             self.save(loop, "last.pt")
@@ -284,12 +302,13 @@ class Checkpointer(Callback):
             return
         self._best_state = (loop.step, _copied(self._state(loop)))
 
-    def save_best(self) -> None:
-        """Write the best epoch kept in memory as best.pt (a link to last.pt when that holds the same step)."""
+    def save_best(self, last: Path | None = None) -> None:
+        """Write the best epoch kept in memory as best.pt (a link to ``last``, the file just written as last.pt,
+        when that holds the same step)."""
         if self._best_state is None or not self.main:
             return
         (step, state), self._best_state = self._best_state, None
-        best, last = self.folder / "best.pt", self.folder / "last.pt"
+        best, last = self.folder / "best.pt", last or self.folder / "last.pt"
         if step == self._last_saved_step:  # last.pt holds this very state: no second write
             with _written(best) as tmp:
                 tmp.unlink(missing_ok=True)
