@@ -27,8 +27,9 @@ would take it                                               batch is refused unt
 
 Every request of a run goes here in mode ``process``: the training process of a plain ``zoo train``
 never imports MLflow. Started before the run's data and model are built, it opens a store that exists already
-(:func:`_open_early`) while they are. This process runs the run's heartbeat and system-metrics monitor. Once the run
-has started, a thread of the lowest priority prepares what logging the model will need (:func:`_warm_up`).
+(:func:`_open_early`) while they are. This process runs the run's heartbeat and system-metrics monitor. A thread of
+the lowest priority prepares what logging the model will need (:func:`_warm_up`): once that store is open (the
+time left before the run starts), or once the run has started.
 
 The writer ignores Ctrl-C (the training process stops at a step boundary and then stops it) and
 exits by itself when the training process goes away (its pipe closes).
@@ -121,6 +122,7 @@ def serve(inbox: Connection, outbox: Connection) -> int:
             outbox.send(("ready",))
             if early:
                 _open_early(store)
+                _warm_up()  # in the time left before the run starts (the training process builds the model)
         elif kind == "call":
             _, op, args, journaled = (*msg, False)[:4]
             if journaled and refused is not None:  # after the refused rows, into the journal in order with them
