@@ -205,7 +205,7 @@ class Writer(threading.Thread):
                 self._send(batch, now=True)
                 batch = []
                 self._do(item)
-            elif callable(item) and not isinstance(item, threading.Event):  # Tracker.when_stored's function
+            elif callable(item):  # Tracker.when_stored's function (a flush marker, an Event, is not callable)
                 self._send(batch, now=True)
                 batch = []
                 self._settle(stop=False)
