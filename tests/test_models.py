@@ -9,8 +9,10 @@ by ``tracking.register``; mlp on diabetes), read back through MlflowClient, ``ml
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import pickle
 import signal
 import socket
 import subprocess
@@ -145,30 +147,38 @@ def test_the_logged_model_holds_its_examples_environment_and_weights(trained):
     assert info.flavors["python_function"]["artifacts"]["zoo"]["path"] == "artifacts/zoo"
 
 
+def _model_request(trained, name: str):
+    """A digits model saved as zoo.models.log.log_model saves it, and what log_model sends to log it: its answers
+    to the first test rows, as plain arrays (zoo.models.io.answers)."""
+    from zoo.models import frames, io
+    from zoo.models.log import LOADER, raw_inputs, requirements
+
+    model = zoo.load_model(trained.digits["run_id"], uri=trained.uri)
+    folder = trained.tmp / name / "zoo"
+    model.save(folder)
+    raw = raw_inputs(model, zoo.load_dataset("digits", seed=0).test)
+    kwargs = dict(loader=LOADER, examples=functools.partial(frames.examples, raw, io.answers(model, raw["rows"]),
+                                                            io.default_params(model)),
+                  step=0, metadata={}, requirements=requirements("tabular"))
+    run = trained.client.create_run(trained.client.get_run(trained.digits["run_id"]).info.experiment_id)
+    return model, folder, frames.as_example(raw), run.info.run_id, kwargs
+
+
 def test_logging_a_model_leaves_loading_it_to_whoever_uses_it(trained, monkeypatch):
     """MLflow's load-and-predict check of the serving example is not run while the model is logged (the
     training process has loaded the saved model and predicted its example already): the model is loaded
     when it is used, and answers the serving example then."""
-    from zoo.models import io
-    from zoo.models.log import raw_example, requirements
-    from zoo.models.packaged import load_folder
     from zoo.tracking.models import log_pyfunc
     from zoo.tracking.pyfunc import ZooPythonModel
 
-    model = zoo.load_model(trained.digits["run_id"], uri=trained.uri)
-    folder = trained.tmp / "saved-again" / "zoo"  # as zoo.models.log.log_model saves it
-    model.save(folder)
-    example = raw_example(model, zoo.load_dataset("digits", seed=0).test)
+    model, folder, example, run_id, kwargs = _model_request(trained, "saved-again")
     loads = []
     load_context = ZooPythonModel.load_context
     monkeypatch.setattr(ZooPythonModel, "load_context", lambda self, context: loads.append(context) or
                         load_context(self, context))
     mlflow.set_tracking_uri(trained.uri)
-    run = trained.client.create_run(trained.client.get_run(trained.digits["run_id"]).info.experiment_id)
-    model_id = log_pyfunc(folder, run_id=run.info.run_id, loader=load_folder,
-                          examples=lambda _: (example, model.predict(example), io.default_params(model)), step=0,
-                          metadata={}, requirements=requirements("tabular"))
-    trained.client.set_terminated(run.info.run_id)
+    model_id = log_pyfunc(folder, run_id=run_id, **kwargs)
+    trained.client.set_terminated(run_id)
     assert loads == []
     files = _model_files(trained.uri, model_id)
     assert set(files) == MODEL_FILES
@@ -177,6 +187,26 @@ def test_logging_a_model_leaves_loading_it_to_whoever_uses_it(trained, monkeypat
     serving = json.loads(files["serving_input_example.json"].read_text())["dataframe_split"]
     rows = pd.DataFrame(serving["data"], columns=serving["columns"])
     assert served.predict(rows).tolist() == model.predict(example).tolist()
+
+
+def test_the_run_writer_logs_a_model_without_torch(trained):
+    """The writer process logs the model from what the training process sends (the saved folder, the loader's
+    name, the example's answers as arrays): it imports neither torch nor the model, and the logged model loads
+    and answers as the trained one does."""
+    model, folder, example, run_id, kwargs = _model_request(trained, "saved-for-the-writer")
+    request = trained.tmp / "model-request.pkl"
+    request.write_bytes(pickle.dumps((str(folder), run_id, kwargs)))  # as the pipe to the writer pickles it
+    code = ("import pickle, sys, mlflow\nfrom zoo.tracking.runstore import RunStore\n"
+            "folder, run_id, kwargs = pickle.loads(open(sys.argv[1], 'rb').read())\nmlflow.set_tracking_uri(sys.argv[2])\n"
+            "print('MODEL', RunStore(sys.argv[2]).model(run_id, folder, kwargs))\nprint('TORCH', 'torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code, str(request), trained.uri], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0 and "TORCH False" in r.stdout, (r.stdout[-800:], r.stderr[-2000:])
+    model_id = r.stdout.split("MODEL ", 1)[1].split()[0]
+    trained.client.set_terminated(run_id)
+    served = mlflow.pyfunc.load_model(f"models:/{model_id}")
+    assert served.predict(example).tolist() == model.predict(example).tolist()
+    assert mlflow.models.get_model_info(f"models:/{model_id}").signature.outputs.input_names() == ["label"]
 
 
 def test_mlflow_evaluate_on_a_classifier_and_a_regressor(trained):

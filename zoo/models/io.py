@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from zoo.errors import ZooError
+from zoo.models.frames import as_answer
 from zoo.models.packaged import LABEL_KEYS
 
 if TYPE_CHECKING:
@@ -54,21 +55,20 @@ def default_params(model: ZooModel) -> dict:
 
 def predict(model: ZooModel, data, output: str = "default", **params):
     """The model's answers for ``data`` (see the module's table), the answers chosen by ``output``."""
+    return as_answer(answers(model, data, output, **params))
+
+
+def answers(model: ZooModel, data, output: str = "default", **params) -> dict:
+    """:func:`predict`'s answers as plain arrays and lists (:func:`zoo.models.frames.as_answer` presents them)."""
     kind = model.info.kind
     if kind == "text":
-        return _one_column(_predict_texts(model, texts(data), output, params))
+        return {"rows": _predict_texts(model, texts(data), output, params)}
     if kind == "tabular":
-        return _one_column(_frame(model, _select(model.predictions(rows(model, data)), output), model.feature_names))
+        return {"columns": _columns(model, _select(model.predictions(rows(model, data)), output), model.feature_names)}
     if kind == "graph":
-        return _one_column(_frame(model, _select(model.predictions(graph(model, data)), output)))
+        return {"columns": _columns(model, _select(model.predictions(graph(model, data)), output))}
     preds = _select(model.predictions(tensor(model, data)), output)
-    arrays = {k: _named(model, k, v.cpu().numpy()) for k, v in preds.items()}
-    return next(iter(arrays.values())) if len(arrays) == 1 else arrays
-
-
-def _one_column(frame):
-    """A single answer as a Series named after it (what ``mlflow.models.evaluate`` reads as the predictions)."""
-    return frame.iloc[:, 0] if frame.shape[1] == 1 else frame
+    return {"arrays": {k: _named(model, k, v.cpu().numpy()) for k, v in preds.items()}}
 
 
 def _select(preds: dict, output: str) -> dict:
@@ -88,6 +88,8 @@ def _select(preds: dict, output: str) -> dict:
 # ------------------------------------------------------------------------------ inputs
 def rows(model: ZooModel, data) -> torch.Tensor:
     """Tabular input as a float tensor ``(N, features)``: a DataFrame's columns by name, or an array."""
+    if isinstance(data, (np.ndarray, torch.Tensor, list, tuple)):  # in the columns' order
+        return tensor(model, data)
     import pandas as pd
 
     names = model.feature_names
@@ -210,9 +212,7 @@ def decode(model: ZooModel, ids) -> str:
     return ("" if chars else " ").join(itos[i] for i in ids)
 
 
-def _predict_texts(model: ZooModel, items: list[str], output: str, params: dict):
-    import pandas as pd
-
+def _predict_texts(model: ZooModel, items: list[str], output: str, params: dict) -> list[dict]:
     block = model.info.input_shape[0]
     generate = int(params.get("max_new_tokens") or 0)
     out = []
@@ -234,7 +234,7 @@ def _predict_texts(model: ZooModel, items: list[str], output: str, params: dict)
             row["generated"] = model.generate(text, generate, params.get("temperature", 1.0),
                                               params.get("top_k") or None, params.get("seed", 0))
         out.append(row)
-    return pd.DataFrame(out)
+    return out
 
 
 # ------------------------------------------------------------------------------ answers
@@ -246,10 +246,8 @@ def _named(model: ZooModel, key: str, a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _frame(model: ZooModel, preds: dict, features: list[str] | None = None) -> pd.DataFrame:
+def _columns(model: ZooModel, preds: dict, features: list[str] | None = None) -> dict[str, np.ndarray]:
     """One column per answer; a wider answer gets one column per value, named after what it is."""
-    import pandas as pd
-
     cols: dict[str, Any] = {}
     for key, value in preds.items():
         a = _named(model, key, value.cpu().numpy())
@@ -271,4 +269,4 @@ def _frame(model: ZooModel, preds: dict, features: list[str] | None = None) -> p
         names = names if len(names) == a.shape[1] else [str(i) for i in range(a.shape[1])]
         for j, n in enumerate(names):
             cols[f"{key}_{n}"] = a[:, j]
-    return pd.DataFrame(cols)
+    return cols

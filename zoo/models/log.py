@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from zoo.models import io
+from zoo.models import frames, io
 from zoo.models.packaged import ZooModel, load_folder, make_record
 from zoo.plugin.data import TensorSplit
 
 EXAMPLE_ROWS = 5
+LOADER = "zoo.models.packaged:load_folder"  # what the logged pyfunc loads the model with (zoo.tracking.pyfunc)
 
 
 def dataset_records(splits, name: str, plugin: str, settings: dict, seed: int) -> list[dict]:
@@ -54,8 +55,8 @@ def requirements(kind: str) -> list[str]:
 def raw_inputs(model: ZooModel, split, n: int = EXAMPLE_ROWS) -> dict:
     """The first ``n`` examples of a split as a person would give them (raw units, named columns, text), as
     plain arrays: ``{"graph": {...}}``, ``{"text": [...]}``, ``{"rows": array, "columns": names}`` or
-    ``{"array": array}``. :func:`as_example` makes them the model's input example (pandas, where MLflow
-    logs the model: the training process does not import it for this)."""
+    ``{"array": array}``. :func:`zoo.models.frames.as_example` makes them the model's input example (pandas, where
+    MLflow logs the model: the training process does not import it for this)."""
     x = split.example(n)
     kind = model.info.kind
     if kind == "graph":
@@ -73,30 +74,9 @@ def raw_inputs(model: ZooModel, split, n: int = EXAMPLE_ROWS) -> dict:
     return {"array": raw}
 
 
-def as_example(raw: dict):
-    """:func:`raw_inputs`' examples as the model takes them: a graph's arrays, a DataFrame of text or of named
-    columns, or an array."""
-    if "graph" in raw or "array" in raw:
-        return raw.get("graph", raw.get("array"))
-    import pandas as pd
-
-    if "text" in raw:
-        return pd.DataFrame({"text": raw["text"]})
-    return pd.DataFrame(raw["rows"], columns=raw["columns"])
-
-
 def raw_example(model: ZooModel, split, n: int = EXAMPLE_ROWS):
     """The first ``n`` examples of a split as a person would give them: raw units, named columns, text."""
-    return as_example(raw_inputs(model, split, n))
-
-
-def examples(raw: dict, folder: Path):
-    """``(input example, what the model answers to it, its default params)`` for the model saved in ``folder``,
-    loaded back from there: a model that would not load, or not answer its example, is an error now, not when
-    someone uses it. Called where the model is logged (the run's writer)."""
-    loaded = load_folder(folder)
-    example = as_example(raw)
-    return example, loaded.predict(example), io.default_params(loaded)
+    return frames.as_example(raw_inputs(model, split, n))
 
 
 def _raw(model: ZooModel, x: torch.Tensor) -> torch.Tensor:
@@ -108,10 +88,12 @@ def log_model(run, net, splits, *, arch, dataset, settings: dict, data_settings:
               step: int, wait: bool = True):
     """Log ``net`` with its data's preprocessing as the run's MLflow model; return its model id.
 
-    The model is rebuilt from what was saved before it is logged (:func:`examples`, by the run's writer), so a
-    model that would not load back is an error of the run, not of someone who uses it later. ``wait=False``:
-    return at once a function that waits for the model id (the run's writer logs the model meanwhile: the
-    caller draws its plots); the saved files are removed once it was called.
+    The model is loaded back from what was saved and answers its example (the first rows of the test split,
+    raw) before it is logged, so a model that would not load or answer is an error of the run, not of someone
+    who uses it later. The run's writer makes the example's DataFrames from those arrays
+    (:func:`zoo.models.frames.examples`): it logs the model without torch. ``wait=False``: return at once a
+    function that waits for the model id (the run's writer logs the model meanwhile: the caller draws its
+    plots); the saved files are removed once it was called.
     """
     record = make_record(architecture=arch.decl.name, plugin=arch.plugin, settings=settings,
                          dataset=dataset.decl.name, data_settings=data_settings, seed=seed, info=splits.info,
@@ -121,11 +103,14 @@ def log_model(run, net, splits, *, arch, dataset, settings: dict, data_settings:
     try:
         folder = Path(tmp.name) / "zoo"
         model.save(folder)
+        loaded = load_folder(folder)
+        raw = raw_inputs(model, splits.test)
+        answer = io.answers(loaded, next(raw[k] for k in ("graph", "text", "rows", "array") if k in raw))
         meta = {"zoo_architecture": arch.decl.name, "zoo_dataset": dataset.decl.name, "zoo_task": task.name,
                 "zoo_kind": splits.info.kind}
-        pending = run.model(folder, wait=False, loader=load_folder,
-                            examples=functools.partial(examples, raw_inputs(model, splits.test)), step=step,
-                            metadata=meta, requirements=requirements(splits.info.kind),
+        pending = run.model(folder, wait=False, loader=LOADER,
+                            examples=functools.partial(frames.examples, raw, answer, io.default_params(loaded)),
+                            step=step, metadata=meta, requirements=requirements(splits.info.kind),
                             model_tags={"zoo.model": arch.decl.name, "zoo.dataset": dataset.decl.name,
                                         "zoo.task": task.name})
     except BaseException:

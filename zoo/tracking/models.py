@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import re
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -49,12 +50,14 @@ class ModelRef:
 
 
 # ------------------------------------------------------------------------------ writing
-def log_pyfunc(folder: Path, *, run_id: str, loader, examples, step: int, metadata: dict, requirements: Sequence[str],
-               model_tags: dict | None = None) -> str:
+def log_pyfunc(folder: Path, *, run_id: str, loader: str, examples, step: int, metadata: dict,
+               requirements: Sequence[str], model_tags: dict | None = None) -> str:
     """Log the model in ``folder`` (weights and record) as a pyfunc of run ``run_id``; return its model id.
 
-    ``examples(folder) -> (input example, output example, params)``: the model's examples and default params,
-    made here (by the writer process, by default) from the saved model (:func:`zoo.models.log.examples`).
+    ``loader``: ``"module:function"`` of the installed Zoo that loads the folder (:class:`ZooPythonModel`).
+    ``examples() -> (input example, output example, params)``: the model's examples and default params, made
+    here (by the writer process, by default) from plain arrays (:func:`zoo.models.frames.examples`): logging a
+    model imports neither torch nor the model.
 
     ``mlflow.pyfunc.log_model`` for a run given by its id (the store is MLflow's tracking URI: the
     writer process's, or the one the Tracker set).
@@ -63,7 +66,8 @@ def log_pyfunc(folder: Path, *, run_id: str, loader, examples, step: int, metada
 
     from zoo.tracking.pyfunc import ZooPythonModel
 
-    input_example, output_example, params = examples(folder)
+    prepare_model_logging()  # done ahead by the writer's warm-up, or being done: not twice
+    input_example, output_example, params = examples()
     signature = infer_signature(input_example, output_example, params=params or None)
     with _quiet(), _active(run_id):  # the logged model's experiment is the active run's
         info = Model.log(None, _PYFUNC, name=MODEL_NAME, run_id=run_id, python_model=ZooPythonModel(loader),
@@ -84,9 +88,12 @@ def _save_pyfunc(path, mlflow_model=None, validate_serving_input=None, **kwargs)
 # MLflow's pyfunc flavor (by its name, for the logged model's record), less the load-and-predict check of the
 # serving example that Model.log runs after saving: its ``validate_serving_input`` switch, which
 # mlflow.transformers passes and pyfunc's own save_model would refuse. The training process checked already
-# that the saved model loads and predicts its example (zoo.models.log.log_model), and a failed check would
+# that the saved model loads and answers its example (zoo.models.log.log_model), and a failed check would
 # only be MLflow's warning. The files saved are the same, serving_input_example.json included.
 _PYFUNC = SimpleNamespace(__name__="mlflow.pyfunc", save_model=_save_pyfunc)
+
+
+_PREPARING = threading.Lock()
 
 
 def prepare_model_logging() -> None:
@@ -95,17 +102,19 @@ def prepare_model_logging() -> None:
     Import MLflow's pyfunc, signature and example machinery and Zoo's pyfunc wrapper, and have MLflow
     map the installed distributions to their modules: its check of the model's requirements against
     this environment reads every installed distribution's file list (0.3-0.9 s), once per process.
+    :func:`log_pyfunc` calls it too: it waits for a warm-up that is doing it instead of mapping a second time.
     """
-    import mlflow.models.signature  # noqa: F401
-    import mlflow.models.utils  # noqa: F401
-    import mlflow.pyfunc  # noqa: F401
-    from mlflow.utils import requirements_utils
+    with _PREPARING:
+        import mlflow.models.signature  # noqa: F401
+        import mlflow.models.utils  # noqa: F401
+        import mlflow.pyfunc  # noqa: F401
+        from mlflow.utils import requirements_utils
 
-    import zoo.tracking.pyfunc  # noqa: F401
+        import zoo.tracking.pyfunc  # noqa: F401
 
-    packages = getattr(requirements_utils, "_init_modules_to_packages_map", None)  # MLflow's own cache
-    if packages is not None:
-        packages()
+        packages = getattr(requirements_utils, "_init_modules_to_packages_map", None)  # MLflow's own cache
+        if packages is not None:
+            packages()
 
 
 @contextlib.contextmanager

@@ -29,7 +29,7 @@ Every request of a run goes here in mode ``process``: the training process of a 
 never imports MLflow. Started before the run's data and model are built, it opens a store that exists already
 (:func:`_open_early`) while they are. This process runs the run's heartbeat and system-metrics monitor. A thread of
 the lowest priority prepares what logging the model will need (:func:`_warm_up`): once that store is open (the
-time left before the run starts), or once the run has started.
+time left before the run starts), or once the run has started. This process never imports torch.
 
 The writer ignores Ctrl-C (the training process stops at a step boundary and then stops it) and
 exits by itself when the training process goes away (its pipe closes).
@@ -195,11 +195,10 @@ _warming: threading.Thread | None = None
 
 
 def _warm_up() -> None:
-    """Prepare what logging the model will need (Zoo's model, with torch, and
-    :func:`zoo.tracking.models.prepare_model_logging`) in a thread of the lowest priority, once: it only takes CPU time that the
-    training process leaves (importing them at full priority while the run trains took the core torch's
-    second thread uses: the default run's loop took 2-3 times as long), and what it has not done when the
-    model comes is done then."""
+    """Prepare what logging the model will need (:func:`zoo.tracking.models.prepare_model_logging`) in a thread of
+    the lowest priority, once: it only takes CPU time that the training process leaves, and what it has not done
+    when the model comes is done then (not twice). Logging the model needs neither torch nor the model: the
+    training process loaded it back and sends its answers (:func:`zoo.models.log.log_model`)."""
     global _warming
     if _warming is not None:
         return
@@ -212,7 +211,6 @@ def _warm_up() -> None:
         except OSError:
             return
         try:
-            import zoo.models.packaged  # noqa: F401  (the model request's loader)
             from zoo.tracking.models import prepare_model_logging
 
             prepare_model_logging()
