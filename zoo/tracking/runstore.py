@@ -95,17 +95,17 @@ class RunStore:
 
             # who, as mlflow.start_run says it: the tracking server's user name (MLFLOW_TRACKING_USERNAME or
             # ~/.mlflow/credentials), else the OS user's; it is also the run's user_id
-            tags = {"mlflow.user": DefaultRunContext().tags()["mlflow.user"], **tags}
+            tags = {"mlflow.user": DefaultRunContext().tags()["mlflow.user"], **tags, **identity}
             run_id = self.client.create_run(experiment_id, run_name=run_name,
                                             tags={k: str(v) for k, v in tags.items()}).info.run_id
         try:
             if continued:
                 stored = stored_steps(self.client, run_id)
+                self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in identity.items()])
             else:
                 items = [Param(k, str(v)[:6000]) for k, v in params.items()]
                 for i in range(0, len(items), 100):
                     self.client.log_batch(run_id, params=items[i:i + 100])
-            self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in identity.items()])
             self.heartbeat = liveness.Heartbeat(self.client, run_id)
             self.heartbeat.start()
             if system_metrics:

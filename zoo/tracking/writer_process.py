@@ -122,7 +122,7 @@ def serve(inbox: Connection, outbox: Connection) -> int:
             outbox.send(("ready",))
             if early:
                 _open_early(store)
-                _warm_up()  # in the time left before the run starts (the training process builds the model)
+                # the warm-up waits for the run's start: beside it, it slowed the start's own requests (one GIL)
         elif kind == "call":
             _, op, args, journaled = (*msg, False)[:4]
             if journaled and refused is not None:  # after the refused rows, into the journal in order with them
