@@ -280,10 +280,15 @@ def test_kill_9_then_resume_logs_every_step_once_and_one_process_trains_a_run(tm
     stored = max(_steps(client, run_id, "train/loss"))
     assert stored > checkpoint  # the store is ahead of the checkpoint: those steps must not come twice
 
+    # a checkpoint written before the kill but not yet renamed (its rows were not all stored): not resumed from
+    stale = last_checkpoint(tmp_path / "run").parent / f"last.pt.{stored}.pending"
+    stale.write_bytes(b"a checkpoint the writer never renamed")
+
     hang.unlink()  # a resume that stops dead at its 3rd step; a second resume meanwhile is refused
     second = _start(tmp_path, f"resume={run_id}", f"plugins.dir={tmp_path / 'plugins'}",
                     env={"ZOO_FLAKY_AT": "3", "ZOO_FLAKY_HANG": str(hang)})
     _wait_until_stuck(second, hang)
+    assert not stale.exists()  # removed when the resume took the run's folder, before any checkpoint of its own
     refused = run_zoo("train", f"resume={run_id}", f"plugins.dir={tmp_path / 'plugins'}", cwd=tmp_path)
     one_line_error(refused, f"the run is being trained by process {second.pid} on ")
     _kill_9(second)

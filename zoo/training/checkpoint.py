@@ -279,6 +279,9 @@ class Checkpointer(Callback):
         state is written). None: a resumed run (its folder is locked already) or a DDP rank that writes none."""
         if run_id:
             self.folder = held.enter_context(locked(self.folder / run_id, f"run {run_id}"))
+        elif self.main:  # resumed, its folder locked: a checkpoint a killed process left before its rename goes
+            for stale in self.folder.glob("*.pt.*.pending"):
+                stale.unlink(missing_ok=True)
         yield
 
     def _state(self, loop: Loop) -> dict:
