@@ -44,12 +44,19 @@ def few_ticks(axis, nbins: int = 5, integer: bool = False) -> None:
     matplotlib's default locator), and none beyond the axis' ends.
 
     Drawing an axis is mostly making its ticks (each is two lines and two texts, copied from the
-    first) and laying out their labels; the default locator gives up to ten on a panel, the one past
-    each end included, which is drawn nowhere.
+    first) and laying out their labels; the default locator gives up to ten on a panel, with one
+    past each end that is made and drawn nowhere.
     """
     from matplotlib.ticker import MaxNLocator
 
-    axis.set_major_locator(MaxNLocator(nbins=nbins, steps=[1, 2, 2.5, 5, 10], integer=integer, prune="both"))
+    class InView(MaxNLocator):
+        def tick_values(self, vmin, vmax):
+            ticks = super().tick_values(vmin, vmax)
+            lo, hi = min(vmin, vmax), max(vmin, vmax)
+            slack = (hi - lo) * 1e-9  # a tick on an end, give or take rounding
+            return ticks[(ticks >= lo - slack) & (ticks <= hi + slack)]
+
+    axis.set_major_locator(InView(nbins=nbins, steps=[1, 2, 2.5, 5, 10], integer=integer))
 
 
 def plain_log_ticks(axis, values) -> None:
