@@ -30,6 +30,11 @@ def margins(fig, *, left: float, right: float, top: float, bottom: float, hspace
                         hspace=hspace, wspace=wspace)
 
 
+# How Zoo's figures are written (Pillow's PNG options): zlib's fastest level takes a quarter less
+# time than Pillow's default (6) for files a quarter larger (40 against 53 ms for the histograms).
+PNG = {"compress_level": 1}
+
+
 def figure(figsize: tuple[float, float]):
     """A ``matplotlib.figure.Figure`` of ``figsize`` inches, made without pyplot (nothing to close, no
     figure manager) and saved through Agg whatever pyplot's backend: matplotlib's own way of
@@ -105,10 +110,6 @@ def loss_curve(history, path: Path) -> Path:
     """:func:`loss_figure` saved as a PNG at ``path``."""
     loss_figure(history).savefig(path, dpi=110, pil_kwargs=PNG)
     return path
-
-
-# zlib's fastest level: a third less time than Pillow's default (6) for files a fifth larger.
-PNG = {"compress_level": 1}
 
 
 # The bands of TensorBoard's distribution view: min-max, 7-93%, 16-84% and 31-69% of the values
