@@ -30,23 +30,85 @@ def margins(fig, *, left: float, right: float, top: float, bottom: float, hspace
                         hspace=hspace, wspace=wspace)
 
 
-def loss_curve(history, path: Path) -> Path:
-    """``train/loss`` per step with ``val/loss`` per epoch on the same step axis."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
+# How Zoo's figures are written (Pillow's PNG options): zlib's fastest level takes a quarter less
+# time than Pillow's default (6) for files a quarter larger (40 against 53 ms for the histograms).
+PNG = {"compress_level": 1}
+
+
+def figure(figsize: tuple[float, float]):
+    """A ``matplotlib.figure.Figure`` of ``figsize`` inches, made without pyplot (nothing to close, no
+    figure manager) and saved through Agg whatever pyplot's backend: matplotlib's own way of
+    drawing figures into files."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=figsize)
+
+
+def few_ticks(axis, nbins: int = 5, integer: bool = False) -> None:
+    """At most ``nbins`` + 1 ticks on ``axis`` at 1, 2, 2.5 or 5 times a power of ten (the steps of
+    matplotlib's default locator), and none beyond the axis' ends.
+
+    Drawing an axis is mostly making its ticks (each is two lines and two texts, copied from the
+    first) and laying out their labels; the default locator gives up to ten on a panel, with one
+    past each end that is made and drawn nowhere.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    class InView(MaxNLocator):
+        def tick_values(self, vmin, vmax):
+            ticks = super().tick_values(vmin, vmax)
+            lo, hi = min(vmin, vmax), max(vmin, vmax)
+            slack = (hi - lo) * 1e-9  # a tick on an end, give or take rounding
+            return ticks[(ticks >= lo - slack) & (ticks <= hi + slack)]
+
+    axis.set_major_locator(InView(nbins=nbins, steps=[1, 2, 2.5, 5, 10], integer=integer))
+
+
+def plain_log_ticks(axis, values) -> None:
+    """A log ``axis`` labelled in plain numbers (``0.05``, ``0.1``, ``1e-05``), no minor ticks: at 1, 2
+    and 5 times each power of ten while ``values`` span less than two decades, at powers of ten
+    beyond.
+
+    matplotlib's default labels powers of ten as ``$10^{-1}$`` (its mathtext parser is built on
+    first use: 0.1-0.3 s) and makes three dozen unlabelled minor ticks for a curve of two decades.
+    """
+    from matplotlib.ticker import LogLocator, NullLocator, StrMethodFormatter
+
+    positive = [v for v in values if 0 < v < np.inf]
+    decades = np.log10(max(positive) / min(positive)) if positive else 0.0
+    axis.set_major_locator(LogLocator(subs=(1, 2, 5) if decades < 2 else (1,)))
+    axis.set_major_formatter(StrMethodFormatter("{x:g}"))
+    axis.set_minor_locator(NullLocator())
+
+
+def loss_figure(history):
+    """``train/loss`` per step with ``val/loss`` per epoch on the same step axis (log-scaled when
+    every loss is above 0): the figure :func:`loss_curve` saves."""
+    fig = figure((7, 4))
+    ax = fig.add_subplot()
     ax.plot(history.steps, history.losses, lw=0.8, alpha=0.6, label="train/loss (per step)")
+    values = list(history.losses)
     if history.epochs:
         ax.plot([e["step"] for e in history.epochs], [e["train/loss_epoch"] for e in history.epochs],
                 "o-", label="train/loss_epoch")
         ax.plot([e["step"] for e in history.epochs], [e["val/loss"] for e in history.epochs], "s-", label="val/loss")
+        values += [e[k] for e in history.epochs for k in ("train/loss_epoch", "val/loss")]
+    few_ticks(ax.xaxis, integer=True)
     if history.losses and min(history.losses) > 0:
         ax.set_yscale("log")
+        plain_log_ticks(ax.yaxis, values)
+    else:
+        few_ticks(ax.yaxis, nbins=6)
     ax.set(xlabel="step", ylabel="loss")
     ax.set_title("Loss", y=1.0)
     ax.legend()
     margins(fig, left=0.8, right=0.15, top=0.35, bottom=0.5)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
+
+
+def loss_curve(history, path: Path) -> Path:
+    """:func:`loss_figure` saved as a PNG at ``path``."""
+    loss_figure(history).savefig(path, dpi=110, pil_kwargs=PNG)
     return path
 
 
@@ -87,13 +149,17 @@ def histograms(hist: dict[str, list], npz_path: Path, png_path: Path, max_rows: 
         arrays[f"{key}/range"] = np.array([(r[1], r[2]) for r in rows], dtype=np.float32)
         arrays[f"{key}/counts"] = np.array([r[3] for r in rows], dtype=np.float32)
     np.savez_compressed(npz_path, **arrays)
-    plt = pyplot()
     names = sorted({k.split("/", 1)[1] for k in hist})[:max_rows]
-    fig, axes = plt.subplots(len(names), 2, figsize=(9, 1.9 * len(names) + 0.8), squeeze=False)
+    kinds = (("weight", "C0"), ("grad", "C1"))
+    cells = [[[x for x in hist.get(f"{kind}/{name}", ()) if np.isfinite(x[1]) and np.isfinite(x[2])]
+              for kind, _ in kinds] for name in names]
+    # Every panel over the steps: one step axis for the figure, labelled on the bottom row only.
+    shared = all(len(rows) > 1 for row in cells for rows in row)
+    fig = figure((9, (1.6 if shared else 1.9) * len(names) + 0.8))
+    axes = fig.subplots(len(names), 2, squeeze=False, sharex=shared)
     for r, name in enumerate(names):
-        for c, (kind, color) in enumerate((("weight", "C0"), ("grad", "C1"))):
-            ax = axes[r][c]
-            rows = [x for x in hist.get(f"{kind}/{name}", ()) if np.isfinite(x[1]) and np.isfinite(x[2])]
+        for c, (kind, color) in enumerate(kinds):
+            ax, rows = axes[r][c], cells[r][c]
             if not rows:
                 ax.axis("off")
                 continue
@@ -101,15 +167,16 @@ def histograms(hist: dict[str, list], npz_path: Path, png_path: Path, max_rows: 
                 _one_snapshot(ax, rows[0], color)
                 ax.set_title(f"{kind} {name} (step {rows[0][0]})", fontsize=8, y=1.0)
             else:
-                _bands(ax, rows, color)
+                _bands(ax, rows, color, xlabel=not shared or r == len(names) - 1)
                 ax.set_title(f"{kind} {name}", fontsize=8, y=1.0)
             ax.tick_params(labelsize=6)
+            few_ticks(ax.xaxis, integer=len(rows) > 1)
+            few_ticks(ax.yaxis)
     several = any(len(v) > 1 for v in hist.values())
     fig.suptitle("values over training steps: min-max, 7-93%, 16-84%, 31-69% bands and the median"
                  if several else "values at the one step measured", fontsize=8)
-    margins(fig, left=0.6, right=0.12, top=0.65, bottom=0.42, hspace=0.55, wspace=0.16)
-    fig.savefig(png_path, dpi=100)
-    plt.close(fig)
+    margins(fig, left=0.6, right=0.12, top=0.65, bottom=0.42, hspace=0.3 if shared else 0.55, wspace=0.16)
+    fig.savefig(png_path, dpi=100, pil_kwargs=PNG)
     return npz_path, png_path
 
 
@@ -123,15 +190,23 @@ def _one_snapshot(ax, row, color: str) -> None:
     ax.set_ylabel("count", fontsize=7)
 
 
-def _bands(ax, rows, color: str) -> None:
+def _bands(ax, rows, color: str, xlabel: bool = True) -> None:
     """Snapshots as percentile bands over the steps: step on x, value on y."""
+    from matplotlib.collections import PolyCollection
+    from matplotlib.colors import to_rgba
+
     steps = np.array([x[0] for x in rows])
     p = np.array([percentiles(lo, hi, counts) for _, lo, hi, counts in rows])
     n = len(PERCENTILES)
-    for i, alpha in zip(range(n // 2), (0.15, 0.25, 0.35, 0.45)):  # outermost band first, the inner ones on top
-        ax.fill_between(steps, p[:, i], p[:, n - 1 - i], color=color, alpha=alpha, lw=0)
+    # The four bands as one collection, outermost first, the inner ones on top (what fill_between
+    # would draw, without a collection and an autoscale of every shared axis per band).
+    bands = [np.column_stack([np.concatenate([steps, steps[::-1]]), np.concatenate([p[:, i], p[::-1, n - 1 - i]])])
+             for i in range(n // 2)]
+    ax.add_collection(PolyCollection(bands, facecolors=[to_rgba(color, a) for a in (0.15, 0.25, 0.35, 0.45)],
+                                     linewidths=0))
     few = len(steps) <= 20  # a dot at each snapshot while they can be told apart
     ax.plot(steps, p[:, n // 2], color=color, lw=1, marker="o" if few else None, ms=5, mec="white", mew=0.5)
     ax.margins(x=0.02)
-    ax.set_xlabel("step", fontsize=7)
+    if xlabel:
+        ax.set_xlabel("step", fontsize=7)
     ax.set_ylabel("value", fontsize=7)
