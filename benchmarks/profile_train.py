@@ -80,6 +80,10 @@ def child(marks: Path, args: list[str], extra=None) -> None:
     """Run ``zoo train ARGS`` as the ``zoo`` command does, writing one JSON line per timed call to ``marks``
     (``extra(timed)``: more functions to time, for benchmarks/sweep_overhead.py)."""
     mark, timed = timers(marks)
+    if args[:1] not in (["--help"], ["--cfg"]):  # as `zoo train` does first (zoo.cli.train.main), before torch's import
+        from zoo.tracking.child import prestart
+
+        prestart()
 
     import zoo.cli
     import zoo.plots
