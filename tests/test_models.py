@@ -209,6 +209,21 @@ def test_the_run_writer_logs_a_model_without_torch(trained):
     assert mlflow.models.get_model_info(f"models:/{model_id}").signature.outputs.input_names() == ["label"]
 
 
+def test_a_model_logged_with_its_loader_pickled_still_loads(trained):
+    """Models logged before the loader was named (``ZooPythonModel`` holding ``load_folder`` itself, pickled by
+    name) load and answer as before."""
+    from zoo.models.packaged import load_folder
+    from zoo.tracking.models import log_pyfunc
+
+    model, folder, example, run_id, kwargs = _model_request(trained, "saved-the-old-way")
+    mlflow.set_tracking_uri(trained.uri)
+    model_id = log_pyfunc(folder, run_id=run_id, **{**kwargs, "loader": load_folder})
+    trained.client.set_terminated(run_id)
+    served = mlflow.pyfunc.load_model(f"models:/{model_id}")
+    assert served.unwrap_python_model().loader is load_folder
+    assert served.predict(example).tolist() == model.predict(example).tolist()
+
+
 def test_mlflow_evaluate_on_a_classifier_and_a_regressor(trained):
     mlflow.set_tracking_uri(trained.uri)
     x, y = _raw_split("digits")
