@@ -92,6 +92,9 @@ def job(cfg) -> float | None:
         cfg.tracking.uri = default_uri(hydra.runtime.cwd)  # hydra.job.chdir=true: the store of where zoo ran
     # DDP: Slurm's tasks are the processes already (srun -n N), else torchrun starts them
     if cfg.trainer.get("strategy") == "ddp" and not under_torchrun() and not join_slurm_step():
+        from zoo.tracking.child import stop_idle
+
+        stop_idle()  # the one main() started: rank 0 starts its own, this process trains nothing
         out = f"hydra.run.dir={hydra.runtime.output_dir}"  # every rank writes into this job's output folder
         code = launch(OmegaConf.to_container(cfg.trainer, resolve=True), [*overrides, out])
         if code:

@@ -235,8 +235,9 @@ def prestart(uri: str | None = None) -> None:
 
 
 @atexit.register
-def _stop_idle() -> None:
-    """At exit: stop the idle writer process now (it would otherwise finish its start-up for nothing)."""
+def stop_idle() -> None:
+    """Stop this process's idle writer process now, if it has one (at exit; or when ``zoo train`` hands its run to
+    torchrun's processes): it would otherwise finish its start-up for nothing."""
     child, WriterProcess._idle = WriterProcess._idle, None
     if child is not None and child.pid == os.getpid():
         child.kill()
