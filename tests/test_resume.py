@@ -288,10 +288,10 @@ def test_kill_9_then_resume_logs_every_step_once_and_one_process_trains_a_run(tm
     second = _start(tmp_path, f"resume={run_id}", f"plugins.dir={tmp_path / 'plugins'}",
                     env={"ZOO_FLAKY_AT": "3", "ZOO_FLAKY_HANG": str(hang)})
     _wait_until_stuck(second, hang)
-    assert not stale.exists()  # removed when the resume took the run's folder, before any checkpoint of its own
     refused = run_zoo("train", f"resume={run_id}", f"plugins.dir={tmp_path / 'plugins'}", cwd=tmp_path)
+    _kill_9(second)  # at its 3rd step: no checkpoint of its own yet
     one_line_error(refused, f"the run is being trained by process {second.pid} on ")
-    _kill_9(second)
+    assert not stale.exists()  # removed when the resume took the run's folder
 
     done = run_zoo("train", f"resume={run_id}", f"plugins.dir={tmp_path / 'plugins'}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
