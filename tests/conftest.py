@@ -94,15 +94,28 @@ def empty_store_file(tmp_path_factory) -> Path:
     return db
 
 
+def with_tables(db: Path, empty_store_file: Path) -> str:
+    """The SQLite store ``db`` made as a copy of :func:`empty_store_file`; its URI. Whatever opens it
+    (``zoo train``, ``zoo server``, a client) finds MLflow's tables there and migrates nothing."""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(empty_store_file, db)
+    return f"sqlite:///{db}"
+
+
 @pytest.fixture
 def client(store, empty_store_file):
     """An ``MlflowClient`` on the test's store, which holds MLflow's tables already (a copy of
     :func:`empty_store_file`) and nothing else: the test's runs are the only ones in it. A test that
     checks that nothing creates the store takes ``store`` without ``client``."""
-    db = Path(store.removeprefix("sqlite:///"))
-    db.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(empty_store_file, db)
-    return mlflow.MlflowClient(store)
+    return mlflow.MlflowClient(with_tables(Path(store.removeprefix("sqlite:///")), empty_store_file))
+
+
+@pytest.fixture
+def local_store(tmp_path, empty_store_file) -> str:
+    """The default store of a command run in ``tmp_path`` (``mlruns/mlflow.db``), holding MLflow's tables
+    already (a copy of :func:`empty_store_file`), as a user's store does after their first run: each
+    ``zoo train`` there skips MLflow's schema migration. For tests not about the store's creation."""
+    return with_tables(tmp_path / "mlruns" / "mlflow.db", empty_store_file)
 
 
 def run_zoo(*args: str, cwd: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:

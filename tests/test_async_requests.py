@@ -37,6 +37,7 @@ def unwritable(folder: Path):
 
 
 @pytest.mark.parametrize("mode", ["thread", "process"])
+@pytest.mark.usefixtures("client")
 def test_an_artifact_the_store_refuses_fails_the_run_in_one_line_naming_it(tmp_path, store, monkeypatch, mode):
     """``artifact`` and ``tags`` return at once (the tag sent after the refused artifact is stored); the refusal is
     raised at the next flush, in Zoo's one line naming the file, and the run ends FAILED with it."""
@@ -61,6 +62,7 @@ def test_an_artifact_the_store_refuses_fails_the_run_in_one_line_naming_it(tmp_p
 
 
 @pytest.mark.parametrize("mode", ["thread", "process"])
+@pytest.mark.usefixtures("client")
 def test_requests_on_their_way_when_the_store_refuses_rows_go_to_the_journal(tmp_path, store, monkeypatch, mode):
     """The store refuses the rows of step 2 (the run was deleted under it) while an artifact and a text sent after
     them are on their way: both go to the journal behind the rows, and ``zoo sync`` stores them."""
@@ -113,6 +115,7 @@ def test_a_command_that_fails_before_its_run_leaves_the_store_as_it_was(tmp_path
 
 
 @pytest.mark.parametrize("mode", ["thread", "process"])
+@pytest.mark.usefixtures("client")
 def test_when_stored_runs_once_the_rows_before_it_are_stored_without_waiting_here(tmp_path, store, monkeypatch, mode):
     """``Tracker.when_stored`` (how the loop's checkpoints wait for the store without the loop waiting): the function
     runs in the writer's thread after every row queued before it is in the store, and never blocks the caller."""

@@ -82,6 +82,11 @@ def zoo_architectures():
     return [zoo.Architecture(name="gate", family="ann", kinds=("tabular",), build=build, report=report)]
 '''
 
+@pytest.fixture(autouse=True)
+def _store_with_tables(local_store):
+    """Every test here runs commands in tmp_path: their store holds MLflow's tables already (no test is about its creation)."""
+
+
 LONG = ["trainer.device=cpu", "tracking.system_metrics=false", "tracking.log_model=false", "tracking.hist_every=0",
         "trainer.max_epochs=100000", *SMALL]
 DEADLINE_S = 240.0

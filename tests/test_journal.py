@@ -21,7 +21,7 @@ from mlflow.entities import Metric
 
 from ._faults import TINY, one_line_error, small_disk
 from ._servers import free_port, zoo_env, zoo_server
-from .conftest import ZOO, zoo_here
+from .conftest import ZOO, with_tables, zoo_here
 
 DEADLINE_S = 300  # generous: the machine is shared
 ONE_WORKER = ("--workers", "1")  # one run's requests need no second worker: each start imports MLflow's server once
@@ -181,11 +181,11 @@ def test_a_store_whose_disk_fills_mid_run_loses_no_row_and_zoo_sync_replays_them
 
 
 # ------------------------------------------------------------------------------ the server goes away
-def test_a_tracking_server_killed_and_restarted_mid_run_loses_no_row(tmp_path):
+def test_a_tracking_server_killed_and_restarted_mid_run_loses_no_row(tmp_path, empty_store_file):
     """The server goes away mid-run: the rows go to the journal, training goes on; the server is back
     before the run ends, so the run ends FAILED with the reason; ``zoo sync`` then writes every step once."""
     srv = tmp_path / "srv"
-    srv.mkdir()
+    with_tables(srv / "mlruns" / "mlflow.db", empty_store_file)  # the server's store (its default, in its folder)
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     proc = None
@@ -219,6 +219,7 @@ def test_a_tracking_server_killed_and_restarted_mid_run_loses_no_row(tmp_path):
 
 # ------------------------------------------------------------------------------ either writer
 @pytest.mark.parametrize("mode", ["thread", "process"])
+@pytest.mark.usefixtures("client")
 def test_rows_the_store_refuses_go_to_the_journal_with_either_writer(tmp_path, store, monkeypatch, mode):
     """A store that refuses the run's rows (here: the run was deleted under it, which MLflow refuses
     to log into): after the retries the rows, and everything after, go to the journal, in order;

@@ -95,6 +95,7 @@ class HostReads(TorchFunctionMode):
 
 
 @pytest.mark.parametrize("device", devices)
+@pytest.mark.usefixtures("client")
 def test_the_step_path_does_not_read_from_the_device(registry, store, device):
     """Norms, histograms and losses at every step stay on the device until the fetch; only the CPU reads each
     loss (there is no device to wait for there), so that a non-finite one stops the run at once."""
@@ -167,6 +168,7 @@ class FixedRowCost(Tracker):
 
 
 @pytest.mark.parametrize("batch_size, steps_per_epoch, n", [(4, 26, 17), (8, 13, 13)])
+@pytest.mark.usefixtures("client")
 def test_auto_grad_cadence_is_chosen_once_and_logged_as_tagged(registry, store, batch_size, steps_per_epoch, n):
     """auto chooses N once and logs norms at the multiples of N only, the rows computed while timing included.
 
@@ -190,6 +192,7 @@ def test_auto_grad_cadence_is_chosen_once_and_logged_as_tagged(registry, store, 
     assert sorted(m.step for m in logged) == list(range(n, loop.step + 1, n))
 
 
+@pytest.mark.usefixtures("client")
 def test_auto_grad_cadence_of_a_run_too_short_to_time(registry, store):
     """A run that ends before the probe has timed enough steps had norms at every step: N stays 1, all logged."""
     import mlflow

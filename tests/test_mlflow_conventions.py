@@ -103,6 +103,7 @@ def test_nesting_into_another_store_is_refused(make_cfg, registry, store, tmp_pa
         mlflow.set_tracking_uri(None)
 
 
+@pytest.mark.usefixtures("client")
 def test_tracking_uri_is_the_callers_again_after_a_run(make_cfg, registry, store, tmp_path, monkeypatch):
     mine = f"sqlite:///{tmp_path / 'mine.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mine)
@@ -114,6 +115,7 @@ def test_tracking_uri_is_the_callers_again_after_a_run(make_cfg, registry, store
     assert mlflow.get_tracking_uri() == later
 
 
+@pytest.mark.usefixtures("client")
 def test_no_tracking_uri_set_stays_unset_after_a_run(make_cfg, registry, store, tmp_path, monkeypatch):
     """A caller that set no tracking URI has none set after Zoo's run: MLflow's default (./mlflow.db wherever the
     caller then is) is not pinned to the folder of the moment, and no MLFLOW_TRACKING_URI is left behind."""
@@ -127,6 +129,7 @@ def test_no_tracking_uri_set_stays_unset_after_a_run(make_cfg, registry, store, 
 
 # ----------------------------------------------------------------------------- MLflow's environment variables
 
+@pytest.mark.usefixtures("client")
 def test_mlflow_experiment_name_is_the_default_experiment(make_cfg, registry, store, monkeypatch):
     """As in MLflow: an experiment named in the config (override or preset) wins, then MLFLOW_EXPERIMENT_NAME, then zoo."""
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "from_env")

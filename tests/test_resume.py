@@ -47,7 +47,7 @@ def _wait_for(predicate, timeout=180.0):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM])
-def test_killed_mid_epoch_resumes_to_the_same_weights(tmp_path, sig):
+def test_killed_mid_epoch_resumes_to_the_same_weights(tmp_path, local_store, sig):
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
     proc = subprocess.Popen([*ZOO, "train", *ARGS, "hydra.run.dir=interrupted"], cwd=tmp_path, env=env,
@@ -86,7 +86,7 @@ def test_killed_mid_epoch_resumes_to_the_same_weights(tmp_path, sig):
         assert client.get_run(run.info.run_id).data.metrics[key] == straight_run.data.metrics[key]
 
 
-def test_resume_errors(tmp_path, make_cfg, registry, store):
+def test_resume_errors(tmp_path, make_cfg, registry, store, client):
     from zoo import ZooError
 
     with pytest.raises(ZooError, match="resume=0123abcd: no run with this id"):
@@ -257,7 +257,7 @@ def _stored_beyond(client, run_id: str, step: int) -> bool:
     return any(m.step > step for m in client.get_metric_history(run_id, "train/loss"))
 
 
-def test_kill_9_then_resume_logs_every_step_once_and_one_process_trains_a_run(tmp_path):
+def test_kill_9_then_resume_logs_every_step_once_and_one_process_trains_a_run(tmp_path, local_store):
     """1a/1f, 4c: a run killed with kill -9 (metric writer too) while the store holds steps past its checkpoint,
     resumed: every step once. While a process trains a run (new or resumed), a resume= of it is refused."""
     args = _flaky(tmp_path)
@@ -302,7 +302,7 @@ def test_kill_9_then_resume_logs_every_step_once_and_one_process_trains_a_run(tm
     assert "zoo.error" not in after.data.tags
 
 
-def test_a_failed_run_resumes_where_it_failed_and_only_allowed_overrides_change_it(tmp_path):
+def test_a_failed_run_resumes_where_it_failed_and_only_allowed_overrides_change_it(tmp_path, local_store):
     """4d, 4a, 4b: a plugin failure writes last.pt at the failure; a resume refuses overrides that change what was
     trained (in one line naming them), extends the run with trainer.max_epochs, and the FINISHED run has no stale error."""
     args = _flaky(tmp_path)
@@ -345,7 +345,7 @@ def test_a_failed_run_resumes_where_it_failed_and_only_allowed_overrides_change_
     assert torch.load(last_checkpoint(tmp_path / "run"), weights_only=True)["config"]["trainer"]["max_epochs"] == 4
 
 
-def test_runs_sharing_a_folder_each_resume_their_own_run(tmp_path):
+def test_runs_sharing_a_folder_each_resume_their_own_run(tmp_path, local_store):
     """6b, 4e: runs started into one output folder each keep their checkpoints (checkpoints/<run id>/), and each
     resume= continues its own run; the folder itself names no single run."""
     args = _flaky(tmp_path)
@@ -377,7 +377,7 @@ def test_runs_sharing_a_folder_each_resume_their_own_run(tmp_path):
         assert_every_step_once(client, run_id, 3 * STEPS, 3)
 
 
-def test_a_finished_run_is_refused_through_its_folder_in_one_line(tmp_path):
+def test_a_finished_run_is_refused_through_its_folder_in_one_line(tmp_path, local_store):
     """4g: resume=<the output folder of a FINISHED run> re-opened it; now it is refused like the run id."""
     done = run_zoo("train", *TINY_IRIS, "hydra.run.dir=done", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -390,7 +390,7 @@ def test_a_finished_run_is_refused_through_its_folder_in_one_line(tmp_path):
     assert len(mlflow.MlflowClient(uri).get_metric_history(run.info.run_id, "test/loss")) == 1
 
 
-def test_commands_started_in_the_same_second_get_folders_of_their_own(tmp_path):
+def test_commands_started_in_the_same_second_get_folders_of_their_own(tmp_path, local_store):
     """6a/6c: Hydra's folders are named to the second; a time-named folder that exists is another command's."""
     import datetime
 
@@ -421,7 +421,7 @@ def test_commands_started_in_the_same_second_get_folders_of_their_own(tmp_path):
     assert not any(any(f.iterdir()) for f in taken)  # nothing went into the other command's folders
 
 
-def test_a_continued_run_logs_no_step_the_store_holds(store):
+def test_a_continued_run_logs_no_step_the_store_holds(store, client):
     """The mechanism behind exactly once: a Tracker continuing a run drops the rows at steps the store has."""
     from zoo.tracking import Tracker
 

@@ -115,6 +115,7 @@ def test_pyfunc_round_trip(digits_run, registry):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
 
+@pytest.mark.usefixtures("client")
 def test_seeded_runs_are_reproducible(make_cfg, registry):
     a = train(make_cfg("trainer.max_epochs=1", "tracking.log_model=false"), registry)
     b = train(make_cfg("trainer.max_epochs=1", "tracking.log_model=false"), registry)
@@ -192,6 +193,7 @@ def test_mixed_precision_switch(make_cfg, registry, client, precision):
     assert m["test/accuracy"] > 0.5
 
 
+@pytest.mark.usefixtures("client")
 def test_torch_compile_switch(make_cfg, registry):
     m = train(make_cfg("model=perceptron", "data=iris", "trainer.max_epochs=1", "trainer.compile=true",
                        "tracking.log_model=false"), registry)
