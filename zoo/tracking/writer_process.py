@@ -27,9 +27,9 @@ would take it                                               batch is refused unt
 
 Every request of a run goes here in mode ``process``: the training process of a plain ``zoo train``
 never imports MLflow. Started before the run's data and model are built, it opens a store that exists already
-(:func:`_open_early`) while they are. This process runs the run's heartbeat and system-metrics monitor. A thread of
-the lowest priority prepares what logging the model will need (:func:`_warm_up`): once that store is open (the
-time left before the run starts), or once the run has started. This process never imports torch.
+(:func:`_open_early`) while they are. This process runs the run's heartbeat and system-metrics monitor. Once the run
+has started, a thread of the lowest priority prepares what logging the model will need (:func:`_warm_up`). This
+process never imports torch.
 
 The writer ignores Ctrl-C (the training process stops at a step boundary and then stops it) and
 exits by itself when the training process goes away (its pipe closes).
@@ -121,8 +121,7 @@ def serve(inbox: Connection, outbox: Connection) -> int:
             refused = None  # a new run's store (or the same one, back)
             outbox.send(("ready",))
             if early:
-                _open_early(store)
-                # the warm-up waits for the run's start: beside it, it slowed the start's own requests (one GIL)
+                _open_early(store)  # (not the warm-up: beside the start's own requests it slowed them, one GIL)
         elif kind == "call":
             _, op, args, journaled = (*msg, False)[:4]
             if journaled and refused is not None:  # after the refused rows, into the journal in order with them

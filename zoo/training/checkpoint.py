@@ -245,8 +245,7 @@ class Checkpointer(Callback):
         t0 = time.perf_counter()
         if wait:
             self.run.flush()  # (and the renames queued before)
-            for stale in self.folder.glob(f"{name}.*.pending"):  # a process that died before its writer renamed it
-                stale.unlink(missing_ok=True)
+            self._drop_pending(name)
             written = path
         else:
             written = self.folder / f"{name}.{loop.step}.pending"
@@ -279,10 +278,14 @@ class Checkpointer(Callback):
         state is written). None: a resumed run (its folder is locked already) or a DDP rank that writes none."""
         if run_id:
             self.folder = held.enter_context(locked(self.folder / run_id, f"run {run_id}"))
-        elif self.main:  # resumed, its folder locked: a checkpoint a killed process left before its rename goes
-            for stale in self.folder.glob("*.pt.*.pending"):
-                stale.unlink(missing_ok=True)
+        elif self.main:  # resumed, its folder locked
+            self._drop_pending("*.pt")
         yield
+
+    def _drop_pending(self, name: str) -> None:
+        """Remove ``<name>.<step>.pending`` files (``name`` a glob): a process died before its writer renamed them."""
+        for stale in self.folder.glob(f"{name}.*.pending"):
+            stale.unlink(missing_ok=True)
 
     def _state(self, loop: Loop) -> dict:
         return state_of(loop, self.run.run_id, self.config)
